@@ -1,0 +1,48 @@
+"""sam-widgets: click, see and understand Segment Anything (SAM v1) in Jupyter.
+
+Importing the package does not import torch; ``CachedPredictor`` (which needs it) is loaded on
+first use.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .errors import (
+    ArchitectureMismatchError,
+    CheckpointError,
+    ChecksumError,
+    DownloadError,
+    OfflineError,
+    SamWidgetsError,
+)
+from .models import ModelFallbackWarning, load_sam
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .predictor import CachedPredictor, PredictorStats
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "load_sam",
+    "CachedPredictor",
+    "PredictorStats",
+    "ModelFallbackWarning",
+    "SamWidgetsError",
+    "CheckpointError",
+    "DownloadError",
+    "ChecksumError",
+    "OfflineError",
+    "ArchitectureMismatchError",
+    "__version__",
+]
+
+_LAZY = {"CachedPredictor": "predictor", "PredictorStats": "predictor"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module 'sam_widgets' has no attribute {name!r}")

@@ -1,0 +1,3 @@
+from sam_widgets.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,36 @@
+"""Exceptions a user can act on: one type per failure, the fix in the message."""
+
+from __future__ import annotations
+
+__all__ = [
+    "SamWidgetsError",
+    "CheckpointError",
+    "DownloadError",
+    "ChecksumError",
+    "OfflineError",
+    "ArchitectureMismatchError",
+]
+
+
+class SamWidgetsError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+class CheckpointError(SamWidgetsError):
+    """A checkpoint could not be obtained or is not usable."""
+
+
+class DownloadError(CheckpointError):
+    """Fetching a checkpoint failed (HTTP error, timeout, HTML page, truncated body, disk full)."""
+
+
+class ChecksumError(CheckpointError):
+    """A file's sha256 differs from the one pinned in the registry."""
+
+
+class OfflineError(DownloadError):
+    """The file is not cached and the network may not be used (SAM_WIDGETS_OFFLINE=1)."""
+
+
+class ArchitectureMismatchError(CheckpointError):
+    """A state dict does not fit the architecture it is being loaded into."""

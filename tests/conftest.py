@@ -1,0 +1,96 @@
+"""Shared fixtures: a tiny SAM built from segment_anything's real classes, a local file server."""
+
+from __future__ import annotations
+
+import http.server
+import threading
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from sam_widgets.models import SamConfig
+
+# The real architecture, shrunk: every code path of segment_anything runs, in milliseconds.
+TINY = SamConfig(
+    encoder_embed_dim=32,
+    encoder_depth=2,
+    encoder_num_heads=2,
+    encoder_global_attn_indexes=(1,),
+    img_size=128,
+    patch_size=16,
+    window_size=4,
+    prompt_embed_dim=32,
+    decoder_mlp_dim=64,
+    decoder_num_heads=2,
+    iou_head_hidden_dim=32,
+)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path, monkeypatch):
+    """No test ever reads or writes the user's real cache or goes to the network."""
+    monkeypatch.setenv("SAM_WIDGETS_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("SAM_WIDGETS_MIRROR", raising=False)
+    monkeypatch.setenv("SAM_WIDGETS_OFFLINE", "1")
+
+
+@pytest.fixture
+def tiny_sam():
+    import torch
+
+    from sam_widgets.models import build_sam
+
+    torch.manual_seed(0)
+    return build_sam(TINY)
+
+
+@pytest.fixture
+def rgb_image():
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 255, size=(90, 120, 3), dtype=np.uint8)
+    img[20:60, 30:80] = (250, 30, 30)  # a flat red block: something to segment
+    return img
+
+
+class FileServer:
+    """Serves ``files`` (name -> bytes) on 127.0.0.1 and counts requests per path."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, bytes] = {}
+        self.requests: Counter[str] = Counter()
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 - http.server's naming
+                name = self.path.lstrip("/")
+                server.requests[name] += 1
+                body = server.files.get(name)
+                if body is None:
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", "application/octet-stream")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join()
+
+
+@pytest.fixture
+def file_server():
+    server = FileServer()
+    yield server
+    server.close()
