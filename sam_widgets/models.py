@@ -1,0 +1,414 @@
+"""Build segment_anything's own ``Sam`` by name, on a device, in a precision.
+
+``load_sam("vit_b")`` downloads (once, verified) and loads an official checkpoint;
+``load_sam("micro")`` loads the small SAM shipped in this package; ``weights="random"`` gives
+the real architecture at random init, for timing and teaching only (never for quality).
+
+The returned object is always ``segment_anything.modeling.Sam`` in eval mode, with the official
+state-dict keys, so any code written for segment_anything works with it.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from . import checkpoints
+from .errors import ArchitectureMismatchError, CheckpointError, DownloadError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+    from segment_anything.modeling import Sam
+
+__all__ = [
+    "SamConfig",
+    "CONFIGS",
+    "MODEL_NAMES",
+    "ModelFallbackWarning",
+    "load_sam",
+    "build_sam",
+    "pick_device",
+    "pick_model",
+    "free_memory_bytes",
+    "identify_architecture",
+    "model_info",
+]
+
+log = logging.getLogger("sam_widgets")
+
+GB = 1024**3
+MODEL_NAMES = ("vit_b", "vit_l", "vit_h", "micro")
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
+
+
+class ModelFallbackWarning(UserWarning):
+    """``load_sam("auto")`` could not use the model its rule picked and loaded another one."""
+
+
+@dataclass(frozen=True)
+class SamConfig:
+    """Architecture numbers of a SAM v1 model (the arguments of segment_anything's builder)."""
+
+    encoder_embed_dim: int
+    encoder_depth: int
+    encoder_num_heads: int
+    encoder_global_attn_indexes: tuple[int, ...]
+    img_size: int = 1024
+    patch_size: int = 16
+    window_size: int = 14
+    mlp_ratio: float = 4.0
+    prompt_embed_dim: int = 256
+    decoder_depth: int = 2
+    decoder_mlp_dim: int = 2048
+    decoder_num_heads: int = 8
+    iou_head_hidden_dim: int = 256
+    mask_in_chans: int = 16
+    pixel_mean: tuple[float, float, float] = (123.675, 116.28, 103.53)
+    pixel_std: tuple[float, float, float] = (58.395, 57.12, 57.375)
+    extra: dict = field(default_factory=dict, compare=False)
+
+    @property
+    def embedding_size(self) -> int:
+        """Side of the image-embedding grid in tokens (64 for the official models)."""
+        return self.img_size // self.patch_size
+
+
+CONFIGS: dict[str, SamConfig] = {
+    "vit_b": SamConfig(768, 12, 12, (2, 5, 8, 11)),
+    "vit_l": SamConfig(1024, 24, 16, (5, 11, 17, 23)),
+    "vit_h": SamConfig(1280, 32, 16, (7, 15, 23, 31)),
+}
+
+
+# ----------------------------------------------------------------------------- building
+
+
+def build_sam(config: SamConfig, *, device: str | torch.device = "cpu") -> Sam:
+    """Build ``Sam`` from segment_anything's classes at random init, exactly as its builder does.
+
+    ``device="meta"`` builds the structure without allocating memory (for shape checks and fast
+    loading with ``load_state_dict(assign=True)``).
+    """
+    import torch
+    from segment_anything.modeling import (
+        ImageEncoderViT,
+        MaskDecoder,
+        PromptEncoder,
+        Sam,
+        TwoWayTransformer,
+    )
+
+    c = config
+    with torch.device(device):
+        sam = Sam(
+            image_encoder=ImageEncoderViT(
+                depth=c.encoder_depth,
+                embed_dim=c.encoder_embed_dim,
+                img_size=c.img_size,
+                mlp_ratio=c.mlp_ratio,
+                norm_layer=partial(torch.nn.LayerNorm, eps=1e-6),
+                num_heads=c.encoder_num_heads,
+                patch_size=c.patch_size,
+                qkv_bias=True,
+                use_rel_pos=True,
+                global_attn_indexes=tuple(c.encoder_global_attn_indexes),
+                window_size=c.window_size,
+                out_chans=c.prompt_embed_dim,
+            ),
+            prompt_encoder=PromptEncoder(
+                embed_dim=c.prompt_embed_dim,
+                image_embedding_size=(c.embedding_size, c.embedding_size),
+                input_image_size=(c.img_size, c.img_size),
+                mask_in_chans=c.mask_in_chans,
+            ),
+            mask_decoder=MaskDecoder(
+                num_multimask_outputs=3,
+                transformer=TwoWayTransformer(
+                    depth=c.decoder_depth,
+                    embedding_dim=c.prompt_embed_dim,
+                    mlp_dim=c.decoder_mlp_dim,
+                    num_heads=c.decoder_num_heads,
+                ),
+                transformer_dim=c.prompt_embed_dim,
+                iou_head_depth=3,
+                iou_head_hidden_dim=c.iou_head_hidden_dim,
+            ),
+            pixel_mean=list(c.pixel_mean),
+            pixel_std=list(c.pixel_std),
+        )
+    return sam.eval()
+
+
+def identify_architecture(state_dict: dict) -> str:
+    """Name the architecture a state dict holds, from its shapes, in words a user can act on.
+
+    Returns e.g. ``"vit_l (1024 wide, 24 blocks)"``, or a description for unknown shapes.
+    """
+    w = state_dict.get("image_encoder.patch_embed.proj.weight")
+    if w is None:
+        return "not a SAM state dict (no image_encoder.patch_embed.proj.weight)"
+    width = int(w.shape[0])
+    depth = len({k.split(".")[2] for k in state_dict if k.startswith("image_encoder.blocks.")})
+    for name, c in CONFIGS.items():
+        if c.encoder_embed_dim == width and c.encoder_depth == depth:
+            return f"{name} ({width} wide, {depth} blocks)"
+    try:
+        micro = _config_for("micro")
+        if (micro.encoder_embed_dim, micro.encoder_depth) == (width, depth):
+            return f"micro ({width} wide, {depth} blocks)"
+    except Exception:  # micro not available: describe the shapes only
+        pass
+    return f"an unknown SAM variant ({width} wide, {depth} blocks)"
+
+
+def _config_for(name: str) -> SamConfig:
+    if name == "micro":
+        from .micro import MICRO_CONFIG
+
+        if isinstance(MICRO_CONFIG, SamConfig):
+            return MICRO_CONFIG
+        return SamConfig(**{k: v for k, v in MICRO_CONFIG.items() if k in SamConfig.__dataclass_fields__})
+    return CONFIGS[name]
+
+
+def _load_into(name: str, state_dict: dict, source: str) -> Sam:
+    """Build ``name`` on the meta device and move ``state_dict`` in: no random init, no copy."""
+    import torch
+
+    config = _config_for(name)
+    sam = build_sam(config, device="meta")
+    expected = sam.state_dict()
+    missing = [k for k in expected if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in expected]
+    wrong = [
+        k for k in expected if k in state_dict and tuple(state_dict[k].shape) != tuple(expected[k].shape)
+    ]
+    if missing or unexpected or wrong:
+        found = identify_architecture(state_dict)
+        raise ArchitectureMismatchError(
+            f"{source} holds {found}, but {name} ({config.encoder_embed_dim} wide, "
+            f"{config.encoder_depth} blocks) was requested "
+            f"({len(missing)} missing, {len(unexpected)} unexpected, {len(wrong)} mis-shaped keys). "
+            f"Pass the matching name, e.g. load_sam('{found.split()[0]}', checkpoint=...), "
+            "or the checkpoint of the model you asked for."
+        )
+    sam.load_state_dict({k: v.float() for k, v in state_dict.items()}, strict=True, assign=True)
+    # Non-persistent buffers are not in any state dict: make them real.
+    sam.pixel_mean = torch.tensor(config.pixel_mean).view(-1, 1, 1)
+    sam.pixel_std = torch.tensor(config.pixel_std).view(-1, 1, 1)
+    still_meta = [n for n, t in list(sam.named_parameters()) + list(sam.named_buffers()) if t.is_meta]
+    if still_meta:  # pragma: no cover - would be a segment_anything change
+        raise CheckpointError(f"{source}: tensors left uninitialised after loading: {still_meta[:5]}")
+    return sam.eval()
+
+
+# ----------------------------------------------------------------------------- devices
+
+
+def pick_device(device: str | torch.device = "auto") -> torch.device:
+    """``auto``: cuda, then mps, then cpu. Anything else is passed to ``torch.device``."""
+    import torch
+
+    if str(device) != "auto":
+        dev = torch.device(device)
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device={device!r} but CUDA is not available here; use device='cpu'.")
+        return dev
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def free_memory_bytes(device: str | torch.device = "auto") -> int:
+    """Memory free for a model on ``device`` now, in bytes (GPU memory for cuda, RAM otherwise)."""
+    import psutil
+    import torch
+
+    dev = pick_device(device)
+    if dev.type == "cuda":
+        free, _total = torch.cuda.mem_get_info(dev)
+        return int(free)
+    return int(psutil.virtual_memory().available)
+
+
+def pick_model(free_bytes: int) -> str:
+    """The published rule: >= 12 GB vit_h, >= 6 GB vit_l, else vit_b."""
+    if free_bytes >= 12 * GB:
+        return "vit_h"
+    if free_bytes >= 6 * GB:
+        return "vit_l"
+    return "vit_b"
+
+
+def _resolve_precision(precision: str, dev: torch.device) -> str:
+    import torch
+
+    if precision not in ("auto", "fp32", "bf16", "fp16"):
+        raise ValueError(f"precision={precision!r}: use 'auto', 'fp32', 'bf16' or 'fp16'.")
+    if precision != "auto":
+        if precision == "fp16" and dev.type == "cpu":
+            raise ValueError("precision='fp16' is not supported on the CPU; use 'bf16' or 'fp32'.")
+        return precision
+    if dev.type == "cuda" and torch.cuda.is_bf16_supported():
+        return "bf16"
+    return "fp32"
+
+
+_DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+
+
+def _apply_precision(sam: Sam, precision: str) -> None:
+    """Run the image encoder in ``precision``; everything else stays fp32.
+
+    The encoder holds nearly all FLOPs and weights; the prompt encoder and decoder take fp32
+    coordinates from SamPredictor, so they stay fp32. Hooks cast the encoder's input and output,
+    so the module tree and state-dict keys stay the official ones and stock SamPredictor works.
+    """
+    import torch
+
+    sam.sam_widgets_precision = precision  # read by CachedPredictor.stats and the cache key
+    if precision == "fp32":
+        return
+    dtype = getattr(torch, _DTYPES[precision])
+    enc = sam.image_encoder
+    enc.to(dtype)
+    enc.register_forward_pre_hook(lambda _m, args: (args[0].to(dtype),) + tuple(args[1:]))
+    enc.register_forward_hook(lambda _m, _args, out: out.float())
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def load_sam(
+    name: str = "auto",
+    *,
+    checkpoint: str | Path | None = None,
+    weights: Literal["pretrained", "random"] = "pretrained",
+    device: str | torch.device = "auto",
+    precision: Precision = "auto",
+    progress: bool = True,
+) -> Sam:
+    """Load a SAM v1 model: segment_anything's own ``Sam``, in eval mode.
+
+    Arguments:
+      name: ``vit_b`` | ``vit_l`` | ``vit_h`` | ``micro`` | ``auto``. ``auto`` picks by the free
+        memory of the device (>= 12 GB vit_h, >= 6 GB vit_l, else vit_b), or the architecture of
+        ``checkpoint`` when one is given; offline with nothing cached it falls back to ``micro``
+        and says so (a ``ModelFallbackWarning``).
+      checkpoint: a local file to load instead of the cache. A file carrying an official name is
+        verified against the pinned sha256; a file of another architecture fails naming both.
+      weights: ``"pretrained"``, or ``"random"`` for the real architecture at random init
+        (timing and teaching only: its masks are noise).
+      device: ``auto`` (cuda, then mps, then cpu), or any torch device.
+      precision: ``auto`` (bf16 on a CUDA GPU that supports it, else fp32), ``fp32``, ``bf16``,
+        ``fp16``. Applies to the image encoder; the prompt encoder and decoder stay fp32.
+      progress: show a progress bar while downloading.
+    """
+
+    if weights not in ("pretrained", "random"):
+        raise ValueError(f"weights={weights!r}: use 'pretrained' or 'random'.")
+    if name not in MODEL_NAMES + ("auto",):
+        raise ValueError(f"Unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)} or 'auto'.")
+    dev = pick_device(device)
+    prec = _resolve_precision(precision, dev)
+
+    if checkpoint is not None:
+        if weights == "random":
+            raise ValueError("checkpoint= and weights='random' contradict each other; pass one.")
+        path = Path(checkpoint).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"checkpoint={str(checkpoint)!r}: no such file.")
+        for info in checkpoints.REGISTRY.values():
+            if path.name == info.filename:
+                checkpoints.verify(path, info.name)
+        state_dict = checkpoints.load_state_dict(path)
+        if name == "auto":
+            name = identify_architecture(state_dict).split()[0]
+            if name not in MODEL_NAMES:
+                raise ArchitectureMismatchError(
+                    f"{path} holds {identify_architecture(state_dict)}; "
+                    f"sam-widgets knows {', '.join(MODEL_NAMES)}."
+                )
+        sam = _load_into(name, state_dict, str(path))
+    elif name == "auto":
+        sam = _load_auto(weights, dev, progress)
+    elif weights == "random":
+        sam = build_sam(_config_for(name))
+    elif name == "micro":
+        from .micro import build_micro
+
+        sam = build_micro(weights=True)
+    else:
+        path = checkpoints.download(name, progress=progress)
+        sam = _load_into(name, checkpoints.load_state_dict(path), str(path))
+        sam.sam_widgets_fingerprint = checkpoints.REGISTRY[name].sha256
+
+    sam.sam_widgets_name = getattr(sam, "sam_widgets_name", name)
+    sam.sam_widgets_weights = weights
+    sam.to(dev)
+    _apply_precision(sam, prec)
+    fingerprint = getattr(sam, "sam_widgets_fingerprint", None)
+    if fingerprint is not None:
+        # CachedPredictor keys embeddings by this instead of hashing the weights; the version
+        # counter lets it notice if the weights are later changed in place.
+        sam.sam_widgets_fingerprint_version = sum(p._version for p in sam.image_encoder.parameters())
+    return sam.eval()
+
+
+def _load_auto(weights: str, dev: torch.device, progress: bool) -> Sam:
+    wanted = pick_model(free_memory_bytes(dev))
+    if weights == "random":
+        sam = build_sam(_config_for(wanted))
+        sam.sam_widgets_name = wanted
+        return sam
+    order = ["vit_b", "vit_l", "vit_h"]
+    cached = checkpoints.cached_models()
+    # The largest cached model that fits, else download the one the rule picked.
+    for candidate in reversed(order[: order.index(wanted) + 1]):
+        if candidate in cached:
+            sam = _load_into(
+                candidate, checkpoints.load_state_dict(cached[candidate]), str(cached[candidate])
+            )
+            sam.sam_widgets_name = candidate
+            return sam
+    try:
+        path = checkpoints.download(wanted, progress=progress)
+    except DownloadError as e:  # includes OfflineError
+        warnings.warn(
+            f"load_sam('auto') picked {wanted} for the free memory here, but it is not cached and "
+            f"could not be fetched ({type(e).__name__}); loading the bundled 'micro' model instead. "
+            f"Run `sam-widgets download {wanted}` where there is network to use {wanted}.",
+            ModelFallbackWarning,
+            stacklevel=3,
+        )
+        from .micro import build_micro
+
+        sam = build_micro(weights=True)
+        sam.sam_widgets_name = "micro"
+        return sam
+    sam = _load_into(wanted, checkpoints.load_state_dict(path), str(path))
+    sam.sam_widgets_name = wanted
+    return sam
+
+
+def model_info(sam: Sam) -> dict:
+    """Name, weights, device, precision and parameter counts of a loaded model."""
+    params = {
+        part: sum(p.numel() for p in getattr(sam, part).parameters())
+        for part in ("image_encoder", "prompt_encoder", "mask_decoder")
+    }
+    return {
+        "name": getattr(sam, "sam_widgets_name", "custom"),
+        "weights": getattr(sam, "sam_widgets_weights", "unknown"),
+        "device": str(sam.device),
+        "precision": getattr(sam, "sam_widgets_precision", "fp32"),
+        "img_size": sam.image_encoder.img_size,
+        "params": params,
+    }

@@ -1,0 +1,370 @@
+"""CachedPredictor: SamPredictor's API, one image-encoder pass per (model, image).
+
+The image encoder holds nearly all of SAM's compute (vit_b: ~970 GFLOP per image, ~13 s on a
+2-core CPU); a click only runs the prompt encoder and mask decoder. ``CachedPredictor`` keeps the
+embeddings of recent images in an LRU cache bounded in bytes (and optionally on disk), so
+returning to an image, or setting the same image again, runs no encoder at all.
+
+It subclasses ``segment_anything.SamPredictor``: code written for it works unchanged, and at fp32
+masks, scores and logits are those of the stock predictor (tested bit for bit).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from segment_anything import SamPredictor
+from segment_anything.modeling import Sam
+
+from ._images import as_rgb_uint8
+
+__all__ = ["CachedPredictor", "PredictorStats"]
+
+MB = 1024**2
+
+
+@dataclass
+class PredictorStats:
+    """What the predictor did lately. Times in milliseconds, sizes in bytes."""
+
+    encoder_ms: float | None = None  # last image encoding that ran the encoder
+    decoder_ms: float | None = None  # last predict(): prompt encoder + decoder + upscaling
+    last_set_image_ms: float | None = None  # last set_image, hit or miss (hashing included)
+    last_was_hit: bool | None = None
+    hits: int = 0
+    misses: int = 0
+    disk_hits: int = 0
+    cache_entries: int = 0
+    cache_bytes: int = 0
+    device: str = ""
+    precision: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class _Entry:
+    features: torch.Tensor  # 1xCxhxw, on the model's device
+    original_size: tuple[int, int]
+    input_size: tuple[int, int]
+
+    @property
+    def nbytes(self) -> int:
+        return self.features.element_size() * self.features.numel()
+
+
+class CachedPredictor(SamPredictor):
+    """SamPredictor with an embedding cache and input checking.
+
+    Arguments:
+      sam_model: a ``segment_anything.modeling.Sam`` (e.g. from ``load_sam``).
+      cache_bytes: memory budget of the in-memory LRU cache of embeddings, in bytes (an official
+        model's embedding is 4 MiB in fp32; the default keeps 64 of them).
+      cache_dir: optional folder for an on-disk cache that outlives the process. Entries are keyed
+        by a fingerprint of the weights, the precision and the device type, so an entry from
+        another model or precision is never used.
+    """
+
+    def __init__(
+        self,
+        sam_model: Sam,
+        *,
+        cache_bytes: int = 256 * MB,
+        cache_dir: str | Path | None = None,
+    ) -> None:
+        if not isinstance(sam_model, Sam):
+            raise TypeError(
+                f"CachedPredictor takes a segment_anything Sam (e.g. load_sam('vit_b')), "
+                f"got {type(sam_model).__name__}."
+            )
+        if cache_bytes < 0:
+            raise ValueError(f"cache_bytes must be >= 0, got {cache_bytes}.")
+        self._lock = threading.RLock()
+        self._cache: OrderedDict[tuple, _Entry] = OrderedDict()
+        self.cache_bytes = int(cache_bytes)
+        self.cache_dir = Path(cache_dir).expanduser() if cache_dir is not None else None
+        self._fingerprint: tuple[int, str] | None = None  # (weights version, digest)
+        super().__init__(sam_model)
+        self.stats = PredictorStats(
+            device=str(sam_model.device),
+            precision=getattr(sam_model, "sam_widgets_precision", "fp32"),
+        )
+
+    # ------------------------------------------------------------------ image setting
+
+    def set_image(self, image: Any, image_format: str = "RGB") -> None:
+        """Set the image to segment, running the encoder only if this image is not cached.
+
+        Arguments:
+          image: HxWx3 uint8 RGB array (the format), or grayscale, RGBA, 16-bit, float in
+            [0, 1], a PIL image or a path: converted by the rules of ``sam_widgets._images``.
+          image_format: ``"RGB"`` or ``"BGR"``, as in SamPredictor.
+        """
+        if image_format not in ("RGB", "BGR"):
+            raise ValueError(f"image_format must be 'RGB' or 'BGR', got {image_format!r}.")
+        t0 = time.perf_counter()
+        image = as_rgb_uint8(image)
+        if image_format != self.model.image_format:
+            image = np.ascontiguousarray(image[..., ::-1])
+        key = self._key(_digest(image))
+        with self._lock:
+            if self._use_cached(key, t0):
+                return
+            # Same steps as SamPredictor.set_image, so fp32 results are identical.
+            input_image = self.transform.apply_image(image)
+            input_torch = torch.as_tensor(input_image, device=self.device)
+            input_torch = input_torch.permute(2, 0, 1).contiguous()[None, :, :, :]
+            self._encode(input_torch, image.shape[:2], key, t0)
+
+    def set_torch_image(self, transformed_image: torch.Tensor, original_image_size: tuple[int, ...]) -> None:
+        """SamPredictor.set_torch_image, cached by the tensor's content and the original size."""
+        t0 = time.perf_counter()
+        data = transformed_image.detach().cpu().contiguous().numpy()
+        key = self._key(_digest(data, extra=tuple(original_image_size)))
+        with self._lock:
+            if self._use_cached(key, t0):
+                return
+            self._encode(transformed_image, original_image_size, key, t0)
+
+    def _encode(self, input_torch: torch.Tensor, original_size, key: tuple, t0: float) -> None:
+        self.stats.misses += 1
+        self.stats.last_was_hit = False
+        te = time.perf_counter()
+        SamPredictor.set_torch_image(self, input_torch, tuple(original_size))
+        _sync(self.device)
+        self.stats.encoder_ms = (time.perf_counter() - te) * 1000
+        entry = _Entry(self.features, tuple(self.original_size), tuple(self.input_size))
+        self._remember(key, entry)
+        self._save_to_disk(key, entry)
+        self.stats.last_set_image_ms = (time.perf_counter() - t0) * 1000
+
+    def _use_cached(self, key: tuple, t0: float) -> bool:
+        entry = self._cache.get(key)
+        if entry is None:
+            entry = self._load_from_disk(key)
+            if entry is None:
+                return False
+            self.stats.disk_hits += 1
+            self._remember(key, entry)
+        else:
+            self._cache.move_to_end(key)
+        self.reset_image()
+        self.features = entry.features
+        self.original_size = entry.original_size
+        self.input_size = entry.input_size
+        self.is_image_set = True
+        self.stats.hits += 1
+        self.stats.last_was_hit = True
+        self.stats.last_set_image_ms = (time.perf_counter() - t0) * 1000
+        return True
+
+    def is_cached(self, image: Any, image_format: str = "RGB") -> bool:
+        """Whether ``set_image(image)`` would run no encoder (in memory or on disk)."""
+        image = as_rgb_uint8(image)
+        if image_format != self.model.image_format:
+            image = np.ascontiguousarray(image[..., ::-1])
+        key = self._key(_digest(image))
+        with self._lock:
+            return key in self._cache or (self._disk_path(key) is not None and self._disk_path(key).is_file())
+
+    def clear_cache(self) -> None:
+        """Forget every in-memory embedding (the disk cache is left alone)."""
+        with self._lock:
+            self._cache.clear()
+            self._update_cache_stats()
+
+    # ------------------------------------------------------------------ prediction
+
+    def predict(
+        self,
+        point_coords: np.ndarray | None = None,
+        point_labels: np.ndarray | None = None,
+        box: np.ndarray | None = None,
+        mask_input: np.ndarray | None = None,
+        multimask_output: bool = True,
+        return_logits: bool = False,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """SamPredictor.predict with its inputs checked (see SamPredictor for the arguments).
+
+        Points are (X, Y) in pixels of the original image and must lie inside it; labels are 1
+        (positive) or 0 (negative); a box is XYXY in pixels inside the image.
+        """
+        with self._lock:
+            if not self.is_image_set:
+                raise RuntimeError("An image must be set with .set_image(...) before mask prediction.")
+            h, w = self.original_size
+            point_coords, point_labels = _check_points(point_coords, point_labels, w, h)
+            box = _check_box(box, w, h)
+            if mask_input is not None:
+                side = 4 * self.model.prompt_encoder.image_embedding_size[0]
+                mask_input = np.asarray(mask_input, dtype=np.float32)
+                if mask_input.shape != (1, side, side):
+                    raise ValueError(
+                        f"mask_input must have shape (1, {side}, {side}) (a low-res logits map "
+                        f"returned by predict), got {mask_input.shape}."
+                    )
+            t0 = time.perf_counter()
+            out = super().predict(
+                point_coords, point_labels, box, mask_input, multimask_output, return_logits
+            )
+            self.stats.decoder_ms = (time.perf_counter() - t0) * 1000
+            return out
+
+    def predict_torch(self, *args, **kwargs):
+        """SamPredictor.predict_torch (batched, pre-transformed prompts), under the lock."""
+        with self._lock:
+            return super().predict_torch(*args, **kwargs)
+
+    # ------------------------------------------------------------------ cache internals
+
+    def _key(self, image_digest: str) -> tuple:
+        return (self._model_fingerprint(), self.stats_precision, str(self.device), image_digest)
+
+    @property
+    def stats_precision(self) -> str:
+        return getattr(self.model, "sam_widgets_precision", "fp32")
+
+    def _weights_version(self) -> int:
+        # Tensor._version counts in-place writes: an optimizer step changes it, so embeddings of a
+        # model trained in place (the micro training notebook) are never served stale.
+        return sum(p._version for p in self.model.image_encoder.parameters())
+
+    def _model_fingerprint(self) -> str:
+        version = self._weights_version()
+        if self._fingerprint is not None and self._fingerprint[0] == version:
+            return self._fingerprint[1]
+        preset = getattr(self.model, "sam_widgets_fingerprint", None)
+        if preset is not None and version == getattr(self.model, "sam_widgets_fingerprint_version", 0):
+            digest = preset
+        else:
+            h = hashlib.blake2b(digest_size=16)
+            for name, t in self.model.image_encoder.state_dict().items():
+                h.update(name.encode())
+                h.update(t.detach().float().cpu().contiguous().numpy().tobytes())
+            digest = h.hexdigest()
+        self._fingerprint = (version, digest)
+        return digest
+
+    def _remember(self, key: tuple, entry: _Entry) -> None:
+        if entry.nbytes <= self.cache_bytes:
+            self._cache[key] = entry
+            self._cache.move_to_end(key)
+            while sum(e.nbytes for e in self._cache.values()) > self.cache_bytes:
+                self._cache.popitem(last=False)
+        self._update_cache_stats()
+
+    def _update_cache_stats(self) -> None:
+        self.stats.cache_entries = len(self._cache)
+        self.stats.cache_bytes = sum(e.nbytes for e in self._cache.values())
+
+    def _disk_path(self, key: tuple) -> Path | None:
+        if self.cache_dir is None:
+            return None
+        name = hashlib.blake2b(repr(key[:2] + (self.device.type,) + key[3:]).encode(), digest_size=20)
+        return self.cache_dir / f"{name.hexdigest()}.pt"
+
+    def _save_to_disk(self, key: tuple, entry: _Entry) -> None:
+        path = self._disk_path(key)
+        if path is None:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".pt")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                torch.save(
+                    {
+                        "key": repr(key[:2] + (self.device.type,) + key[3:]),
+                        "features": entry.features.detach().cpu(),
+                        "original_size": list(entry.original_size),
+                        "input_size": list(entry.input_size),
+                    },
+                    f,
+                )
+            os.replace(tmp, path)  # atomic: a reader sees the old file or the whole new one
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def _load_from_disk(self, key: tuple) -> _Entry | None:
+        path = self._disk_path(key)
+        if path is None or not path.is_file():
+            return None
+        try:
+            data = torch.load(path, map_location=self.device, weights_only=True)
+            if data["key"] != repr(key[:2] + (self.device.type,) + key[3:]):
+                return None  # a hash collision or a stale format: recompute
+            return _Entry(data["features"], tuple(data["original_size"]), tuple(data["input_size"]))
+        except Exception:
+            return None  # a damaged entry is recomputed and overwritten, never trusted
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _digest(arr: np.ndarray, extra: tuple = ()) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    h.update(repr((arr.shape, str(arr.dtype), extra)).encode())
+    h.update(memoryview(np.ascontiguousarray(arr)).cast("B"))
+    return h.hexdigest()
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _check_points(coords, labels, w: int, h: int):
+    if coords is None:
+        if labels is not None:
+            raise ValueError("point_labels given without point_coords.")
+        return None, None
+    if labels is None:
+        raise ValueError("point_labels must be supplied if point_coords is supplied.")
+    coords = np.asarray(coords, dtype=np.float64)
+    labels = np.asarray(labels)
+    if coords.ndim != 2 or coords.shape[1] != 2:
+        raise ValueError(f"point_coords must be an Nx2 array of (X, Y) pixels, got shape {coords.shape}.")
+    if labels.shape != (coords.shape[0],):
+        raise ValueError(
+            f"point_labels must have one label per point: {coords.shape[0]} points, "
+            f"labels of shape {labels.shape}."
+        )
+    if not np.isin(labels, (0, 1)).all():
+        raise ValueError(f"point_labels must be 1 (positive) or 0 (negative), got {np.unique(labels)}.")
+    if not np.isfinite(coords).all():
+        raise ValueError("point_coords holds NaN or infinite values.")
+    outside = (coords[:, 0] < 0) | (coords[:, 0] > w) | (coords[:, 1] < 0) | (coords[:, 1] > h)
+    if outside.any():
+        x, y = coords[np.argmax(outside)]
+        raise ValueError(
+            f"Point ({x:g}, {y:g}) lies outside the {w}x{h} image; points are (X, Y) in pixels "
+            "of the original image, 0 <= X <= width, 0 <= Y <= height."
+        )
+    return coords, labels
+
+
+def _check_box(box, w: int, h: int):
+    if box is None:
+        return None
+    box = np.asarray(box, dtype=np.float64)
+    if box.shape not in ((4,), (1, 4)):
+        raise ValueError(f"box must be 4 numbers X0, Y0, X1, Y1 in pixels, got shape {box.shape}.")
+    x0, y0, x1, y1 = box.reshape(4)
+    if not np.isfinite(box).all():
+        raise ValueError("box holds NaN or infinite values.")
+    if x1 < x0 or y1 < y0:
+        raise ValueError(f"box {box.reshape(4).tolist()} is not XYXY: need X0 <= X1 and Y0 <= Y1.")
+    if x0 < 0 or y0 < 0 or x1 > w or y1 > h:
+        raise ValueError(f"box {box.reshape(4).tolist()} reaches outside the {w}x{h} image.")
+    return box.reshape(4)

@@ -1,0 +1,187 @@
+"""load_sam: official architectures, state dicts of the official shapes, auto choice, precision."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+import torch
+from segment_anything import SamPredictor, sam_model_registry
+
+from sam_widgets import (
+    ArchitectureMismatchError,
+    ModelFallbackWarning,
+    OfflineError,
+    checkpoints,
+    load_sam,
+    models,
+)
+from sam_widgets.models import CONFIGS, build_sam, identify_architecture, pick_model
+
+from .conftest import TINY
+
+GB = 1024**3
+
+
+def param_count(module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+@pytest.mark.parametrize("name", ["vit_b", "vit_l", "vit_h"])
+def test_configs_build_the_official_architecture(name):
+    """Our builder, on the meta device, gives exactly the keys and shapes of segment_anything's."""
+    ours = build_sam(CONFIGS[name], device="meta").state_dict()
+    with torch.device("meta"):
+        theirs = sam_model_registry[name]().state_dict()
+    assert {k: tuple(v.shape) for k, v in ours.items()} == {k: tuple(v.shape) for k, v in theirs.items()}
+
+
+def test_random_vit_b_matches_the_documented_parameter_counts():
+    sam = load_sam("vit_b", weights="random", device="cpu")
+    assert not sam.training
+    assert round(param_count(sam.image_encoder) / 1e6, 1) == 89.7  # DESIGN.md, measured
+    # DESIGN.md rounds this to "4.07 M"; the code has 6,220 + 4,058,340 = 4.06 M.
+    assert param_count(sam.prompt_encoder) + param_count(sam.mask_decoder) == 4_064_560
+    assert sam.sam_widgets_weights == "random" and sam.sam_widgets_name == "vit_b"
+
+
+@pytest.fixture(scope="module")
+def vit_b_file(tmp_path_factory):
+    """A state dict of the official vit_b shapes, as the official file stores it."""
+    torch.manual_seed(0)
+    sd = sam_model_registry["vit_b"]().state_dict()
+    path = tmp_path_factory.mktemp("ckpt") / "my_vit_b.pth"
+    torch.save(sd, path)
+    return path, sd
+
+
+def test_load_state_dict_of_official_shapes(vit_b_file):
+    path, sd = vit_b_file
+    sam = load_sam("vit_b", checkpoint=path, device="cpu", precision="fp32")
+    got = sam.state_dict()
+    assert got.keys() == sd.keys()
+    assert all(torch.equal(got[k], sd[k]) for k in sd)
+    assert torch.equal(sam.pixel_mean, torch.tensor([123.675, 116.28, 103.53]).view(-1, 1, 1))
+    # name="auto" with a checkpoint reads the architecture from the file.
+    assert load_sam(checkpoint=path, device="cpu").sam_widgets_name == "vit_b"
+
+
+def test_wrong_architecture_names_both(vit_b_file):
+    path, _ = vit_b_file
+    with pytest.raises(ArchitectureMismatchError, match=r"vit_b \(768 wide, 12 blocks\).*vit_l"):
+        load_sam("vit_l", checkpoint=path, device="cpu")
+
+
+def test_official_file_name_is_verified(vit_b_file, tmp_path):
+    path, _ = vit_b_file
+    fake = tmp_path / checkpoints.REGISTRY["vit_b"].filename
+    fake.write_bytes(path.read_bytes())
+    with pytest.raises(checkpoints.ChecksumError, match="not the official file"):
+        load_sam("vit_b", checkpoint=fake, device="cpu")
+
+
+def test_missing_checkpoint_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        load_sam("vit_b", checkpoint=tmp_path / "nope.pth")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["vit_l", "vit_h"])
+def test_load_large_official_shapes(name, tmp_path):
+    sd = build_sam(CONFIGS[name], device="cpu").state_dict()
+    torch.save(sd, tmp_path / "x.pth")
+    del sd
+    sam = load_sam(name, checkpoint=tmp_path / "x.pth", device="cpu")
+    assert identify_architecture(sam.state_dict()).startswith(name)
+
+
+def test_download_then_load_through_a_mirror(vit_b_file, file_server, monkeypatch):
+    """The whole path a user meets: mirror -> verified download -> cache -> load -> predict."""
+    path, sd = vit_b_file
+    body = path.read_bytes()
+    info = checkpoints.REGISTRY["vit_b"]
+    fake = checkpoints.CheckpointInfo(
+        name="vit_b",
+        filename=info.filename,
+        url=info.url,
+        sha256=hashlib.sha256(body).hexdigest(),
+        size_bytes=len(body),
+    )
+    monkeypatch.setitem(checkpoints.REGISTRY, "vit_b", fake)
+    file_server.files[info.filename] = body
+    monkeypatch.setenv("SAM_WIDGETS_MIRROR", file_server.url)
+    monkeypatch.delenv("SAM_WIDGETS_OFFLINE")
+
+    sam = load_sam("vit_b", device="cpu", precision="fp32", progress=False)
+    assert torch.equal(sam.image_encoder.neck[0].weight, sd["image_encoder.neck.0.weight"])
+    assert sam.sam_widgets_fingerprint == fake.sha256
+
+    # Offline now: the verified cached file is enough, and the server is not asked again.
+    monkeypatch.setenv("SAM_WIDGETS_OFFLINE", "1")
+    load_sam("vit_b", device="cpu", progress=False)
+    assert file_server.requests[info.filename] == 1
+
+
+def test_offline_and_not_cached_says_what_to_do():
+    with pytest.raises(OfflineError, match="sam_vit_b_01ec64.pth"):
+        load_sam("vit_b", device="cpu")
+
+
+def test_pick_model_rule():
+    assert pick_model(int(12 * GB)) == "vit_h"
+    assert pick_model(int(11.9 * GB)) == "vit_l"
+    assert pick_model(int(6 * GB)) == "vit_l"
+    assert pick_model(int(5.9 * GB)) == "vit_b"
+
+
+def test_auto_uses_free_memory(monkeypatch):
+    monkeypatch.setattr(models, "free_memory_bytes", lambda device: 7 * GB)
+    sam = load_sam("auto", weights="random", device="cpu")
+    assert sam.sam_widgets_name == "vit_l"
+
+
+def test_auto_offline_with_nothing_cached_falls_back_to_micro(monkeypatch):
+    monkeypatch.setattr(models, "free_memory_bytes", lambda device: 2 * GB)
+    with pytest.warns(ModelFallbackWarning, match="vit_b.*micro"):
+        sam = load_sam("auto", device="cpu")
+    assert sam.sam_widgets_name == "micro"
+
+
+def test_bf16_runs_the_encoder_in_bf16_and_keeps_official_keys(tiny_sam):
+    ref = {k: v.clone() for k, v in tiny_sam.state_dict().items()}
+    models._apply_precision(tiny_sam, "bf16")
+    assert tiny_sam.image_encoder.neck[0].weight.dtype == torch.bfloat16
+    assert tiny_sam.mask_decoder.iou_token.weight.dtype == torch.float32
+    assert tiny_sam.state_dict().keys() == ref.keys()
+    # Stock SamPredictor still works; the embedding comes back as fp32.
+    p = SamPredictor(tiny_sam)
+    p.set_image(np.zeros((64, 64, 3), np.uint8))
+    assert p.features.dtype == torch.float32
+    masks, scores, _ = p.predict(point_coords=np.array([[3, 3]]), point_labels=np.array([1]))
+    assert masks.shape == (3, 64, 64) and np.isfinite(scores).all()
+
+
+@pytest.mark.parametrize(
+    "kwargs, err, match",
+    [
+        (dict(name="vit_x"), ValueError, "vit_b, vit_l, vit_h, micro"),
+        (dict(name="vit_b", weights="noise"), ValueError, "pretrained"),
+        (dict(name="vit_b", precision="fp8"), ValueError, "precision"),
+        (dict(name="vit_b", precision="fp16", device="cpu"), ValueError, "not supported on the CPU"),
+        (dict(name="vit_b", device="cuda:0"), ValueError, "CUDA is not available"),
+        (dict(name="vit_b", checkpoint="x.pth", weights="random"), ValueError, "contradict"),
+    ],
+)
+def test_bad_arguments(kwargs, err, match):
+    if "cuda" in str(kwargs.get("device", "")) and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    name = kwargs.pop("name")
+    with pytest.raises(err, match=match):
+        load_sam(name, **kwargs)
+
+
+def test_identify_architecture():
+    assert identify_architecture({}).startswith("not a SAM state dict")
+    sd = build_sam(TINY, device="meta").state_dict()
+    assert identify_architecture(sd) == "an unknown SAM variant (32 wide, 2 blocks)"
