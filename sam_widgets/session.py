@@ -1,0 +1,1084 @@
+"""Session: the state of an interactive segmentation, with no widget in it.
+
+A session holds images and, per image, a list of objects. Each object holds its prompts (points
+and a box), the candidate masks SAM returned for them, and which candidate is chosen. Every gesture
+of the widget is a public method here (``add_point``, ``set_box``, ``choose``, ``undo``, ...), so
+plain pytest drives all of it.
+
+Conventions:
+
+- coordinates are (X, Y) in pixels of the original image: not canvas pixels, not SAM's 1024 input;
+- masks are bool arrays, HxW (candidates NxHxW), stored read-only: the undo history shares them;
+- objects (``SessionObject``) are immutable values. A change replaces the object inside the session,
+  so read ``session.active`` or ``session.objects`` again after a change;
+- undo history is per image and holds whole per-image states (references, not copies), so undo and
+  redo restore the very mask arrays of before and never run the model.
+
+The image encoder runs lazily: on the first prediction of an image, or when ``ensure_encoded()``
+is called (the widget calls it from a worker thread). Switching images encodes nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import math
+import operator
+import os
+import re
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+from pycocotools import mask as mask_utils
+
+from ._images import MAX_PIXELS, MIN_SIDE, _is_pil, as_rgb_uint8
+from .errors import SamWidgetsError
+from .viz import PALETTE
+
+__all__ = [
+    "Session",
+    "SessionObject",
+    "LabelError",
+    "AnnotationFileError",
+    "ImageMismatchError",
+    "EVENTS",
+    "ANNOTATIONS_FILE",
+]
+
+# What ``on_change`` callbacks receive, in the order they are sent after one change:
+#   image    the current image changed: redraw everything
+#   objects  objects were added, deleted, renamed or reordered (labels, colours)
+#   active   another object is active (or none)
+#   prompts  points or a box changed on some object of the current image
+#   mask     a mask (candidates or chosen candidate) changed on some object of the current image
+#   history  what undo() / redo() can do may have changed
+EVENTS = ("image", "objects", "active", "prompts", "mask", "history")
+
+ANNOTATIONS_FILE = "annotations.json"
+_FORMAT = 1  # version of the "sam_widgets" section of annotations.json
+MIN_BOX_SIDE = 2.0  # pixels; a smaller drag is a click, not a box
+
+
+class LabelError(SamWidgetsError, ValueError):
+    """An object label is unknown, already taken, or not a usable name."""
+
+
+class AnnotationFileError(SamWidgetsError, ValueError):
+    """A saved annotations folder cannot be used: missing, damaged, or from an unknown version."""
+
+
+class ImageMismatchError(AnnotationFileError):
+    """A saved annotations folder belongs to other images (names or sizes differ)."""
+
+
+class _Predictor(Protocol):
+    """What a session needs of a predictor: SamPredictor's ``set_image`` and ``predict``."""
+
+    def set_image(self, image: np.ndarray, image_format: str = "RGB") -> None: ...
+
+    def predict(
+        self,
+        point_coords: np.ndarray | None = None,
+        point_labels: np.ndarray | None = None,
+        box: np.ndarray | None = None,
+        mask_input: np.ndarray | None = None,
+        multimask_output: bool = True,
+        return_logits: bool = False,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
+
+
+# ---------------------------------------------------------------------- objects and states
+
+
+@dataclass(frozen=True, eq=False)
+class SessionObject:
+    """One object being segmented on one image: its prompts and SAM's answer. Immutable.
+
+    Attributes:
+      label: unique name on its image (``"object 1"`` by default); the COCO category by default.
+      color: RGB 0-255 used to draw it.
+      points: (X, Y) prompt points in pixels of the original image, in click order.
+      point_labels: one per point: 1 positive (part of the object), 0 negative (not part of it).
+      box: (X0, Y0, X1, Y1) in pixels of the original image, X0 < X1 and Y0 < Y1, or None.
+      candidates: NxHxW bool masks SAM returned for these prompts (N = 3 for a single point and no
+        box, else 1), read-only; None before any prompt.
+      scores: N predicted IoUs of the candidates (float32), or None.
+      chosen: index of the candidate that is the object's mask, or None.
+      logits: Nx256x256 low-res logits, kept only when the session refines with them.
+    """
+
+    label: str
+    color: tuple[int, int, int]
+    points: tuple[tuple[float, float], ...] = ()
+    point_labels: tuple[int, ...] = ()
+    box: tuple[float, float, float, float] | None = None
+    candidates: np.ndarray | None = None
+    scores: np.ndarray | None = None
+    chosen: int | None = None
+    logits: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def mask(self) -> np.ndarray | None:
+        """The chosen candidate: HxW bool (read-only), or None before any prompt."""
+        if self.candidates is None or self.chosen is None:
+            return None
+        return self.candidates[self.chosen]
+
+    @property
+    def score(self) -> float | None:
+        """SAM's predicted IoU of the chosen candidate, or None."""
+        if self.scores is None or self.chosen is None:
+            return None
+        return float(self.scores[self.chosen])
+
+    @property
+    def has_prompts(self) -> bool:
+        return bool(self.points) or self.box is not None
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, SessionObject):
+            return NotImplemented
+        return (
+            (self.label, self.color, self.points, self.point_labels, self.box, self.chosen)
+            == (other.label, other.color, other.points, other.point_labels, other.box, other.chosen)
+            and _same_array(self.candidates, other.candidates)
+            and _same_array(self.scores, other.scores)
+            and _same_array(self.logits, other.logits)
+        )
+
+    __hash__ = None  # type: ignore[assignment]  # holds arrays: equal by value, not hashable
+
+    def __repr__(self) -> str:
+        parts = [repr(self.label), f"{len(self.points)} point{'s' if len(self.points) != 1 else ''}"]
+        if self.box is not None:
+            parts.append("box")
+        if self.candidates is not None:
+            parts.append(f"candidate {self.chosen} of {len(self.candidates)}, score {self.score:.3f}")
+        return f"SessionObject({', '.join(parts)})"
+
+
+def _same_array(a: np.ndarray | None, b: np.ndarray | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    return a is b or (a.shape == b.shape and a.dtype == b.dtype and np.array_equal(a, b))
+
+
+@dataclass(frozen=True)
+class _State:
+    """Everything undo restores for one image."""
+
+    objects: tuple[SessionObject, ...] = ()
+    active: str | None = None
+
+
+class _Slot:
+    """One image of the session: its pixels (loaded lazily for paths), its state and its history."""
+
+    def __init__(
+        self,
+        name: str,
+        file_name: str,
+        size: tuple[int, int],
+        pixels: np.ndarray | None = None,
+        path: Path | None = None,
+    ) -> None:
+        self.name = name
+        self.file_name = file_name
+        self.height, self.width = size
+        self._pixels: np.ndarray | None = pixels
+        self._path: Path | None = path
+        self.state = _State()
+        self.undo: list[_State] = []
+        self.redo: list[_State] = []
+
+    def pixels(self) -> np.ndarray:
+        if self._pixels is None:
+            arr = as_rgb_uint8(self._path)
+            if arr.shape[:2] != (self.height, self.width):
+                raise ValueError(
+                    f"{self._path} is now {arr.shape[1]}x{arr.shape[0]} pixels, but was "
+                    f"{self.width}x{self.height} when the session opened it; start a new session."
+                )
+            self._pixels = arr
+        return self._pixels
+
+    def release(self) -> None:
+        """Forget the pixels of an image read from a file (reloaded when needed)."""
+        if self._path is not None:
+            self._pixels = None
+
+
+# ---------------------------------------------------------------------- the session
+
+
+class Session:
+    """The state of an interactive segmentation of one or more images with SAM.
+
+    Arguments:
+      images: one image or a list of them: HxWx3 uint8 RGB arrays (other layouts are converted by
+        the rules of ``sam_widgets._images``), PIL images or paths. Names come from file names
+        (without extension), else ``"image_0"``, ``"image_1"``, ...; repeated names get ``_2``, ...
+      predictor: a ``CachedPredictor`` (or anything with SamPredictor's ``set_image`` and
+        ``predict``). A CachedPredictor makes returning to an image cost no encoder pass.
+      names: optional names for the images, one per image, unique.
+      refine_with_logits: pass the previous low-res logits of the object as ``mask_input`` when its
+        prompts change. Off by default: SAM's example notebook does this, but nobody has yet
+        measured that it gives better masks.
+      max_history: undo steps kept per image. A step costs the masks it made (N*H*W bytes).
+    """
+
+    def __init__(
+        self,
+        images: Any,
+        predictor: _Predictor,
+        *,
+        names: Sequence[str] | None = None,
+        refine_with_logits: bool = False,
+        max_history: int = 100,
+    ) -> None:
+        if max_history < 0:
+            raise ValueError(f"max_history must be >= 0, got {max_history}.")
+        self._slots = _open_images(images, names)
+        self.predictor = predictor
+        self.refine_with_logits = bool(refine_with_logits)
+        self.max_history = int(max_history)
+        self.last_click_ms: float | None = None  # ms of the last prediction (decoder + upscaling)
+        self._current = 0
+        self._callbacks: list[Callable[[str], Any]] = []
+        self._lock = threading.RLock()  # the predictor: encoding (worker thread) vs predicting
+        self._encoded: tuple[int, Any] | None = None  # (image index, predictor.features it set)
+
+    @classmethod
+    def from_folder(
+        cls, folder: str | os.PathLike, images: Any, predictor: _Predictor, **kwargs: Any
+    ) -> Session:
+        """A new session over ``images`` with the work saved in ``folder`` restored (see ``load``)."""
+        session = cls(images, predictor, **kwargs)
+        session.load(folder)
+        session._clear_history()
+        return session
+
+    def __len__(self) -> int:
+        return len(self._slots)
+
+    def __repr__(self) -> str:
+        n = len(self.objects)
+        return (
+            f"Session({len(self._slots)} image{'s' if len(self._slots) != 1 else ''}, current "
+            f"{self._current} {self.image_name!r}, {n} object{'s' if n != 1 else ''})"
+        )
+
+    # ------------------------------------------------------------------ events
+
+    def on_change(self, callback: Callable[[str], Any], remove: bool = False) -> None:
+        """Call ``callback(event)`` after every change; ``remove=True`` unregisters it.
+
+        ``event`` is one of ``EVENTS``; one change may send several, in the order of ``EVENTS``.
+        """
+        if remove:
+            self._callbacks = [c for c in self._callbacks if c != callback]  # == : bound methods
+        elif callback not in self._callbacks:
+            self._callbacks.append(callback)
+
+    def _emit(self, events: Iterable[str]) -> None:
+        error: BaseException | None = None
+        for event in events:
+            for callback in list(self._callbacks):
+                try:
+                    callback(event)
+                except Exception as e:  # one broken view must not keep the others stale
+                    error = error or e
+        if error is not None:
+            raise error
+
+    # ------------------------------------------------------------------ images
+
+    @property
+    def current(self) -> int:
+        """Index of the image being worked on."""
+        return self._current
+
+    @property
+    def names(self) -> list[str]:
+        """Names of all images, in order."""
+        return [s.name for s in self._slots]
+
+    @property
+    def image_name(self) -> str:
+        return self._slot.name
+
+    @property
+    def image(self) -> np.ndarray:
+        """The current image, HxWx3 uint8 RGB."""
+        return self._slot.pixels()
+
+    @property
+    def width(self) -> int:
+        """Width of the current image in pixels."""
+        return self._slot.width
+
+    @property
+    def height(self) -> int:
+        """Height of the current image in pixels."""
+        return self._slot.height
+
+    def go(self, index: int) -> None:
+        """Make image ``index`` current. Encodes nothing; every image keeps its own objects."""
+        index = self._check_index(index)
+        if index == self._current:
+            return
+        old = self._slot
+        self._current = index
+        old.release()
+        self._emit(["image"])
+
+    def next(self) -> bool:
+        """Go to the next image; False (and no change) on the last one."""
+        if self._current + 1 >= len(self._slots):
+            return False
+        self.go(self._current + 1)
+        return True
+
+    def previous(self) -> bool:
+        """Go to the previous image; False (and no change) on the first one."""
+        if self._current == 0:
+            return False
+        self.go(self._current - 1)
+        return True
+
+    # ------------------------------------------------------------------ encoding
+
+    @property
+    def is_encoded(self) -> bool:
+        """Whether the predictor holds the current image's embedding (a click runs no encoder)."""
+        return self._holds(self._current)
+
+    def ensure_encoded(self, index: int | None = None) -> None:
+        """Make the predictor hold the embedding of image ``index`` (default: the current one).
+
+        Runs the image encoder unless the predictor holds or caches it. Safe to call from a worker
+        thread: predictions wait for it.
+        """
+        index = self._current if index is None else self._check_index(index)
+        with self._lock:
+            if self._holds(index):
+                return
+            self.predictor.set_image(self._slots[index].pixels())
+            self._encoded = (index, getattr(self.predictor, "features", None))
+
+    def _holds(self, index: int) -> bool:
+        # Compare the features object itself: anyone else's set_image replaces it, and a
+        # CachedPredictor hit restores the very tensor it stored.
+        if self._encoded is None or self._encoded[0] != index:
+            return False
+        features = getattr(self.predictor, "features", None)
+        return features is not None and features is self._encoded[1]
+
+    # ------------------------------------------------------------------ objects
+
+    @property
+    def objects(self) -> tuple[SessionObject, ...]:
+        """Objects of the current image, in drawing order."""
+        return self._slot.state.objects
+
+    def objects_on(self, index: int) -> tuple[SessionObject, ...]:
+        """Objects of image ``index``."""
+        return self._slots[self._check_index(index)].state.objects
+
+    @property
+    def labels(self) -> list[str]:
+        """Labels of the objects of the current image."""
+        return [o.label for o in self.objects]
+
+    @property
+    def active(self) -> SessionObject | None:
+        """The object prompts go to, or None (the next prompt then creates one)."""
+        state = self._slot.state
+        return None if state.active is None else _find(state, state.active)
+
+    def object(self, label: str) -> SessionObject:
+        """The object labelled ``label`` on the current image."""
+        return self._get(self._slot.state, label)
+
+    def add_object(self, label: str | None = None) -> SessionObject:
+        """Add an object to the current image and make it active.
+
+        ``label`` must be new on this image; by default ``"object N"``. Its colour is the first
+        colour of ``viz.PALETTE`` no other object uses (cycling when all are used).
+        """
+        state = self._slot.state
+        label = _new_label(state) if label is None else self._check_new_label(state, label)
+        obj = SessionObject(label, _new_color(state))
+        self._commit(_State(state.objects + (obj,), label))
+        return obj
+
+    def select(self, label: str | None) -> None:
+        """Make ``label`` the active object (None: no object; the next prompt creates one).
+
+        Selecting is not an undo step; undo restores the active object of the restored state.
+        """
+        state = self._slot.state
+        if label is not None:
+            self._get(state, label)
+        if label == state.active:
+            return
+        self._slot.state = dataclasses.replace(state, active=label)
+        self._emit(["active"])
+
+    def rename(self, old: str, new: str) -> None:
+        """Rename object ``old`` to ``new`` (which must be new on this image)."""
+        state = self._slot.state
+        obj = self._get(state, old)
+        if new == old:
+            return
+        new = self._check_new_label(state, new)
+        objects = tuple(dataclasses.replace(o, label=new) if o is obj else o for o in state.objects)
+        self._commit(_State(objects, new if state.active == old else state.active))
+
+    def delete(self, label: str) -> None:
+        """Delete an object of the current image; if it was active, no object is active."""
+        state = self._slot.state
+        obj = self._get(state, label)
+        objects = tuple(o for o in state.objects if o is not obj)
+        self._commit(_State(objects, None if state.active == label else state.active))
+
+    def clear(self) -> None:
+        """Delete every object of the current image (one undo step)."""
+        if self._slot.state.objects:
+            self._commit(_State())
+
+    # ------------------------------------------------------------------ prompts
+
+    def add_point(self, x: float, y: float, positive: bool = True) -> SessionObject:
+        """Add a point to the active object (creating one if none) and predict its mask.
+
+        ``x``, ``y``: pixels of the original image, 0 <= x <= width, 0 <= y <= height.
+        ``positive``: True for "part of the object", False for "not part of it".
+        Returns the updated object. On any error nothing changes.
+        """
+        x, y = self._check_point(x, y)
+        state, obj = self._active_or_new()
+        changed = dataclasses.replace(
+            obj, points=obj.points + ((x, y),), point_labels=obj.point_labels + (int(bool(positive)),)
+        )
+        return self._apply(state, obj, self._predict(changed, obj))
+
+    def set_box(self, x0: float, y0: float, x1: float, y1: float) -> SessionObject:
+        """Set the box of the active object (creating one if none) and predict its mask.
+
+        Corners in pixels of the original image, in any order (a drag in any direction); the box
+        must lie inside the image and span at least 2 pixels each way (ValueError otherwise: a
+        shorter drag is a click). Replaces a previous box. On any error nothing changes.
+        """
+        box = self._check_box(x0, y0, x1, y1)
+        state, obj = self._active_or_new()
+        return self._apply(state, obj, self._predict(dataclasses.replace(obj, box=box), obj))
+
+    def clear_box(self) -> bool:
+        """Remove the box of the active object; False if it has none."""
+        state, obj = self._slot.state, self.active
+        if obj is None or obj.box is None:
+            return False
+        self._apply(state, obj, self._predict(dataclasses.replace(obj, box=None), obj))
+        return True
+
+    def remove_last_point(self) -> bool:
+        """Remove the last point of the active object and predict again; False if it has none."""
+        state, obj = self._slot.state, self.active
+        if obj is None or not obj.points:
+            return False
+        changed = dataclasses.replace(obj, points=obj.points[:-1], point_labels=obj.point_labels[:-1])
+        self._apply(state, obj, self._predict(changed, obj))
+        return True
+
+    def choose(self, index: int) -> SessionObject:
+        """Make candidate ``index`` the mask of the active object (no model run)."""
+        obj = self.active
+        if obj is None or obj.candidates is None:
+            raise ValueError("The active object has no candidate masks yet: add a point or a box first.")
+        index = operator.index(index)
+        if not 0 <= index < len(obj.candidates):
+            raise IndexError(
+                f"Candidate {index} does not exist: the active object has {len(obj.candidates)} "
+                f"(0 to {len(obj.candidates) - 1})."
+            )
+        if index == obj.chosen:
+            return obj
+        return self._apply(self._slot.state, obj, dataclasses.replace(obj, chosen=index))
+
+    # ------------------------------------------------------------------ undo / redo
+
+    @property
+    def can_undo(self) -> bool:
+        return bool(self._slot.undo)
+
+    @property
+    def can_redo(self) -> bool:
+        return bool(self._slot.redo)
+
+    def undo(self) -> bool:
+        """Undo the last action on the current image; False if there is none. Runs no model."""
+        slot = self._slot
+        if not slot.undo:
+            return False
+        old = slot.state
+        slot.redo.append(old)
+        slot.state = slot.undo.pop()
+        self._emit(_changes(old, slot.state) + ["history"])
+        return True
+
+    def redo(self) -> bool:
+        """Redo the last undone action on the current image; False if there is none."""
+        slot = self._slot
+        if not slot.redo:
+            return False
+        old = slot.state
+        slot.undo.append(old)
+        slot.state = slot.redo.pop()
+        self._emit(_changes(old, slot.state) + ["history"])
+        return True
+
+    # ------------------------------------------------------------------ results
+
+    @property
+    def masks(self) -> dict[str, np.ndarray]:
+        """Label -> HxW bool mask (read-only) of the current image's objects that have one."""
+        return {o.label: o.mask for o in self.objects if o.mask is not None}
+
+    @property
+    def annotations(self) -> list[dict[str, Any]]:
+        """All images' work as plain data, one dict per image.
+
+        ``{"image": name, "file_name", "width", "height", "objects": [{"label", "color", "points"
+        ([[x, y], ...] in pixels), "labels" (1/0 per point), "box" ([x0, y0, x1, y1] or None),
+        "mask" (HxW bool or None), "score" (float or None)}]}``.
+        """
+        return [
+            {
+                "image": s.name,
+                "file_name": s.file_name,
+                "width": s.width,
+                "height": s.height,
+                "objects": [
+                    {
+                        "label": o.label,
+                        "color": list(o.color),
+                        "points": [list(p) for p in o.points],
+                        "labels": list(o.point_labels),
+                        "box": None if o.box is None else list(o.box),
+                        "mask": o.mask,
+                        "score": o.score,
+                    }
+                    for o in s.state.objects
+                ],
+            }
+            for s in self._slots
+        ]
+
+    def to_coco(self, category: Callable[[str], str] | None = None) -> dict[str, Any]:
+        """The masks of all images as a COCO instance-segmentation dict (``json.dumps`` works).
+
+        Segmentations are compressed RLE (pycocotools), bbox is [x, y, width, height] in pixels.
+        ``category`` maps a label to its category name (default: the label itself). Objects
+        without a mask, or with an empty one, are left out. Each annotation also carries its
+        ``label`` and SAM's ``score``.
+        """
+        category = category or (lambda label: label)
+        images, annotations, categories = [], [], {}
+        for image_id, slot in enumerate(self._slots, start=1):
+            images.append(
+                {"id": image_id, "file_name": slot.file_name, "width": slot.width, "height": slot.height}
+            )
+            for obj in slot.state.objects:
+                if obj.mask is None or not obj.mask.any():
+                    continue
+                name = str(category(obj.label))
+                cat_id = categories.setdefault(name, len(categories) + 1)
+                rle = _encode_rle(obj.mask)
+                annotations.append(
+                    {
+                        "id": len(annotations) + 1,
+                        "image_id": image_id,
+                        "category_id": cat_id,
+                        "segmentation": rle,
+                        "area": int(mask_utils.area(rle)),
+                        "bbox": [float(v) for v in mask_utils.toBbox(rle)],
+                        "iscrowd": 0,
+                        "label": obj.label,
+                        "score": obj.score,
+                    }
+                )
+        return {
+            "info": {"description": "made with sam-widgets"},
+            "images": images,
+            "annotations": annotations,
+            "categories": [{"id": i, "name": n, "supercategory": "object"} for n, i in categories.items()],
+        }
+
+    def save(self, folder: str | os.PathLike, category: Callable[[str], str] | None = None) -> Path:
+        """Save all images' work to ``folder``; returns the path of ``annotations.json``.
+
+        Writes one PNG per object mask (``<image>__<label>.png``, 0/255 grayscale, names made
+        safe for any file system) and ``annotations.json``: the COCO dict of ``to_coco`` plus a
+        ``"sam_widgets"`` section with the prompts, all candidates and the chosen ones, from which
+        ``load`` continues the work. Every file is written atomically (temp file + rename); mask
+        PNGs that an earlier save wrote for objects since deleted or renamed are removed.
+        """
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        old_pngs = _previous_pngs(folder / ANNOTATIONS_FILE)
+        used: set[str] = set()
+        section: dict[str, Any] = {"format": _FORMAT, "images": []}
+        for slot in self._slots:
+            objects = []
+            for obj in slot.state.objects:
+                png = None
+                if obj.mask is not None:
+                    png = _unique(f"{_safe(slot.name)}__{_safe(obj.label)}", used) + ".png"
+                    _write_atomic(folder / png, _png_bytes(obj.mask))
+                objects.append(
+                    {
+                        "label": obj.label,
+                        "color": list(obj.color),
+                        "points": [list(p) for p in obj.points],
+                        "point_labels": list(obj.point_labels),
+                        "box": None if obj.box is None else list(obj.box),
+                        "candidates": None
+                        if obj.candidates is None
+                        else [_encode_rle(c) for c in obj.candidates],
+                        "scores": None if obj.scores is None else [float(s) for s in obj.scores],
+                        "chosen": obj.chosen,
+                        "png": png,
+                    }
+                )
+            section["images"].append(
+                {
+                    "name": slot.name,
+                    "file_name": slot.file_name,
+                    "width": slot.width,
+                    "height": slot.height,
+                    "active": slot.state.active,
+                    "objects": objects,
+                }
+            )
+        data = self.to_coco(category)
+        data["sam_widgets"] = section
+        path = folder / ANNOTATIONS_FILE
+        _write_atomic(path, json.dumps(data).encode())
+        for name in old_pngs - {o["png"] for i in section["images"] for o in i["objects"]}:
+            (folder / name).unlink(missing_ok=True)
+        return path
+
+    def load(self, folder: str | os.PathLike) -> None:
+        """Restore work saved by ``save``: objects, prompts, candidates, chosen masks. No model run.
+
+        Each saved image is matched by name and must have the same size; images of this session
+        that the folder does not mention keep their work. Raises ``ImageMismatchError`` if the
+        folder belongs to other images, ``AnnotationFileError`` if it is damaged; then nothing
+        changes. Loading is one undo step on each image it changes.
+        """
+        path = Path(folder) / ANNOTATIONS_FILE
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"No {ANNOTATIONS_FILE} in {folder}: is it a folder written by Session.save?"
+            )
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise AnnotationFileError(f"{path} is not readable JSON ({e}).") from e
+        states = self._parse_saved(data, path)  # checks everything before anything changes
+        changed = False
+        for index, state in states.items():
+            slot = self._slots[index]
+            if state != slot.state:
+                self._push(slot, state)
+                changed = changed or index == self._current
+        if changed:
+            self._emit(["objects", "active", "prompts", "mask", "history"])
+
+    # ------------------------------------------------------------------ internals
+
+    @property
+    def _slot(self) -> _Slot:
+        return self._slots[self._current]
+
+    def _check_index(self, index: int) -> int:
+        index = operator.index(index)
+        if not 0 <= index < len(self._slots):
+            raise IndexError(f"Image index {index} is out of range: there are {len(self._slots)} images.")
+        return index
+
+    def _clear_history(self) -> None:
+        for slot in self._slots:
+            slot.undo.clear()
+            slot.redo.clear()
+
+    def _get(self, state: _State, label: str) -> SessionObject:
+        obj = _find(state, label) if isinstance(label, str) else None
+        if obj is None:
+            known = ", ".join(repr(o.label) for o in state.objects) or "none"
+            raise LabelError(
+                f"No object labelled {label!r} on image {self._slot.name!r}; known labels: {known}."
+            )
+        return obj
+
+    def _check_new_label(self, state: _State, label: str) -> str:
+        if not isinstance(label, str) or not label.strip():
+            raise LabelError(f"An object label must be a non-empty string, got {label!r}.")
+        if _find(state, label) is not None:
+            raise LabelError(
+                f"Image {self._slot.name!r} already has an object labelled {label!r}; labels are "
+                "unique per image: pick another, or rename or delete that object first."
+            )
+        return label
+
+    def _check_point(self, x: float, y: float) -> tuple[float, float]:
+        x, y = float(x), float(y)
+        w, h = self.width, self.height
+        if not (math.isfinite(x) and math.isfinite(y)) or not (0 <= x <= w and 0 <= y <= h):
+            raise ValueError(
+                f"Point ({x:g}, {y:g}) lies outside the {w}x{h} image {self.image_name!r}; points are "
+                "(X, Y) in pixels of the original image, 0 <= X <= width, 0 <= Y <= height."
+            )
+        return x, y
+
+    def _check_box(self, x0: float, y0: float, x1: float, y1: float) -> tuple[float, float, float, float]:
+        x0, x1 = sorted((float(x0), float(x1)))
+        y0, y1 = sorted((float(y0), float(y1)))
+        w, h = self.width, self.height
+        if not all(math.isfinite(v) for v in (x0, y0, x1, y1)) or x0 < 0 or y0 < 0 or x1 > w or y1 > h:
+            raise ValueError(
+                f"Box ({x0:g}, {y0:g}, {x1:g}, {y1:g}) reaches outside the {w}x{h} image "
+                f"{self.image_name!r}; corners are in pixels of the original image (clamp a drag "
+                "that leaves the image)."
+            )
+        if x1 - x0 < MIN_BOX_SIDE or y1 - y0 < MIN_BOX_SIDE:
+            raise ValueError(
+                f"The box is {x1 - x0:g}x{y1 - y0:g} pixels; a box needs at least {MIN_BOX_SIDE:g} "
+                "pixels each way (treat a shorter drag as a click)."
+            )
+        return (x0, y0, x1, y1)
+
+    def _active_or_new(self) -> tuple[_State, SessionObject]:
+        """The state to edit and the active object in it (a new one, in the state, if none)."""
+        state = self._slot.state
+        obj = self.active
+        if obj is None:
+            obj = SessionObject(_new_label(state), _new_color(state))
+            state = _State(state.objects + (obj,), obj.label)
+        return state, obj
+
+    def _apply(self, state: _State, old: SessionObject, new: SessionObject) -> SessionObject:
+        objects = tuple(new if o is old else o for o in state.objects)
+        self._commit(_State(objects, new.label))
+        return new
+
+    def _predict(self, obj: SessionObject, previous: SessionObject) -> SessionObject:
+        """``obj`` with the candidates SAM predicts for its prompts (none without prompts)."""
+        if not obj.has_prompts:
+            return dataclasses.replace(obj, candidates=None, scores=None, chosen=None, logits=None)
+        coords = np.asarray(obj.points, dtype=np.float64).reshape(-1, 2) if obj.points else None
+        labels = np.asarray(obj.point_labels, dtype=np.int64) if obj.points else None
+        box = None if obj.box is None else np.asarray(obj.box, dtype=np.float64)
+        mask_input = None
+        if self.refine_with_logits and previous.logits is not None and previous.chosen is not None:
+            mask_input = np.array(previous.logits[previous.chosen][None])  # 1x256x256, writable copy
+        # SAM's recommendation: several candidates only when one point leaves the object ambiguous.
+        multimask = len(obj.points) == 1 and obj.box is None
+        with self._lock:
+            self.ensure_encoded()
+            t0 = time.perf_counter()
+            masks, scores, logits = self.predictor.predict(
+                point_coords=coords,
+                point_labels=labels,
+                box=box,
+                mask_input=mask_input,
+                multimask_output=multimask,
+            )
+            elapsed_ms = (time.perf_counter() - t0) * 1000
+        decoder_ms = getattr(getattr(self.predictor, "stats", None), "decoder_ms", None)
+        self.last_click_ms = float(decoder_ms) if decoder_ms is not None else elapsed_ms
+        masks = np.array(masks, dtype=bool)  # NxHxW, our own copy
+        scores = np.array(scores, dtype=np.float32).reshape(-1)
+        if masks.ndim != 3 or masks.shape[1:] != (self.height, self.width) or len(scores) != len(masks):
+            raise RuntimeError(
+                f"The predictor returned masks of shape {masks.shape} and {len(scores)} scores for a "
+                f"{self.width}x{self.height} image: it does not hold this session's image."
+            )
+        masks.setflags(write=False)
+        scores.setflags(write=False)
+        kept_logits = None
+        if self.refine_with_logits:
+            kept_logits = np.array(logits, dtype=np.float32)
+            kept_logits.setflags(write=False)
+        return dataclasses.replace(
+            obj, candidates=masks, scores=scores, chosen=int(np.argmax(scores)), logits=kept_logits
+        )
+
+    def _commit(self, state: _State) -> None:
+        """Make ``state`` the current image's state as one undo step, and tell the views."""
+        old = self._slot.state
+        self._push(self._slot, state)
+        self._emit(_changes(old, state) + ["history"])
+
+    def _push(self, slot: _Slot, state: _State) -> None:
+        slot.undo.append(slot.state)
+        del slot.undo[: max(0, len(slot.undo) - self.max_history)]
+        slot.redo.clear()
+        slot.state = state
+
+    def _parse_saved(self, data: Any, path: Path) -> dict[int, _State]:
+        try:
+            section = data["sam_widgets"]
+            if section["format"] != _FORMAT:
+                raise AnnotationFileError(
+                    f"{path} has sam_widgets format {section['format']!r}; this version reads "
+                    f"format {_FORMAT}. Update sam-widgets."
+                )
+            saved = section["images"]
+            if not isinstance(saved, list):
+                raise TypeError("images is not a list")
+            by_name = {s.name: i for i, s in enumerate(self._slots)}
+            unknown = [s["name"] for s in saved if s["name"] not in by_name and s["objects"]]
+            if unknown or (saved and not any(s["name"] in by_name for s in saved)):
+                raise ImageMismatchError(
+                    f"{path} was saved for images {[s['name'] for s in saved]}; this session has "
+                    f"{self.names}, and lacks {unknown or [s['name'] for s in saved]}. Open the "
+                    "session on the same images (names come from file names, or pass names=...)."
+                )
+            states: dict[int, _State] = {}
+            for entry in saved:
+                if entry["name"] not in by_name:
+                    continue
+                index = by_name[entry["name"]]
+                slot = self._slots[index]
+                if (int(entry["width"]), int(entry["height"])) != (slot.width, slot.height):
+                    raise ImageMismatchError(
+                        f"Image {slot.name!r} is {slot.width}x{slot.height} pixels, but {path} was "
+                        f"saved for a {entry['width']}x{entry['height']} image of that name."
+                    )
+                objects = tuple(_parse_object(o, slot.width, slot.height) for o in entry["objects"])
+                labels = [o.label for o in objects]
+                if len(set(labels)) != len(labels):
+                    raise ValueError(f"repeated labels on image {slot.name!r}: {labels}")
+                active = entry.get("active")
+                if active is not None and active not in labels:
+                    raise ValueError(f"active object {active!r} is not among {labels}")
+                states[index] = _State(objects, active)
+            return states
+        except AnnotationFileError:
+            raise
+        except (KeyError, TypeError, ValueError, IndexError) as e:
+            raise AnnotationFileError(f"{path} is damaged or not written by Session.save: {e!r}.") from e
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _find(state: _State, label: str) -> SessionObject | None:
+    return next((o for o in state.objects if o.label == label), None)
+
+
+def _new_label(state: _State) -> str:
+    taken = {o.label for o in state.objects}
+    n = len(state.objects) + 1
+    while f"object {n}" in taken:
+        n += 1
+    return f"object {n}"
+
+
+def _new_color(state: _State) -> tuple[int, int, int]:
+    used = {o.color for o in state.objects}
+    colors = [tuple(int(v) for v in c) for c in PALETTE]
+    free = [c for c in colors if c not in used]
+    return free[0] if free else colors[len(state.objects) % len(colors)]  # type: ignore[return-value]
+
+
+def _changes(old: _State, new: _State) -> list[str]:
+    """The events that tell a view what differs between two states of one image."""
+    events = []
+    if [(o.label, o.color) for o in old.objects] != [(o.label, o.color) for o in new.objects]:
+        events.append("objects")
+    if old.active != new.active:
+        events.append("active")
+
+    # Keyed by what is drawn (colour and content), so renaming or adding an empty object is
+    # no "prompts" or "mask" change. Both states are alive here: id() of arrays cannot repeat.
+    def prompts(state: _State) -> list:
+        return [(o.color, o.points, o.point_labels, o.box) for o in state.objects if o.has_prompts]
+
+    def masks(state: _State) -> list:
+        return [(o.color, id(o.candidates), o.chosen) for o in state.objects if o.mask is not None]
+
+    if prompts(old) != prompts(new):
+        events.append("prompts")
+    if masks(old) != masks(new):
+        events.append("mask")
+    return events
+
+
+def _open_images(images: Any, names: Sequence[str] | None) -> list[_Slot]:
+    single = isinstance(images, (np.ndarray, str, os.PathLike)) or _is_pil(images)
+    items = [images] if single else list(images)
+    if not items:
+        raise ValueError("A session needs at least one image; got an empty list.")
+    if names is not None:
+        names = list(names)
+        if len(names) != len(items):
+            raise ValueError(f"{len(names)} names for {len(items)} images: give one name per image.")
+        if not all(isinstance(n, str) and n.strip() for n in names) or len(set(names)) != len(names):
+            raise ValueError(f"Image names must be unique non-empty strings, got {names}.")
+    slots = []
+    for i, item in enumerate(items):
+        try:
+            slot = _open_image(item, i)
+        except (TypeError, ValueError, FileNotFoundError) as e:
+            raise type(e)(f"Image {i}: {e}") from e
+        if names is not None:
+            slot.name = names[i]
+        slots.append(slot)
+    taken: set[str] = set()
+    for slot in slots:
+        slot.name = _unique(slot.name, taken, sep="_")
+        slot.file_name = slot.file_name or slot.name  # an array has no file: its name stands in
+    return slots
+
+
+def _open_image(item: Any, index: int) -> _Slot:
+    if isinstance(item, (str, os.PathLike)):
+        from PIL import Image, UnidentifiedImageError
+
+        path = Path(item)
+        if not path.is_file():
+            raise FileNotFoundError(f"No image file at {path}.")
+        try:
+            with Image.open(path) as im:  # reads the header only: pixels load when needed
+                w, h = im.size
+        except UnidentifiedImageError as e:
+            raise ValueError(f"{path} is not an image PIL can read ({e}).") from e
+        if min(w, h) < MIN_SIDE or w * h > MAX_PIXELS:
+            as_rgb_uint8(path)  # raises the size error
+        return _Slot(path.stem, path.name, (h, w), path=path)
+    filename = getattr(item, "filename", "") if _is_pil(item) else ""
+    pixels = as_rgb_uint8(item)
+    name = Path(filename).stem if filename else f"image_{index}"
+    return _Slot(name, Path(filename).name, pixels.shape[:2], pixels=pixels)
+
+
+def _unique(name: str, taken: set[str], sep: str = "-") -> str:
+    candidate, n = name, 2
+    while candidate in taken:
+        candidate = f"{name}{sep}{n}"
+        n += 1
+    taken.add(candidate)
+    return candidate
+
+
+def _safe(name: str) -> str:
+    """A file-name-safe version of ``name`` (letters, digits, ``.``, ``_``, ``-``)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "x"
+
+
+def _encode_rle(mask: np.ndarray) -> dict[str, Any]:
+    rle = mask_utils.encode(np.asfortranarray(mask, dtype=np.uint8))
+    return {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}
+
+
+def _decode_rle(rle: dict[str, Any], width: int, height: int) -> np.ndarray:
+    """HxW bool mask of a COCO compressed RLE.
+
+    Decoded here, not with pycocotools.mask.decode: that one warns under numpy 2 (its ``__array__``
+    lacks the ``copy`` keyword), and the format is short (cocoapi maskApi.c, rleFrString).
+    """
+    if [int(v) for v in rle["size"]] != [height, width]:
+        raise ValueError(f"a mask of size {rle['size']} on a {width}x{height} image")
+    counts: list[int] = []
+    x = k = 0
+    for char in str(rle["counts"]).encode("ascii"):
+        c = char - 48  # 5 bits of value, a "more" bit (0x20); the last chunk's 0x10 is the sign
+        x |= (c & 0x1F) << (5 * k)
+        k += 1
+        if c & 0x20:
+            continue
+        if c & 0x10:
+            x |= -1 << (5 * k)
+        if len(counts) > 2:
+            x += counts[-2]  # runs after the first two are stored as differences
+        counts.append(x)
+        x = k = 0
+    runs = np.asarray(counts, dtype=np.int64)
+    if k or (runs < 0).any() or runs.sum() != height * width:
+        raise ValueError(f"an RLE whose runs do not cover a {width}x{height} image")
+    values = np.arange(len(runs)) % 2 == 1  # runs alternate 0, 1, 0, ... starting with 0s
+    return np.ascontiguousarray(np.repeat(values, runs).reshape(width, height).T)  # column-major
+
+
+def _parse_object(o: dict[str, Any], width: int, height: int) -> SessionObject:
+    label = o["label"]
+    if not isinstance(label, str) or not label.strip():
+        raise ValueError(f"bad label {label!r}")
+    color = tuple(int(v) for v in o["color"])
+    if len(color) != 3 or not all(0 <= v <= 255 for v in color):
+        raise ValueError(f"bad colour {o['color']!r}")
+    points = tuple((float(x), float(y)) for x, y in o["points"])
+    point_labels = tuple(int(v) for v in o["point_labels"])
+    if len(point_labels) != len(points) or not set(point_labels) <= {0, 1}:
+        raise ValueError(f"bad point labels {o['point_labels']!r}")
+    if not all(0 <= x <= width and 0 <= y <= height for x, y in points):
+        raise ValueError(f"points {o['points']!r} outside a {width}x{height} image")
+    box = None
+    if o["box"] is not None:
+        x0, y0, x1, y1 = (float(v) for v in o["box"])
+        if not (0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height):
+            raise ValueError(f"bad box {o['box']!r}")
+        box = (x0, y0, x1, y1)
+    candidates = scores = chosen = None
+    if o["candidates"] is not None:
+        candidates = np.stack([_decode_rle(r, width, height) for r in o["candidates"]])
+        scores = np.array(o["scores"], dtype=np.float32).reshape(-1)
+        chosen = int(o["chosen"])
+        if len(scores) != len(candidates) or not 0 <= chosen < len(candidates):
+            raise ValueError(f"{len(candidates)} candidates, {len(scores)} scores, chosen {chosen}")
+        candidates.setflags(write=False)
+        scores.setflags(write=False)
+    return SessionObject(label, color, points, point_labels, box, candidates, scores, chosen)  # type: ignore[arg-type]
+
+
+def _png_bytes(mask: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(mask.astype(np.uint8) * 255).save(buf, format="PNG")  # 2-D uint8: mode "L"
+    return buf.getvalue()
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)  # a reader sees the old file or the whole new one
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _previous_pngs(path: Path) -> set[str]:
+    """Mask PNGs an earlier save listed in ``path`` (only those: never other files)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return {
+            o["png"]
+            for i in data["sam_widgets"]["images"]
+            for o in i["objects"]
+            if isinstance(o.get("png"), str) and o["png"] == _safe(o["png"]) and o["png"].endswith(".png")
+        }
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return set()
