@@ -1,7 +1,7 @@
 """sam-widgets: click, see and understand Segment Anything (SAM v1) in Jupyter.
 
-Importing the package does not import torch; ``CachedPredictor`` (which needs it) is loaded on
-first use.
+Importing the package does not import torch or ipywidgets; ``CachedPredictor``, ``Session`` and
+``SegmentWidget`` are loaded on first use.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from .models import ModelFallbackWarning, load_sam
 
 if TYPE_CHECKING:  # pragma: no cover
     from .predictor import CachedPredictor, PredictorStats
+    from .session import Session
+    from .widget import SegmentWidget
 
 __version__ = "0.1.0"
 
@@ -27,6 +29,8 @@ __all__ = [
     "load_sam",
     "CachedPredictor",
     "PredictorStats",
+    "SegmentWidget",
+    "Session",
     "ModelFallbackWarning",
     "SamWidgetsError",
     "CheckpointError",
@@ -37,7 +41,12 @@ __all__ = [
     "__version__",
 ]
 
-_LAZY = {"CachedPredictor": "predictor", "PredictorStats": "predictor"}
+_LAZY = {
+    "CachedPredictor": "predictor",
+    "PredictorStats": "predictor",
+    "SegmentWidget": "widget",
+    "Session": "session",
+}
 
 
 def __getattr__(name: str) -> Any:
