@@ -419,6 +419,29 @@ class Session:
         self._commit(_State(state.objects + (obj,), label))
         return obj
 
+    def add_mask(self, mask: Any, score: float | None = None, label: str | None = None) -> SessionObject:
+        """Adopt a ready mask (e.g. from "everything" mode) as a new, active object. No model run.
+
+        ``mask``: HxW, the current image's size, truthy where the object is. ``score``: its
+        predicted IoU if known. The object has no prompts; prompts added later re-segment it from
+        those prompts alone. One undo step.
+        """
+        arr = np.asarray(mask)
+        if arr.shape != (self.height, self.width):
+            raise ValueError(
+                f"mask of shape {arr.shape} does not fit the current image ({self.height}, {self.width})."
+            )
+        if not arr.any():
+            raise ValueError("the mask is empty: nothing to adopt.")
+        state = self._slot.state
+        label = _new_label(state) if label is None else self._check_new_label(state, label)
+        candidates = arr.astype(bool)[None].copy()
+        candidates.setflags(write=False)
+        scores = np.array([1.0 if score is None else score], dtype=np.float32)
+        obj = SessionObject(label, _new_color(state), candidates=candidates, scores=scores, chosen=0)
+        self._commit(_State(state.objects + (obj,), label))
+        return obj
+
     def select(self, label: str | None) -> None:
         """Make ``label`` the active object (None: no object; the next prompt creates one).
 

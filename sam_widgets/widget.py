@@ -27,13 +27,14 @@ from ipycanvas import MultiCanvas, hold_canvas
 from ipyevents import Event
 
 from .session import Session
+from .viz import PALETTE
 
 __all__ = ["SegmentWidget", "HELP"]
 
 HELP = (
     "<b>Left click</b> add to object · <b>right click</b> or <b>shift+click</b> remove · "
     "<b>drag</b> box · keys: <b>z</b> undo, <b>y</b> redo, <b>n</b> new object, <b>x</b> delete "
-    "object, <b>1 2 3</b> candidate mask, <b>← →</b> image"
+    "object, <b>1 2 3</b> candidate mask, <b>← →</b> image, <b>e</b> everything"
 )
 DRAG_MIN = 4  # canvas pixels a press must move to be a box rather than a click
 POSITIVE, NEGATIVE = "#19c35a", "#e8384f"
@@ -56,6 +57,13 @@ def _as_predictor(model: Any, device: str, precision: str):
         f"model must be a name for load_sam ('micro', 'vit_b', ...), a segment_anything Sam or a "
         f"CachedPredictor; got {type(model).__name__}."
     )
+
+
+class _Job:
+    """A long job queued behind another (e.g. "everything" asked for while encoding)."""
+
+    def __init__(self, fn: Callable[[], Any], label: str) -> None:
+        self.fn, self.label = fn, label
 
 
 class SegmentWidget(W.VBox):
@@ -96,6 +104,9 @@ class SegmentWidget(W.VBox):
         self._pending: list[Callable[[], Any]] = []  # actions queued while encoding
         self._encoding: threading.Thread | None = None
         self._encode_started = 0.0
+        self._busy_label = ""
+        self.proposals: list[dict[str, Any]] = []  # "everything" masks of the current image
+        self.show_proposals = False
         self._drag: tuple[float, float, bool] | None = None  # canvas x, y, negative
         self._drag_rect: tuple[float, float, float, float] | None = None
         self._dirty: set[str] = set()
@@ -146,6 +157,10 @@ class SegmentWidget(W.VBox):
             layout=W.Layout(width="220px"),
         )
         self._opacity.observe(lambda ch: self.set_opacity(ch["new"]), "value")
+        self._everything = W.ToggleButton(
+            description="Everything", icon="th", tooltip="segment everything; click a region to adopt it (e)"
+        )
+        self._everything.observe(self._on_everything, "value")
         self._toolbar = W.HBox(
             [
                 self._prev,
@@ -156,6 +171,7 @@ class SegmentWidget(W.VBox):
                 self._new,
                 self._delete,
                 self._clear,
+                self._everything,
                 self._opacity,
             ],
             layout=W.Layout(flex_flow="row wrap", align_items="center"),
@@ -176,7 +192,14 @@ class SegmentWidget(W.VBox):
     # ------------------------------------------------------------------ public gestures
 
     def click(self, x: float, y: float, positive: bool = True) -> None:
-        """A click at (x, y) in original image pixels: a positive or negative point."""
+        """A click at (x, y) in original image pixels: a positive or negative point.
+
+        While "everything" masks are shown, a positive click on one adopts it as a new object.
+        """
+        hit = self._proposal_at(x, y) if positive else None
+        if hit is not None:
+            self.adopt(hit)
+            return
         self._act(lambda: self.session.add_point(x, y, positive))
 
     def drag_box(self, x0: float, y0: float, x1: float, y1: float) -> None:
@@ -228,6 +251,65 @@ class SegmentWidget(W.VBox):
     def go(self, index: int) -> None:
         """Go to image ``index``."""
         self._navigate(lambda: self.session.go(index))
+
+    def everything(self, **settings: Any) -> None:
+        """Segment everything in the current image and show it; click a region to adopt it.
+
+        Runs segment_anything's SamAutomaticMaskGenerator on the widget's predictor (the cached
+        embedding is reused) with the seed's settings: points_per_side=32, pred_iou_thresh=0.86,
+        stability_score_thresh=0.92; ``settings`` overrides them (any of its arguments). The
+        masks land in ``proposals`` (largest first); ``adopt(i)`` makes one an object.
+        """
+        params = {"points_per_side": 32, "pred_iou_thresh": 0.86, "stability_score_thresh": 0.92}
+        params.update(settings)
+        index = self.session.current
+
+        def job() -> None:
+            from segment_anything import SamAutomaticMaskGenerator
+
+            with self.session._lock:  # the generator drives the predictor itself
+                generator = SamAutomaticMaskGenerator(self.predictor.model, **params)
+                generator.predictor = self.predictor  # reuse the cached embedding
+                found = generator.generate(self.session.image)
+            found.sort(key=lambda m: -int(m["area"]))
+            with self._lock:
+                if self.session.current == index:
+                    self.proposals = found
+                    self.show_proposals = True
+                    self._guard(lambda: self._dirty.add("mask"))
+
+        self._set_toggle(True)
+        self._run_busy(job, "segmenting everything")
+
+    def hide_everything(self) -> None:
+        """Stop showing the "everything" masks (they are kept in ``proposals``)."""
+        self.show_proposals = False
+        self._set_toggle(False)
+        self._redraw({"mask"})
+
+    def adopt(self, index: int, label: str | None = None) -> None:
+        """Make proposal ``index`` (see ``everything``) an object of the current image."""
+        if not 0 <= index < len(self.proposals):
+            self._show_error(f"no proposal {index}: there are {len(self.proposals)}.")
+            return
+        p = self.proposals[index]
+        self._act(lambda: self.session.add_mask(p["segmentation"], p["predicted_iou"], label))
+
+    def _proposal_at(self, x: float, y: float) -> int | None:
+        """The smallest shown proposal containing image pixel (x, y), or None."""
+        if not self.show_proposals:
+            return None
+        xi = min(int(x), self.session.width - 1)
+        yi = min(int(y), self.session.height - 1)
+        hits = [i for i, p in enumerate(self.proposals) if p["segmentation"][yi, xi]]
+        return min(hits, key=lambda i: self.proposals[i]["area"]) if hits else None
+
+    def _set_toggle(self, value: bool) -> None:
+        self._syncing = True
+        try:
+            self._everything.value = value
+        finally:
+            self._syncing = False
 
     def set_opacity(self, value: float) -> None:
         """Opacity of the mask overlay, 0 to 1."""
@@ -292,27 +374,40 @@ class SegmentWidget(W.VBox):
         self._start_encoding()
 
     def _start_encoding(self) -> None:
+        if not self.session.is_encoded:
+            self._run_busy(self.session.ensure_encoded, "encoding")
+
+    def _run_busy(self, job: Callable[[], Any], label: str) -> None:
+        """Run a long job (encoding, "everything") off the UI path; clicks meanwhile are queued."""
         with self._lock:
-            if self.session.is_encoded:
+            if self._encoding is not None and self.background:  # one job at a time, in order
+                self._pending.append(_Job(job, label))
                 return
             self._encode_started = time.perf_counter()
-            self._encoding = threading.Thread(target=self._encode, daemon=True, name="sam-encode")
+            self._busy_label = label
+            self._encoding = threading.Thread(
+                target=self._busy, args=(job, label), daemon=True, name=f"sam-{label}"
+            )
             self._update_status()
         if self.background:
             self._encoding.start()
-            threading.Thread(target=self._tick, daemon=True, name="sam-encode-clock").start()
+            threading.Thread(target=self._tick, daemon=True, name="sam-busy-clock").start()
         else:
             self._encoding.run()
 
-    def _encode(self) -> None:
+    def _busy(self, job: Callable[[], Any], label: str) -> None:
         try:
-            self.session.ensure_encoded()  # outside the widget lock: clicks get queued meanwhile
+            job()  # outside the widget lock: clicks get queued meanwhile
         except Exception as e:  # shown to the user; the next click tries again
-            self._show_error(f"encoding failed: {e}")
+            self._show_error(f"{label} failed: {e}")
+        next_job = None
         with self._lock:
             try:
-                while self._pending:
+                while self._pending and next_job is None:
                     action = self._pending.pop(0)
+                    if isinstance(action, _Job):
+                        next_job = action  # its worker applies what is queued after it
+                        continue
                     try:
                         self._guard(action)
                     except Exception as e:  # a worker thread has nobody to raise to: show it
@@ -320,6 +415,8 @@ class SegmentWidget(W.VBox):
             finally:
                 if self._encoding is threading.current_thread() or not self.background:
                     self._encoding = None
+        if next_job is not None:
+            self._run_busy(next_job.fn, next_job.label)
         self._update_status()
 
     def _tick(self) -> None:
@@ -369,6 +466,8 @@ class SegmentWidget(W.VBox):
     def _on_session(self, event: str) -> None:
         if event == "image":
             self._dirty.discard("image")
+            self.proposals, self.show_proposals = [], False
+            self._set_toggle(False)
             self._show_image()
             return
         self._dirty.add(event)
@@ -429,11 +528,20 @@ class SegmentWidget(W.VBox):
             "x": self.delete_object,
             "ArrowRight": self.next_image,
             "ArrowLeft": self.previous_image,
+            "e": lambda: self.hide_everything() if self.show_proposals else self.everything(),
         }
         if key in actions:
             actions[key]()
         elif key in ("1", "2", "3"):
             self.choose(int(key) - 1)
+
+    def _on_everything(self, change: dict) -> None:
+        if self._syncing:
+            return
+        if change["new"]:
+            self.everything()
+        else:
+            self.hide_everything()
 
     def _on_pick_object(self, change: dict) -> None:
         if not self._syncing and change["new"] is not None:
@@ -468,6 +576,10 @@ class SegmentWidget(W.VBox):
         """The mask layer as shown: canvas-sized RGBA uint8 (the active object more opaque)."""
         ch, cw = len(self._rows), len(self._cols)
         out = np.zeros((ch, cw, 4), np.uint8)
+        if self.show_proposals:
+            for i, p in enumerate(self.proposals):  # largest first, so small ones stay visible
+                m = p["segmentation"][self._rows][:, self._cols]
+                out[m] = (*PALETTE[i % len(PALETTE)], round(255 * self.opacity * 0.8))
         active = self.session.active
         for obj in self.session.objects:
             if obj.mask is None:
@@ -554,7 +666,7 @@ class SegmentWidget(W.VBox):
         if stats is not None:
             parts.append(f"{stats.device} {stats.precision}")
             if self._encoding is not None:
-                parts.append(f"encoding… {time.perf_counter() - self._encode_started:.1f} s")
+                parts.append(f"{self._busy_label}… {time.perf_counter() - self._encode_started:.1f} s")
                 if self._pending:
                     parts.append(f"{len(self._pending)} click(s) queued")
             else:

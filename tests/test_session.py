@@ -643,3 +643,22 @@ def test_repr(session):
     assert repr(session) == "Session(2 images, current 0 'first', 1 object)"
     assert repr(session.active).startswith("SessionObject('object 1', 1 point, candidate ")
     assert isinstance(session.active, SessionObject)
+
+
+def test_add_mask_adopts_a_mask_as_an_undoable_object(tiny_sam, rgb_image):
+    from sam_widgets import CachedPredictor, Session
+
+    s = Session(rgb_image, CachedPredictor(tiny_sam))
+    mask = np.zeros((90, 120), bool)
+    mask[10:20, 30:50] = True
+    obj = s.add_mask(mask, score=0.9, label="block")
+    assert s.active.label == "block" and np.array_equal(s.masks["block"], mask)
+    assert obj.score == pytest.approx(0.9) and not obj.has_prompts
+    mask[:] = False  # the session keeps its own copy
+    assert s.masks["block"].sum() == 200
+    with pytest.raises(ValueError, match="does not fit"):
+        s.add_mask(np.ones((10, 10), bool))
+    with pytest.raises(ValueError, match="empty"):
+        s.add_mask(np.zeros((90, 120), bool))
+    assert s.labels == ["block"]
+    assert s.undo() and s.objects == ()

@@ -244,3 +244,40 @@ def test_set_model_keeps_the_work(rgb_image, predictor, tiny_sam):
     assert np.array_equal(w.masks["object 1"], mask)
     w.click(20, 20)
     assert len(w.session.active.points) == 2
+
+
+def test_everything_reuses_the_embedding_and_a_click_adopts_a_region(rgb_image, tiny_sam):
+    runs = [0]
+    tiny_sam.image_encoder.register_forward_hook(lambda *_: runs.__setitem__(0, runs[0] + 1))
+    w = SegmentWidget([rgb_image, rgb_image[::-1].copy()], CachedPredictor(tiny_sam), background=False)
+    # Random weights: accept every mask, so there is something to adopt.
+    w.everything(points_per_side=4, pred_iou_thresh=0.0, stability_score_thresh=0.0)
+    assert runs[0] == 1  # the generator used the cached embedding
+    assert w.proposals and w.show_proposals and w._everything.value
+    areas = [p["area"] for p in w.proposals]
+    assert areas == sorted(areas, reverse=True)
+    assert w.mask_overlay()[..., 3].any()
+    target = w.proposals[-1]["segmentation"]  # the smallest
+    ys, xs = np.nonzero(target)
+    w.click(xs[0] + 0.5, ys[0] + 0.5)
+    (obj,) = w.session.objects
+    assert obj.points == () and np.array_equal(obj.mask, target)
+    w.undo()
+    assert w.session.objects == ()
+    w.click(xs[0] + 0.5, ys[0] + 0.5, positive=False)  # a negative click is a normal prompt
+    assert w.session.active.point_labels == (0,)
+    w.next_image()
+    assert w.proposals == [] and not w.show_proposals and not w._everything.value
+    w.adopt(0)
+    assert "no proposal 0" in w.error
+
+
+def test_everything_while_encoding_waits_its_turn(rgb_image, tiny_sam):
+    gate = threading.Event()
+    tiny_sam.image_encoder.register_forward_pre_hook(lambda *_: None if gate.wait(30) else None)
+    w = SegmentWidget(rgb_image, CachedPredictor(tiny_sam), background=True)
+    w.everything(points_per_side=4, pred_iou_thresh=0.0, stability_score_thresh=0.0)
+    assert w.proposals == []
+    gate.set()
+    assert w.wait(30)
+    assert w.proposals and not w.encoding
