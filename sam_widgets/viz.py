@@ -6,7 +6,7 @@ import numpy as np
 
 from ._images import as_rgb_uint8
 
-__all__ = ["PALETTE", "overlay_masks", "mask_iou"]
+__all__ = ["PALETTE", "overlay_masks", "mask_border", "mask_iou"]
 
 # Colour-blind-safe (Okabe-Ito), then a few more; cycled for many objects.
 PALETTE = np.array(
@@ -45,13 +45,18 @@ def overlay_masks(image, masks, alpha: float = 0.5, colors=None, outline: bool =
         c = colors[i % len(colors)].astype(np.float32)
         img[m] = (1 - alpha) * img[m] + alpha * c
         if outline:
-            inner = m.copy()
-            inner[1:] &= m[:-1]
-            inner[:-1] &= m[1:]
-            inner[:, 1:] &= m[:, :-1]
-            inner[:, :-1] &= m[:, 1:]
-            img[m & ~inner] = c
+            img[mask_border(m)] = c
     return np.round(img).astype(np.uint8)
+
+
+def mask_border(mask: np.ndarray) -> np.ndarray:
+    """The pixels of a bool mask that touch the outside (4-neighbourhood): its 1-pixel outline."""
+    inner = mask.copy()
+    inner[1:] &= mask[:-1]
+    inner[:-1] &= mask[1:]
+    inner[:, 1:] &= mask[:, :-1]
+    inner[:, :-1] &= mask[:, 1:]
+    return mask & ~inner
 
 
 def mask_iou(a, b) -> float:

@@ -27,7 +27,7 @@ from ipycanvas import MultiCanvas, hold_canvas
 from ipyevents import Event
 
 from .session import Session
-from .viz import PALETTE
+from .viz import PALETTE, mask_border
 
 __all__ = ["SegmentWidget", "HELP"]
 
@@ -587,12 +587,7 @@ class SegmentWidget(W.VBox):
             m = obj.mask[self._rows][:, self._cols]
             alpha = self.opacity if active is not None and obj.label == active.label else self.opacity * 0.6
             out[m] = (*obj.color, round(255 * alpha))
-            inner = m.copy()
-            inner[1:] &= m[:-1]
-            inner[:-1] &= m[1:]
-            inner[:, 1:] &= m[:, :-1]
-            inner[:, :-1] &= m[:, 1:]
-            out[m & ~inner] = (*obj.color, 255)
+            out[mask_border(m)] = (*obj.color, 255)
         return out
 
     def _draw_masks(self) -> None:
