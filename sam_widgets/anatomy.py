@@ -1,0 +1,288 @@
+"""Look inside SAM: numbers and pictures computed from segment_anything's own modules.
+
+Everything here is measured on the model object you pass (or built on torch's ``meta`` device,
+which costs no memory and no time), never typed in from a paper or a blog:
+
+- ``describe``: input size, patch grid, widths, windows and the padding they need, global blocks,
+  the neck, embedding and mask sizes;
+- ``param_counts`` and ``flop_counts``: per component, FLOPs from torch's FlopCounterMode (one
+  multiply-add counts 2 FLOPs);
+- ``attention_cost``: the attention FLOPs of a windowed block against a global block;
+- ``attention_map``: what one query patch attends to in a given block, captured with a forward
+  hook and recomputed with the block's own weights and relative positions;
+- ``preprocess_steps``: the image as the encoder receives it (resize, normalise, pad).
+
+``QUOTED`` holds figures commonly quoted about SAM, each with its source, for the notebooks to set
+against the measured ones.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from segment_anything.modeling import Sam
+
+from ._images import as_rgb_uint8
+from .models import CONFIGS, SamConfig, build_sam
+
+__all__ = [
+    "Anatomy",
+    "QUOTED",
+    "describe",
+    "param_counts",
+    "flop_counts",
+    "attention_cost",
+    "attention_map",
+    "preprocess_steps",
+    "meta_model",
+]
+
+# Figures that circulate about SAM, with where they come from. The notebooks compare them with
+# what the code computes; "quoted" never means "measured here".
+QUOTED: dict[str, dict[str, Any]] = {
+    "encoder_params_M": {
+        "value": {"vit_b": 91, "vit_l": 308, "vit_h": 636},
+        "source": "SAM paper / model cards (rounded; they include the neck)",
+    },
+    "patch_tokens": {
+        "value": "64x64x256 after patch embedding",
+        "source": "popular blog posts (wrong: patch embedding gives 64x64xembed_dim; the neck makes 256)",
+    },
+    "speed_vs_iou": {
+        "value": {"vit_h": (0.88, 110), "vit_l": (0.86, 80), "vit_b": (0.83, 50)},
+        "source": "widely shared table (mIoU, encoder ms), said to be on an A100; not measured here",
+    },
+}
+
+
+@dataclass(frozen=True)
+class Anatomy:
+    """The shape facts of one SAM model, read from its modules."""
+
+    img_size: int  # pixels, the long side after resizing (the input is padded to a square)
+    patch_size: int  # pixels per patch side
+    grid: int  # tokens per side after patch embedding
+    embed_dim: int  # channels per token in the encoder
+    depth: int  # transformer blocks
+    num_heads: int
+    window_size: int  # tokens per window side in windowed blocks
+    padded_grid: int  # grid padded to a multiple of the window size
+    windows: int  # windows per image in a windowed block
+    global_blocks: tuple[int, ...]  # blocks attending over the whole grid
+    neck_channels: int  # channels of the image embedding
+    embedding_shape: tuple[int, int, int]  # C x H x W of the image embedding
+    low_res_mask: int  # side of the masks the decoder outputs, before upscaling
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def meta_model(name_or_config: str | SamConfig) -> Sam:
+    """The architecture on torch's meta device: real modules, no memory, no weights."""
+    if isinstance(name_or_config, str):
+        from .models import _config_for
+
+        if name_or_config not in (*CONFIGS, "micro"):
+            raise ValueError(f"Unknown model {name_or_config!r}; use vit_b, vit_l, vit_h or micro.")
+        return build_sam(_config_for(name_or_config), device="meta")
+    return build_sam(name_or_config, device="meta")
+
+
+def _model(model: Sam | str | SamConfig) -> Sam:
+    return model if isinstance(model, Sam) else meta_model(model)
+
+
+def describe(model: Sam | str | SamConfig) -> Anatomy:
+    """Shape facts of ``model`` (a Sam, a model name, or a SamConfig), read from its modules."""
+    sam = _model(model)
+    enc = sam.image_encoder
+    patch = enc.patch_embed.proj
+    grid = enc.img_size // patch.stride[0]
+    window = max(b.window_size for b in enc.blocks)
+    padded = math.ceil(grid / window) * window if window else grid
+    neck = enc.neck[-2].out_channels  # the last conv before the final LayerNorm2d
+    emb = sam.prompt_encoder.image_embedding_size
+    return Anatomy(
+        img_size=enc.img_size,
+        patch_size=patch.stride[0],
+        grid=grid,
+        embed_dim=patch.out_channels,
+        depth=len(enc.blocks),
+        num_heads=enc.blocks[0].attn.num_heads,
+        window_size=window,
+        padded_grid=padded,
+        windows=(padded // window) ** 2 if window else 1,
+        global_blocks=tuple(i for i, b in enumerate(enc.blocks) if b.window_size == 0),
+        neck_channels=neck,
+        embedding_shape=(neck, emb[0], emb[1]),
+        low_res_mask=4 * emb[0],
+    )
+
+
+def param_counts(model: Sam | str | SamConfig) -> dict[str, int]:
+    """Parameters per component (the encoder's parts, the prompt encoder, the decoder's parts)."""
+    sam = _model(model)
+    enc, dec = sam.image_encoder, sam.mask_decoder
+
+    def n(*modules: Any) -> int:
+        return sum(p.numel() for m in modules for p in m.parameters())
+
+    windowed = [b for b in enc.blocks if b.window_size > 0]
+    global_ = [b for b in enc.blocks if b.window_size == 0]
+    counts = {
+        "encoder.patch_embed": n(enc.patch_embed),
+        "encoder.pos_embed": enc.pos_embed.numel() if enc.pos_embed is not None else 0,
+        "encoder.windowed_blocks": n(*windowed),
+        "encoder.global_blocks": n(*global_),
+        "encoder.neck": n(enc.neck),
+        "prompt_encoder": n(sam.prompt_encoder),
+        "decoder.transformer": n(dec.transformer),
+        "decoder.upscaling": n(dec.output_upscaling),
+        "decoder.hypernetworks": n(dec.output_hypernetworks_mlps),
+        "decoder.iou_head": n(dec.iou_prediction_head),
+        "decoder.tokens": n(dec.iou_token, dec.mask_tokens),
+    }
+    assert sum(counts.values()) == n(sam), "every parameter is counted once"
+    return counts
+
+
+def flop_counts(model: Sam | str | SamConfig) -> dict[str, float]:
+    """FLOPs of one image through the encoder and of one click through the decoder, by part.
+
+    Counted by torch's FlopCounterMode on the meta device (a multiply-add is 2 FLOPs); only
+    matrix products and convolutions are counted, as FlopCounterMode does. Keys: ``encoder``
+    (total), ``encoder.patch_embed``, ``encoder.windowed_blocks``, ``encoder.global_blocks``,
+    ``encoder.neck`` (they add up to the total), ``prompt_encoder+decoder`` (one point, 3 masks).
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    sam = _model(model)
+    config_like = describe(sam)
+    on = {"device": "meta"} if next(sam.parameters()).is_meta else {"device": sam.device}
+    x = torch.zeros(1, 3, config_like.img_size, config_like.img_size, **on)
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        sam.image_encoder(x)
+    by_module = {k: float(sum(v.values())) for k, v in counter.get_flop_counts().items()}
+    out: dict[str, float] = {
+        "encoder": float(counter.get_total_flops()),
+        "encoder.patch_embed": by_module.get("ImageEncoderViT.patch_embed", 0.0),
+        "encoder.windowed_blocks": 0.0,
+        "encoder.global_blocks": 0.0,
+        "encoder.neck": by_module.get("ImageEncoderViT.neck", 0.0),
+    }
+    for i in range(config_like.depth):
+        kind = "global" if i in config_like.global_blocks else "windowed"
+        out[f"encoder.{kind}_blocks"] += by_module.get(f"ImageEncoderViT.blocks.{i}", 0.0)
+    # The prompt encoder branches on label values, which meta tensors do not have: count the
+    # small prompt encoder and decoder (4 M parameters) on the CPU. FLOPs depend on shapes only.
+    prompt_encoder, decoder = sam.prompt_encoder, sam.mask_decoder
+    if on["device"] == "meta":
+        prompt_encoder = copy.deepcopy(sam.prompt_encoder).to_empty(device="cpu").requires_grad_(False)
+        decoder = copy.deepcopy(sam.mask_decoder).to_empty(device="cpu").requires_grad_(False)
+    dev = {"device": "cpu"} if on["device"] == "meta" else on
+    c, h, w = config_like.embedding_shape
+    emb = torch.zeros(1, c, h, w, **dev)
+    pts = torch.zeros(1, 1, 2, **dev), torch.ones(1, 1, dtype=torch.int, **dev)
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        sparse, dense = prompt_encoder(points=pts, boxes=None, masks=None)
+        decoder(emb, prompt_encoder.get_dense_pe(), sparse, dense, multimask_output=True)
+    out["prompt_encoder+decoder"] = float(counter.get_total_flops())
+    return out
+
+
+def attention_cost(model: Sam | str | SamConfig) -> dict[str, float]:
+    """Attention FLOPs (QK^T and AV products, 2 FLOPs a multiply-add) per block, window vs global.
+
+    A windowed block attends within ``windows`` windows of ``window_size^2`` tokens (padded grid);
+    a global block over all ``grid^2`` tokens: cost grows with the square of the tokens attended.
+    """
+    a = describe(model)
+    tokens_w = a.window_size**2
+    window_block = 2 * 2 * a.windows * tokens_w * tokens_w * a.embed_dim
+    global_block = 2 * 2 * (a.grid**2) ** 2 * a.embed_dim
+    return {
+        "window_block": float(window_block),
+        "global_block": float(global_block),
+        "ratio": global_block / window_block,
+    }
+
+
+def preprocess_steps(sam: Sam, image: Any) -> dict[str, np.ndarray]:
+    """The image on its way into the encoder, as SamPredictor does it.
+
+    Returns ``resized`` (uint8, long side = img_size), ``normalized`` (float32 HxWx3, per-channel
+    (x - mean) / std) and ``padded`` (float32 img_size x img_size x 3, zeros bottom and right).
+    """
+    from segment_anything.utils.transforms import ResizeLongestSide
+
+    rgb = as_rgb_uint8(image)
+    size = sam.image_encoder.img_size
+    resized = ResizeLongestSide(size).apply_image(rgb)
+    mean = sam.pixel_mean.detach().cpu().float().view(1, 1, 3).numpy()
+    std = sam.pixel_std.detach().cpu().float().view(1, 1, 3).numpy()
+    normalized = (resized.astype(np.float32) - mean) / std
+    padded = np.zeros((size, size, 3), np.float32)
+    padded[: resized.shape[0], : resized.shape[1]] = normalized
+    return {"resized": resized, "normalized": normalized, "padded": padded}
+
+
+def attention_map(sam: Sam, image: Any, block: int, query: tuple[int, int]) -> np.ndarray:
+    """Attention of one query token over the token grid in encoder block ``block``.
+
+    ``query`` is (row, col) on the token grid (``describe(sam).grid`` per side). Returns a
+    grid x grid float array, averaged over heads. A global block's map sums to 1; a windowed
+    block's is zero outside the query's window (and sums to less than 1 at the image's right and
+    bottom edges, where part of the weight goes to the window padding). Captured with a forward
+    pre-hook on ``blocks[block].attn`` and recomputed with that module's own qkv projection and
+    decomposed relative positions.
+    """
+    from segment_anything.modeling.image_encoder import add_decomposed_rel_pos
+
+    a = describe(sam)
+    if not 0 <= block < a.depth:
+        raise ValueError(f"block must be in 0..{a.depth - 1}, got {block}.")
+    r, c = query
+    if not (0 <= r < a.grid and 0 <= c < a.grid):
+        raise ValueError(f"query {query} is outside the {a.grid}x{a.grid} token grid.")
+    attn_module = sam.image_encoder.blocks[block].attn
+    captured: dict[str, torch.Tensor] = {}
+    handle = attn_module.register_forward_pre_hook(lambda _m, args: captured.setdefault("x", args[0]))
+    try:
+        x = torch.as_tensor(preprocess_steps(sam, image)["padded"]).permute(2, 0, 1)[None]
+        x = x.to(sam.device, next(sam.image_encoder.parameters()).dtype)
+        with torch.no_grad():
+            sam.image_encoder(x)  # already normalised and padded, as Sam.preprocess makes it
+    finally:
+        handle.remove()
+    tokens = captured["x"]  # (B*windows, h, w, C) for a windowed block, (1, grid, grid, C) global
+    window = sam.image_encoder.blocks[block].window_size
+    if window:
+        per_row = a.padded_grid // window
+        index = (r // window) * per_row + (c // window)
+        tokens = tokens[index : index + 1]
+        qr, qc = r % window, c % window
+    else:
+        qr, qc = r, c
+    _, h, w, _ = tokens.shape
+    heads = attn_module.num_heads
+    with torch.no_grad():
+        qkv = attn_module.qkv(tokens).reshape(1, h * w, 3, heads, -1).permute(2, 0, 3, 1, 4)
+        q, k, _v = qkv.reshape(3, heads, h * w, -1).unbind(0)  # (heads, h*w, head_dim)
+        logits = (q * attn_module.scale) @ k.transpose(-2, -1)
+        if attn_module.use_rel_pos:
+            logits = add_decomposed_rel_pos(
+                logits, q, attn_module.rel_pos_h, attn_module.rel_pos_w, (h, w), (h, w)
+            )
+        weights = logits.float().softmax(-1)[:, qr * w + qc].mean(0).reshape(h, w).cpu().numpy()
+    out = np.zeros((a.padded_grid, a.padded_grid), np.float32)
+    if window:
+        r0, c0 = (r // window) * window, (c // window) * window
+        out[r0 : r0 + window, c0 : c0 + window] = weights
+    else:
+        out[:h, :w] = weights
+    return out[: a.grid, : a.grid]

@@ -1,0 +1,89 @@
+"""anatomy: facts computed from segment_anything's modules match the code's own numbers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sam_widgets import anatomy
+from sam_widgets.models import CONFIGS
+
+from .conftest import TINY
+
+
+@pytest.mark.parametrize(
+    "name, width, depth, global_blocks",
+    [
+        ("vit_b", 768, 12, (2, 5, 8, 11)),
+        ("vit_l", 1024, 24, (5, 11, 17, 23)),
+        ("vit_h", 1280, 32, (7, 15, 23, 31)),
+    ],
+)
+def test_describe_official(name, width, depth, global_blocks):
+    a = anatomy.describe(name)
+    assert (a.img_size, a.patch_size, a.grid) == (1024, 16, 64)
+    assert (a.embed_dim, a.depth, a.global_blocks) == (width, depth, global_blocks)
+    assert (a.window_size, a.padded_grid, a.windows) == (14, 70, 25)  # 64 -> 70 = 5 windows of 14
+    assert a.embedding_shape == (256, 64, 64) and a.low_res_mask == 256
+
+
+def test_param_counts_add_up_and_match_the_builder():
+    counts = anatomy.param_counts("vit_b")
+    encoder = sum(v for k, v in counts.items() if k.startswith("encoder."))
+    assert encoder == 89_670_912  # DESIGN.md: 89.7 M
+    assert counts["encoder.pos_embed"] == 64 * 64 * 768
+    assert counts["encoder.patch_embed"] == 768 * 3 * 16 * 16 + 768
+    # 4 global + 8 windowed blocks of the same width: global blocks differ only in their
+    # relative-position tables (2 x (2*64-1) vs 2 x (2*14-1) rows of head_dim=64 each).
+    per_global = counts["encoder.global_blocks"] / 4
+    per_window = counts["encoder.windowed_blocks"] / 8
+    assert per_global - per_window == 2 * ((2 * 64 - 1) - (2 * 14 - 1)) * 64
+
+
+def test_flops_match_torch_flop_counter_figures():
+    flops = anatomy.flop_counts("vit_b")
+    assert round(flops["encoder"] / 1e9) == 972  # DESIGN.md
+    parts = sum(v for k, v in flops.items() if k.startswith("encoder."))
+    assert parts == pytest.approx(flops["encoder"])
+    assert 0 < flops["prompt_encoder+decoder"] < flops["encoder"] / 100
+
+
+def test_attention_cost_window_vs_global():
+    cost = anatomy.attention_cost("vit_b")
+    # 4096 tokens attending to 4096, against 25 windows of 196 attending to 196.
+    assert cost["ratio"] == pytest.approx(4096**2 / (25 * 196**2))
+    assert cost["global_block"] == 2 * 2 * 4096**2 * 768
+
+
+def test_attention_map_window_and_global(tiny_sam, rgb_image):
+    a = anatomy.describe(tiny_sam)
+    assert a.grid == 8 and a.window_size == 4 and a.global_blocks == (1,)
+    window = anatomy.attention_map(tiny_sam, rgb_image, block=0, query=(1, 6))
+    assert window.shape == (8, 8)
+    assert np.isclose(window.sum(), 1.0, atol=1e-5)  # this window holds no padding (8 = 2 x 4)
+    assert window[:4, 4:].sum() == pytest.approx(1.0, abs=1e-5) and window[4:, :].sum() == 0
+    full = anatomy.attention_map(tiny_sam, rgb_image, block=1, query=(1, 6))
+    assert np.isclose(full.sum(), 1.0, atol=1e-5) and (full > 0).all()
+    with pytest.raises(ValueError, match="outside"):
+        anatomy.attention_map(tiny_sam, rgb_image, block=0, query=(8, 0))
+    with pytest.raises(ValueError, match="block"):
+        anatomy.attention_map(tiny_sam, rgb_image, block=5, query=(0, 0))
+
+
+def test_preprocess_steps(tiny_sam, rgb_image):
+    steps = anatomy.preprocess_steps(tiny_sam, rgb_image)
+    assert steps["resized"].shape == (96, 128, 3)  # 90x120 -> long side 128
+    assert steps["padded"].shape == (128, 128, 3) and (steps["padded"][96:] == 0).all()
+    mean = tiny_sam.pixel_mean.view(3).numpy()
+    std = tiny_sam.pixel_std.view(3).numpy()
+    assert np.allclose(steps["normalized"][0, 0], (steps["resized"][0, 0] - mean) / std, atol=1e-5)
+
+
+def test_meta_model_and_unknown_name():
+    sam = anatomy.meta_model("vit_h")
+    assert next(sam.parameters()).is_meta
+    assert anatomy.describe(TINY).embed_dim == 32
+    with pytest.raises(ValueError, match="Unknown model"):
+        anatomy.meta_model("vit_x")
+    assert set(anatomy.QUOTED) >= {"encoder_params_M", "speed_vs_iou"}
+    assert CONFIGS["vit_h"].encoder_depth == anatomy.describe("vit_h").depth
