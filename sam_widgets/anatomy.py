@@ -45,17 +45,15 @@ __all__ = [
 # Figures that circulate about SAM, with where they come from. The notebooks compare them with
 # what the code computes; "quoted" never means "measured here".
 QUOTED: dict[str, dict[str, Any]] = {
-    "encoder_params_M": {
-        "value": {"vit_b": 91, "vit_l": 308, "vit_h": 636},
-        "source": "SAM paper / model cards (rounded; they include the neck)",
-    },
     "patch_tokens": {
         "value": "64x64x256 after patch embedding",
-        "source": "popular blog posts (wrong: patch embedding gives 64x64xembed_dim; the neck makes 256)",
+        "source": "a claim in popular write-ups, as DESIGN.md notes; the code gives 64x64xembed_dim "
+        "after patch embedding, and the neck makes 256",
     },
     "speed_vs_iou": {
         "value": {"vit_h": (0.88, 110), "vit_l": (0.86, 80), "vit_b": (0.83, 50)},
-        "source": "widely shared table (mIoU, encoder ms), said to be on an A100; not measured here",
+        "source": "the figures most often quoted (mIoU, encoder ms), said to be on an A100; as "
+        "given in the project's teaching-notebooks issue, not measured here",
     },
 }
 
@@ -212,7 +210,7 @@ def attention_cost(model: Sam | str | SamConfig) -> dict[str, float]:
     }
 
 
-def preprocess_steps(sam: Sam, image: Any) -> dict[str, np.ndarray]:
+def preprocess_steps(model: Sam | str | SamConfig, image: Any) -> dict[str, np.ndarray]:
     """The image on its way into the encoder, as SamPredictor does it.
 
     Returns ``resized`` (uint8, long side = img_size), ``normalized`` (float32 HxWx3, per-channel
@@ -220,11 +218,16 @@ def preprocess_steps(sam: Sam, image: Any) -> dict[str, np.ndarray]:
     """
     from segment_anything.utils.transforms import ResizeLongestSide
 
+    sam = _model(model)
     rgb = as_rgb_uint8(image)
     size = sam.image_encoder.img_size
     resized = ResizeLongestSide(size).apply_image(rgb)
-    mean = sam.pixel_mean.detach().cpu().float().view(1, 1, 3).numpy()
-    std = sam.pixel_std.detach().cpu().float().view(1, 1, 3).numpy()
+    if sam.pixel_mean.is_meta:  # a meta model has no buffer values: use the builder's constants
+        mean = np.array(SamConfig.pixel_mean, np.float32).reshape(1, 1, 3)
+        std = np.array(SamConfig.pixel_std, np.float32).reshape(1, 1, 3)
+    else:
+        mean = sam.pixel_mean.detach().cpu().float().view(1, 1, 3).numpy()
+        std = sam.pixel_std.detach().cpu().float().view(1, 1, 3).numpy()
     normalized = (resized.astype(np.float32) - mean) / std
     padded = np.zeros((size, size, 3), np.float32)
     padded[: resized.shape[0], : resized.shape[1]] = normalized
