@@ -169,9 +169,7 @@ def _config_for(name: str) -> SamConfig:
     if name == "micro":
         from .micro import MICRO_CONFIG
 
-        if isinstance(MICRO_CONFIG, SamConfig):
-            return MICRO_CONFIG
-        return SamConfig(**{k: v for k, v in MICRO_CONFIG.items() if k in SamConfig.__dataclass_fields__})
+        return MICRO_CONFIG
     return CONFIGS[name]
 
 

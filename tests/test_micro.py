@@ -1,0 +1,166 @@
+"""Tests for sam_widgets.micro: shipped weights, quality through SamPredictor, data, training."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sam_widgets import micro
+from sam_widgets.micro import MICRO_CONFIG, WEIGHTS_PATH, build_micro
+from sam_widgets.micro.data import HELDOUT_SEED_START, TRAIN_SEED_START, heldout_set, make_scene
+from sam_widgets.micro.evaluate import center_point, iou
+
+# Held-out objects for the quality tests, (scene index, object index) into heldout_set(8).
+# Candidates by geometry: visible area >= 900 px of the 256x256 scene and >= 0.5 of its bounding
+# box (19 objects). micro is undertrained (held-out 1-click mIoU 0.55, see MODEL_CARD.md), so
+# these are the candidates it segments well (IoU >= 0.87 when picked): regression guards of the
+# shipped weights and of the inference path, not a quality claim.
+CLICK_CASES = [(2, 1), (3, 3), (3, 4), (5, 1), (7, 0)]
+BOX_CASES = [(2, 1), (3, 1), (3, 3), (3, 4), (5, 5), (7, 0)]
+# (scene, object to keep, touching object behind it to remove with a negative click)
+NEG_CASE = (3, 1, 0)
+
+
+@pytest.fixture(scope="module")
+def scenes():
+    return heldout_set(8)
+
+
+@pytest.fixture(scope="module")
+def predictor():
+    import torch
+    from segment_anything import SamPredictor
+
+    torch.set_num_threads(2)
+    return SamPredictor(build_micro())
+
+
+def test_weights_ship_small_and_load_offline_with_weights_only():
+    import torch
+
+    assert WEIGHTS_PATH.is_file()
+    assert WEIGHTS_PATH.stat().st_size <= 20 * 2**20
+    state = torch.load(WEIGHTS_PATH, map_location="cpu", weights_only=True)
+    assert all(torch.isfinite(v.float()).all() for v in state.values())
+    sam = build_micro()
+    assert not sam.training
+    assert sam.image_encoder.img_size == MICRO_CONFIG.img_size
+
+
+def test_random_init_has_the_shipped_architecture():
+    import torch
+
+    shipped = torch.load(WEIGHTS_PATH, map_location="cpu", weights_only=True)
+    fresh = build_micro(weights=False).state_dict()
+    assert {k: tuple(v.shape) for k, v in fresh.items()} == {k: tuple(v.shape) for k, v in shipped.items()}
+    assert sum(v.numel() for v in fresh.values()) == sum(v.numel() for v in shipped.values())
+
+
+def test_missing_weights_say_how_to_train(tmp_path, monkeypatch):
+    monkeypatch.setattr(micro, "WEIGHTS_PATH", tmp_path / "nope.pt")
+    with pytest.raises(FileNotFoundError, match="sam_widgets.micro.train"):
+        build_micro()
+
+
+def test_heldout_scenes_are_deterministic_and_distinct():
+    (a_img, a_masks), (b_img, b_masks) = heldout_set(2)
+    c_img, c_masks = make_scene(HELDOUT_SEED_START)
+    assert np.array_equal(a_img, c_img) and np.array_equal(a_masks, c_masks)
+    assert not np.array_equal(a_img, b_img)
+    assert a_img.dtype == np.uint8 and a_img.shape == (256, 256, 3)
+    assert a_masks.dtype == bool and a_masks.shape[1:] == (256, 256)
+    assert HELDOUT_SEED_START + 10**5 <= TRAIN_SEED_START
+
+
+def test_scene_masks_are_visible_parts_and_disjoint():
+    img, masks = make_scene(TRAIN_SEED_START + 7, size=(200, 256))
+    assert img.shape == (200, 256, 3) and masks.shape[1:] == (200, 256)
+    assert masks.sum(0).max() <= 1  # an occluded pixel belongs to the object in front only
+    assert (masks.reshape(len(masks), -1).sum(1) >= 48).all()
+
+
+@pytest.mark.parametrize("case", CLICK_CASES)
+def test_one_click_inside_an_object_segments_it(scenes, predictor, case):
+    image, masks = scenes[case[0]]
+    gt = masks[case[1]]
+    predictor.set_image(image)
+    m, s, _ = predictor.predict(np.array([center_point(gt)]), np.array([1]), multimask_output=True)
+    assert m.shape == (3, 256, 256)
+    assert iou(m[int(np.argmax(s))], gt) >= 0.85
+
+
+@pytest.mark.parametrize("case", BOX_CASES)
+def test_box_prompt_segments_the_object(scenes, predictor, case):
+    image, masks = scenes[case[0]]
+    gt = masks[case[1]]
+    ys, xs = np.nonzero(gt)
+    predictor.set_image(image)
+    m, _, _ = predictor.predict(
+        box=np.array([xs.min(), ys.min(), xs.max(), ys.max()]), multimask_output=False
+    )
+    assert iou(m[0], gt) >= 0.85
+
+
+def test_negative_click_removes_an_object_from_a_box(scenes, predictor):
+    image, masks = scenes[NEG_CASE[0]]
+    keep, drop = masks[NEG_CASE[1]], masks[NEG_CASE[2]]
+    both = keep | drop
+    ys, xs = np.nonzero(both)
+    box = np.array([xs.min(), ys.min(), xs.max(), ys.max()])
+    predictor.set_image(image)
+    before, _, _ = predictor.predict(box=box, multimask_output=False)
+    after, _, _ = predictor.predict(
+        np.array([center_point(drop)]), np.array([0]), box=box, multimask_output=False
+    )
+    removed_before = 1 - (before[0] & drop).sum() / drop.sum()
+    removed_after = 1 - (after[0] & drop).sum() / drop.sum()
+    assert removed_before <= 0.2  # the box alone takes both objects
+    # micro removes about half of it (0.51 when written): weaker than SAM, but the negative
+    # label reaches the decoder and acts where it was placed
+    assert removed_after >= 0.4
+    assert (after[0] & keep).sum() / keep.sum() >= 0.9
+
+
+def test_non_square_image_runs_end_to_end(predictor):
+    image, masks = make_scene(HELDOUT_SEED_START + 99, size=(180, 256))
+    predictor.set_image(image)
+    gt = masks[np.argmax(masks.reshape(len(masks), -1).sum(1))]
+    m, s, low = predictor.predict(np.array([center_point(gt)]), np.array([1]))
+    assert m.shape == (3, 180, 256) and s.shape == (3,)
+    assert low.shape == (3, 64, 64)  # 4x the 16x16 embedding
+
+
+def test_automatic_mask_generator_runs(scenes):
+    from segment_anything import SamAutomaticMaskGenerator
+
+    # micro's scores sit below SAM's default filters (0.88 IoU, 0.95 stability): with those it
+    # returns nothing (MODEL_CARD.md), so this checks the code path with the filters off.
+    gen = SamAutomaticMaskGenerator(
+        build_micro(), points_per_side=8, pred_iou_thresh=0.0, stability_score_thresh=0.0
+    )
+    out = gen.generate(scenes[2][0])
+    assert out and all(o["segmentation"].shape == (256, 256) for o in out)
+    best = max(iou(o["segmentation"], scenes[2][1][1]) for o in out)
+    assert best >= 0.8
+
+
+@pytest.mark.slow
+def test_a_short_training_run_lowers_the_loss(tmp_path):
+    from sam_widgets.micro.train import train
+
+    rows = train(
+        steps=20,
+        out=tmp_path / "m.pt",
+        seed=1,
+        batch=2,
+        objects=3,
+        rounds=2,
+        lr=1e-3,
+        warmup=3,
+        threads=2,
+        save_every=10,
+        progress=False,
+    )
+    loss = [r["loss"] for r in rows]
+    assert np.mean(loss[-5:]) < np.mean(loss[:5])
+    assert (tmp_path / "m.pt").is_file() and (tmp_path / "m.csv").is_file()
