@@ -114,7 +114,9 @@ class SegmentWidget(W.VBox):
         self.error: str | None = None  # the last error shown in the status line
 
         self.canvas = MultiCanvas(3, width=64, height=64)
-        self.canvas.layout.border = "1px solid #ccc"
+        # The border goes on a wrapper: on the canvas itself (border-box sizing) it would shrink
+        # the drawing by 2 CSS pixels, blurring it and shifting clicks.
+        self._frame = W.Box([self.canvas], layout=W.Layout(border="1px solid #ccc", width="fit-content"))
         self._build_controls()
         self._clicks = Event(
             source=self.canvas,
@@ -127,7 +129,7 @@ class SegmentWidget(W.VBox):
         )
         self._moves.on_dom_event(self._on_dom_event)
         self.canvas.on_client_ready(lambda: self._redraw({"image"}))
-        super().__init__([self._toolbar, self.canvas, self._object_bar, self._status, self._help])
+        super().__init__([self._toolbar, self._frame, self._object_bar, self._status, self._help])
         self.session.on_change(self._on_session)
         self._show_image()
 
@@ -351,7 +353,9 @@ class SegmentWidget(W.VBox):
         return self.session.to_coco(**kwargs)
 
     def save(self, folder: str | Path, **kwargs: Any) -> Path:
-        """Write one PNG per mask and annotations.json (COCO + prompts) into ``folder``."""
+        """Write one PNG per mask and annotations.json (COCO + prompts) into ``folder``.
+
+        Returns the path of ``annotations.json``."""
         return self.session.save(folder, **kwargs)
 
     def load(self, folder: str | Path) -> None:
