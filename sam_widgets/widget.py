@@ -14,9 +14,11 @@ widget says so, and clicks made meanwhile are queued and applied when the embedd
 
 from __future__ import annotations
 
+import atexit
 import html
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -57,6 +59,16 @@ def _as_predictor(model: Any, device: str, precision: str):
         f"model must be a name for load_sam ('micro', 'vit_b', ...), a segment_anything Sam or a "
         f"CachedPredictor; got {type(model).__name__}."
     )
+
+
+_WORKERS: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
+
+
+@atexit.register
+def _join_workers() -> None:
+    # A worker killed inside torch at interpreter exit aborts the process: let it finish.
+    for thread in list(_WORKERS):
+        thread.join(timeout=120)
 
 
 class _Job:
@@ -112,6 +124,7 @@ class SegmentWidget(W.VBox):
         self._dirty: set[str] = set()
         self._depth = 0
         self.error: str | None = None  # the last error shown in the status line
+        self._ui = 0  # > 0 while handling a browser event or a control: errors are shown, not raised
 
         self.canvas = MultiCanvas(3, width=64, height=64)
         # The border goes on a wrapper: on the canvas itself (border-box sizing) it would shrink
@@ -123,11 +136,11 @@ class SegmentWidget(W.VBox):
             watched_events=["mousedown", "mouseup", "contextmenu", "mouseleave", "keydown"],
             prevent_default_action=True,
         )
-        self._clicks.on_dom_event(self._on_dom_event)
+        self._clicks.on_dom_event(lambda e: self._from_ui(self._on_dom_event, e))
         self._moves = Event(
             source=self.canvas, watched_events=["mousemove"], throttle_or_debounce="throttle", wait=40
         )
-        self._moves.on_dom_event(self._on_dom_event)
+        self._moves.on_dom_event(lambda e: self._from_ui(self._on_dom_event, e))
         self.canvas.on_client_ready(lambda: self._redraw({"image"}))
         super().__init__([self._toolbar, self._frame, self._object_bar, self._status, self._help])
         self.session.on_change(self._on_session)
@@ -138,7 +151,7 @@ class SegmentWidget(W.VBox):
     def _build_controls(self) -> None:
         def button(desc: str, tip: str, action: Callable[[], Any], icon: str = "") -> W.Button:
             b = W.Button(description=desc, tooltip=tip, icon=icon, layout=W.Layout(width="auto"))
-            b.on_click(lambda _: action())
+            b.on_click(lambda _: self._from_ui(action))
             return b
 
         self._prev = button("", "previous image (←)", self.previous_image, "arrow-left")
@@ -158,11 +171,11 @@ class SegmentWidget(W.VBox):
             readout_format=".2f",
             layout=W.Layout(width="220px"),
         )
-        self._opacity.observe(lambda ch: self.set_opacity(ch["new"]), "value")
+        self._opacity.observe(lambda ch: self._from_ui(self.set_opacity, ch["new"]), "value")
         self._everything = W.ToggleButton(
             description="Everything", icon="th", tooltip="segment everything; click a region to adopt it (e)"
         )
-        self._everything.observe(self._on_everything, "value")
+        self._everything.observe(lambda ch: self._from_ui(self._on_everything, ch), "value")
         self._toolbar = W.HBox(
             [
                 self._prev,
@@ -179,13 +192,13 @@ class SegmentWidget(W.VBox):
             layout=W.Layout(flex_flow="row wrap", align_items="center"),
         )
         self._objects = W.Dropdown(description="object", layout=W.Layout(width="220px"))
-        self._objects.observe(self._on_pick_object, "value")
+        self._objects.observe(lambda ch: self._from_ui(self._on_pick_object, ch), "value")
         self._label_edit = W.Text(
             placeholder="label", continuous_update=False, layout=W.Layout(width="160px")
         )
-        self._label_edit.observe(self._on_rename, "value")
+        self._label_edit.observe(lambda ch: self._from_ui(self._on_rename, ch), "value")
         self._candidates = W.ToggleButtons(options=[], description="masks", style={"button_width": "90px"})
-        self._candidates.observe(self._on_pick_candidate, "value")
+        self._candidates.observe(lambda ch: self._from_ui(self._on_pick_candidate, ch), "value")
         self._object_bar = W.HBox([self._objects, self._label_edit, self._candidates])
         self._status = W.HTML()
         self._help = W.HTML(f"<small>{HELP}</small>")
@@ -279,6 +292,11 @@ class SegmentWidget(W.VBox):
                     self.proposals = found
                     self.show_proposals = True
                     self._guard(lambda: self._dirty.add("mask"))
+                    if not found:
+                        self._show_error(
+                            "everything: no mask passed the filters; try lower thresholds, e.g. "
+                            "w.everything(pred_iou_thresh=0.5, stability_score_thresh=0.5) (micro needs them)"
+                        )
 
         self._set_toggle(True)
         self._run_busy(job, "segmenting everything")
@@ -340,26 +358,34 @@ class SegmentWidget(W.VBox):
 
     @property
     def masks(self) -> dict[str, np.ndarray]:
-        """label -> bool HxW mask (original image pixels) of each object of the current image."""
+        """label -> bool HxW mask (original image pixels) of each object of the current image.
+
+        Waits for a running encoding and the clicks queued behind it, so a script sees them."""
+        self.wait()
         return self.session.masks
 
     @property
     def annotations(self) -> list[dict[str, Any]]:
-        """Every image's objects with prompts, masks and scores."""
+        """Every image's objects with prompts, masks and scores (after queued clicks)."""
+        self.wait()
         return self.session.annotations
 
     def to_coco(self, **kwargs: Any) -> dict[str, Any]:
-        """COCO JSON (RLE masks) of all images: ``json.dump(w.to_coco(), f)``."""
+        """COCO JSON (RLE masks) of all images: ``json.dump(w.to_coco(), f)``. Each object label is
+        its own category unless ``category=`` maps labels to class names."""
+        self.wait()
         return self.session.to_coco(**kwargs)
 
     def save(self, folder: str | Path, **kwargs: Any) -> Path:
         """Write one PNG per mask and annotations.json (COCO + prompts) into ``folder``.
 
-        Returns the path of ``annotations.json``."""
+        Returns the path of ``annotations.json``. Waits for queued clicks first."""
+        self.wait()
         return self.session.save(folder, **kwargs)
 
     def load(self, folder: str | Path) -> None:
         """Continue work saved with ``save`` (no model run); undoable."""
+        self.wait()
         self._act(lambda: self.session.load(folder))
 
     # ------------------------------------------------------------------ encoding
@@ -394,6 +420,7 @@ class SegmentWidget(W.VBox):
             )
             self._update_status()
         if self.background:
+            _WORKERS.add(self._encoding)
             self._encoding.start()
             threading.Thread(target=self._tick, daemon=True, name="sam-busy-clock").start()
         else:
@@ -454,12 +481,26 @@ class SegmentWidget(W.VBox):
                 return result
             except (ValueError, KeyError, RuntimeError) as e:
                 self._show_error(str(e))
+                if self._ui == 0 and not threading.current_thread().name.startswith("sam-"):
+                    raise  # called from code: the caller hears of it (the status line shows it too)
                 return None
             finally:
                 self._depth -= 1
                 if self._depth == 0 and self._dirty:
                     dirty, self._dirty = self._dirty, set()
                     self._redraw(dirty)
+
+    def _from_ui(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run a browser event or control callback: errors go to the status line, never raise
+        into the comm handler (nobody would see them there)."""
+        self._ui += 1
+        try:
+            return fn(*args)
+        except Exception as e:
+            self._show_error(f"{type(e).__name__}: {e}" if not isinstance(e, ValueError) else str(e))
+            return None
+        finally:
+            self._ui -= 1
 
     def _navigate(self, move: Callable[[], Any]) -> Any:
         if self._pending:

@@ -204,17 +204,39 @@ def test_a_failing_queued_click_does_not_wedge_the_widget(rgb_image, tiny_sam, m
     assert "ZeroDivisionError" in w.error
 
 
-def test_bad_input_is_shown_not_raised_and_nothing_is_lost(rgb_image, predictor):
+def test_bad_input_raises_from_code_shows_from_the_browser_and_loses_nothing(rgb_image, predictor):
     w = SegmentWidget(rgb_image, predictor, background=False)
     w.click(50, 40)
     before = w.masks["object 1"].copy()
-    w.click(500, 40)  # outside the image (a script can do this; the mouse is clamped)
-    assert "outside" in w.error and "error" in w.status_text()
-    w.select("no such object")
-    assert "no such object" in w.error
+    with pytest.raises(ValueError, match="outside"):
+        w.click(500, 40)  # a script gets the error...
+    assert "outside" in w.error and "error" in w.status_text()  # ...and the status line shows it
+    with pytest.raises(ValueError, match="no such object"):
+        w.select("no such object")
+    # From the browser nothing raises into the comm handler: the status line says what happened.
+    w._objects.options = ("object 1", "ghost")
+    w._objects.value = "ghost"
+    assert "ghost" in w.error
     assert np.array_equal(w.masks["object 1"], before)
     w.click(20, 20)  # the next good action clears the error
     assert w.error is None
+
+
+def test_results_wait_for_clicks_queued_during_encoding(rgb_image, tiny_sam, tmp_path):
+    gate = threading.Event()
+    tiny_sam.image_encoder.register_forward_pre_hook(lambda *_: None if gate.wait(30) else None)
+    w = SegmentWidget(rgb_image, CachedPredictor(tiny_sam), background=True)
+    w.click(50, 40)  # a script clicks right away: queued behind the encoding
+    threading.Timer(0.2, gate.set).start()
+    assert "object 1" in w.masks  # masks waits for the encoding and the queued click
+    saved = w.save(tmp_path)
+    assert "object 1" in saved.read_text()
+
+
+def test_everything_that_finds_nothing_says_what_to_try(rgb_image, tiny_sam):
+    w = SegmentWidget(rgb_image, CachedPredictor(tiny_sam), background=False)
+    w.everything(points_per_side=2, pred_iou_thresh=1.1)
+    assert w.proposals == [] and "lower thresholds" in w.error
 
 
 def test_model_argument_is_checked(rgb_image):
