@@ -71,7 +71,8 @@ def _to_uint8(arr: np.ndarray) -> np.ndarray:
         if lo < 0.0 or hi > 1.0:
             raise ValueError(
                 f"A float image must lie in [0, 1]; this one spans [{lo:g}, {hi:g}]. "
-                "Pass uint8 (0-255) or divide by its maximum first."
+                "Pass uint8 (0-255); for 0-255 data in a float array use .astype(np.uint8), or divide "
+                "by 255."
             )
         return np.round(arr * 255.0).astype(np.uint8)
     if np.issubdtype(arr.dtype, np.integer):

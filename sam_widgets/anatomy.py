@@ -47,8 +47,8 @@ __all__ = [
 QUOTED: dict[str, dict[str, Any]] = {
     "patch_tokens": {
         "value": "64x64x256 after patch embedding",
-        "source": "a claim in popular write-ups, as DESIGN.md notes; the code gives 64x64xembed_dim "
-        "after patch embedding, and the neck makes 256",
+        "source": "a claim in popular write-ups, as the project's design notes point out; the code "
+        "gives 64x64xembed_dim after patch embedding, and the neck makes 256",
     },
     "speed_vs_iou": {
         "value": {"vit_h": (0.88, 110), "vit_l": (0.86, 80), "vit_b": (0.83, 50)},
