@@ -176,7 +176,8 @@ class CachedPredictor(SamPredictor):
             image = np.ascontiguousarray(image[..., ::-1])
         key = self._key(_digest(image))
         with self._lock:
-            return key in self._cache or (self._disk_path(key) is not None and self._disk_path(key).is_file())
+            path = self._disk_path(key)
+            return key in self._cache or (path is not None and path.is_file())
 
     def clear_cache(self) -> None:
         """Forget every in-memory embedding (the disk cache is left alone)."""
@@ -229,7 +230,13 @@ class CachedPredictor(SamPredictor):
     # ------------------------------------------------------------------ cache internals
 
     def _key(self, image_digest: str) -> tuple:
-        return (self._model_fingerprint(), self.stats_precision, str(self.device), image_digest)
+        """In-memory key: this model object at its current weights version. Cheap: hashing the
+        weights is left to the disk cache, the only place that must recognise them across runs."""
+        return (id(self.model), self._weights_version(), self.stats_precision, str(self.device), image_digest)
+
+    def _disk_key(self, key: tuple) -> str:
+        _model, _version, precision, _device, digest = key
+        return repr((self._model_fingerprint(), precision, self.device.type, digest))
 
     @property
     def stats_precision(self) -> str:
@@ -271,7 +278,7 @@ class CachedPredictor(SamPredictor):
     def _disk_path(self, key: tuple) -> Path | None:
         if self.cache_dir is None:
             return None
-        name = hashlib.blake2b(repr(key[:2] + (self.device.type,) + key[3:]).encode(), digest_size=20)
+        name = hashlib.blake2b(self._disk_key(key).encode(), digest_size=20)
         return self.cache_dir / f"{name.hexdigest()}.pt"
 
     def _save_to_disk(self, key: tuple, entry: _Entry) -> None:
@@ -284,7 +291,7 @@ class CachedPredictor(SamPredictor):
             with os.fdopen(fd, "wb") as f:
                 torch.save(
                     {
-                        "key": repr(key[:2] + (self.device.type,) + key[3:]),
+                        "key": self._disk_key(key),
                         "features": entry.features.detach().cpu(),
                         "original_size": list(entry.original_size),
                         "input_size": list(entry.input_size),
@@ -302,7 +309,7 @@ class CachedPredictor(SamPredictor):
             return None
         try:
             data = torch.load(path, map_location=self.device, weights_only=True)
-            if data["key"] != repr(key[:2] + (self.device.type,) + key[3:]):
+            if data["key"] != self._disk_key(key):
                 return None  # a hash collision or a stale format: recompute
             return _Entry(data["features"], tuple(data["original_size"]), tuple(data["input_size"]))
         except Exception:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from sam_widgets.checkpoints import load_state_dict
 from sam_widgets.errors import CheckpointError
 from sam_widgets.models import SamConfig, build_sam
 
@@ -57,7 +58,6 @@ def build_micro(weights: bool = True) -> Sam:
     Raises:
         MicroWeightsMissingError: weights=True and WEIGHTS_PATH does not exist.
     """
-    import torch
 
     sam = build_sam(MICRO_CONFIG)
     if weights:
@@ -67,6 +67,6 @@ def build_micro(weights: bool = True) -> Sam:
                 "`python -m sam_widgets.micro.train --steps 2000 --out "
                 f"{WEIGHTS_PATH}` (see sam_widgets/micro/MODEL_CARD.md), or reinstall the package."
             )
-        state = torch.load(WEIGHTS_PATH, map_location="cpu", weights_only=True)
+        state = load_state_dict(WEIGHTS_PATH)  # weights_only, with a clear error for a damaged file
         sam.load_state_dict({k: v.float() for k, v in state.items()})
     return sam.eval()
