@@ -2,56 +2,25 @@
 
     python -m sam_widgets.micro.evaluate --scenes 200 --out runs/micro_eval.json
 
-Per object (visible area >= --min-area pixels) of each held-out scene:
-  1 click   positive point at the mask pixel farthest from its boundary (distance transform);
-            multimask output, the mask with the highest predicted IoU is kept;
-  3 clicks  two corrective clicks after that, each at the farthest-from-boundary pixel of the
-            largest connected error region (positive in a missed region, negative in a false
-            positive one), all clicks plus the previous low-res logits as mask prompt, one mask;
-  box       the tight bounding box, one mask.
-Also Pearson r between predicted and true IoU over every mask returned, and the median time of
-set_image (encoder ms) and of one 1-click predict (click ms) on this CPU.
+Every object (visible area >= --min-area pixels) of each held-out scene goes through the protocol
+of ``sam_widgets.evaluation`` (the SAM paper's): 1 click at the object's center, 2 corrective
+clicks at the largest error region with the previous low-res logits as mask prompt, and the tight
+box. Also Pearson r between predicted and true IoU over every mask returned, and the median time
+of set_image (encoder ms) and of one 1-click predict (click ms) on this CPU.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
 import numpy as np
-from scipy import ndimage
 
-from sam_widgets.micro.data import heldout_set
+from sam_widgets.evaluation import center_point, corrective_click, evaluate_samples, summarize
+from sam_widgets.evaluation import mask_iou as iou
 
-
-def center_point(mask: np.ndarray) -> tuple[int, int]:
-    """(x, y) of the pixel of `mask` farthest from its boundary (image edges count as one)."""
-    dist = ndimage.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
-    y, x = np.unravel_index(int(np.argmax(dist)), mask.shape)
-    return int(x), int(y)
-
-
-def corrective_click(pred: np.ndarray, gt: np.ndarray) -> tuple[tuple[int, int], int] | None:
-    """The next click: (x, y) and label (1 positive, 0 negative), or None when pred == gt."""
-    best = None
-    for region, label in ((gt & ~pred, 1), (pred & ~gt, 0)):
-        lab, n = ndimage.label(region)
-        if n == 0:
-            continue
-        sizes = np.bincount(lab.ravel())[1:]
-        k = int(np.argmax(sizes))
-        if best is None or sizes[k] > best[0]:
-            best = (sizes[k], lab == k + 1, label)
-    if best is None:
-        return None
-    return center_point(best[1]), best[2]
-
-
-def iou(a: np.ndarray, b: np.ndarray) -> float:
-    union = np.logical_or(a, b).sum()
-    return float(np.logical_and(a, b).sum() / union) if union else 1.0
+__all__ = ["evaluate", "format_table", "main", "center_point", "corrective_click", "iou"]
 
 
 def evaluate(sam, scenes: int = 200, min_area: int = 100, threads: int = 2) -> dict:
@@ -59,58 +28,26 @@ def evaluate(sam, scenes: int = 200, min_area: int = 100, threads: int = 2) -> d
     import torch
     from segment_anything import SamPredictor
 
+    from sam_widgets.datasets import synthetic
+
     torch.set_num_threads(threads)
-    predictor = SamPredictor(sam)
-    r1, r2, r3, rbox, pred_iou, true_iou, enc_ms, click_ms = [], [], [], [], [], [], [], []
     with torch.inference_mode():
-        for image, masks in heldout_set(scenes):
-            t = time.perf_counter()
-            predictor.set_image(image)
-            enc_ms.append((time.perf_counter() - t) * 1e3)
-            for gt in masks:
-                if gt.sum() < min_area:
-                    continue
-                # 1 click, multimask, best predicted score
-                pts, lbl = [center_point(gt)], [1]
-                t = time.perf_counter()
-                m, s, low = predictor.predict(np.array(pts), np.array(lbl), multimask_output=True)
-                click_ms.append((time.perf_counter() - t) * 1e3)
-                pred_iou += s.tolist()
-                true_iou += [iou(mm, gt) for mm in m]
-                k = int(np.argmax(s))
-                pred, logits = m[k], low[k : k + 1]
-                r1.append(iou(pred, gt))
-                # 2 corrective clicks
-                for out in (r2, r3):
-                    nxt = corrective_click(pred, gt)
-                    if nxt is not None:
-                        pts.append(nxt[0])
-                        lbl.append(nxt[1])
-                        m, s, logits = predictor.predict(
-                            np.array(pts), np.array(lbl), mask_input=logits, multimask_output=False
-                        )
-                        pred = m[0]
-                        pred_iou.append(float(s[0]))
-                        true_iou.append(iou(pred, gt))
-                    out.append(iou(pred, gt))
-                # tight box
-                ys, xs = np.nonzero(gt)
-                box = np.array([xs.min(), ys.min(), xs.max(), ys.max()])
-                m, s, _ = predictor.predict(box=box, multimask_output=False)
-                pred_iou.append(float(s[0]))
-                true_iou.append(iou(m[0], gt))
-                rbox.append(true_iou[-1])
+        records, enc_ms = evaluate_samples(
+            SamPredictor(sam), synthetic(scenes), n_clicks=3, min_area=min_area, progress=False
+        )
+    s = summarize(records)
     return {
         "scenes": scenes,
-        "objects": len(r1),
+        "objects": s["objects"],
         "min_area_px": min_area,
-        "miou_1_click": float(np.mean(r1)),
-        "miou_2_clicks": float(np.mean(r2)),
-        "miou_3_clicks": float(np.mean(r3)),
-        "miou_box": float(np.mean(rbox)),
-        "pearson_r_pred_vs_true_iou": float(np.corrcoef(pred_iou, true_iou)[0, 1]),
+        "miou_1_click": s["miou"]["1_click"],
+        "miou_2_clicks": s["miou"]["2_clicks"],
+        "miou_3_clicks": s["miou"]["3_clicks"],
+        "miou_box": s["miou"]["box"],
+        # a float as before: nan when undefined (every prediction or every IoU the same)
+        "pearson_r_pred_vs_true_iou": float("nan") if s["pearson_r"] is None else s["pearson_r"],
         "encoder_ms_median": float(np.median(enc_ms)),
-        "click_ms_median": float(np.median(click_ms)),
+        "click_ms_median": s["click_ms_median"],
         "threads": threads,
     }
 
