@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from sam_widgets import micro
 from sam_widgets.micro import MICRO_CONFIG, WEIGHTS_PATH, build_micro
@@ -164,3 +165,35 @@ def test_a_short_training_run_lowers_the_loss(tmp_path):
     loss = [r["loss"] for r in rows]
     assert np.mean(loss[-5:]) < np.mean(loss[:5])
     assert (tmp_path / "m.pt").is_file() and (tmp_path / "m.csv").is_file()
+
+
+def test_prefetched_batches_are_the_batches_made_in_process():
+    from sam_widgets.micro.train import BatchStream
+
+    inline = BatchStream(seed=4, batch=2, img_size=64, steps=3, prefetch=False)
+    worker = BatchStream(seed=4, batch=2, img_size=64, steps=3, prefetch=True)
+    try:
+        for step in range(3):
+            for (img_a, m_a), (img_b, m_b) in zip(inline.get(step), worker.get(step), strict=True):
+                assert torch.equal(img_a, img_b) and torch.equal(m_a, m_b)
+    finally:
+        worker.close()
+
+
+@pytest.mark.slow
+def test_decoder_training_keeps_the_encoder_and_lowers_the_loss():
+    from sam_widgets.micro import build_micro
+    from sam_widgets.micro.train import reset_decoder, train_decoder
+
+    sam = build_micro()
+    encoder = {k: v.clone() for k, v in sam.image_encoder.state_dict().items()}
+    shipped_decoder = {k: v.clone() for k, v in sam.mask_decoder.state_dict().items()}
+    reset_decoder(sam, seed=0)
+    fresh = {k: v.clone() for k, v in sam.mask_decoder.state_dict().items()}
+    assert any(not torch.equal(fresh[k], shipped_decoder[k]) for k in fresh)
+    rows = train_decoder(sam, scenes=8, minutes=30, steps=16, focal_weight=2.0, progress=False, lr=2e-3)
+    assert len(rows) == 16 and not sam.training
+    assert all(torch.equal(v, encoder[k]) for k, v in sam.image_encoder.state_dict().items())
+    assert any(not torch.equal(v, fresh[k]) for k, v in sam.mask_decoder.state_dict().items())
+    loss = [r["loss"] for r in rows]
+    assert np.mean(loss[-4:]) < np.mean(loss[:4])

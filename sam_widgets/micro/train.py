@@ -117,21 +117,81 @@ def make_batch(step: int, seed: int, batch: int, img_size: int, rng: np.random.G
     return out
 
 
+def _batch_worker(queue, first: int, steps: int, seed: int, batch: int, img_size: int) -> None:
+    """Worker process: make the batches of steps first..steps-1 in order, as numpy arrays."""
+    rng = np.random.default_rng(seed)
+    for s in range(first, steps):
+        data = make_batch(s, seed, batch, img_size, rng)
+        queue.put([(img.numpy(), masks.numpy()) for img, masks in data])
+
+
+class BatchStream:
+    """The batches of make_batch, step by step; with `prefetch`, made ahead in a worker process.
+
+    The worker draws from the same seeded generator in the same order, so a run is the same with
+    or without it; it only moves scene generation (~20% of a step) off the training thread.
+    """
+
+    def __init__(self, seed: int, batch: int, img_size: int, steps: int, prefetch: bool) -> None:
+        self.seed, self.batch, self.img_size = seed, batch, img_size
+        self.rng = np.random.default_rng(seed)
+        self.proc = self.queue = None
+        if prefetch:
+            import multiprocessing as mp
+
+            ctx = mp.get_context("fork")
+            self.queue = ctx.Queue(maxsize=8)
+            self.proc = ctx.Process(
+                target=_batch_worker, args=(self.queue, 0, steps, seed, batch, img_size), daemon=True
+            )
+            self.proc.start()
+
+    def get(self, step: int):
+        if self.queue is None:
+            return make_batch(step, self.seed, self.batch, self.img_size, self.rng)
+        return [(torch.from_numpy(i), torch.from_numpy(m)) for i, m in self.queue.get(timeout=300)]
+
+    def close(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.join()
+            self.proc = None
+
+
 # ----------------------------------------------------------------------------- one step
 
 
-def step_loss(sam, batch, gen: torch.Generator, objects: int, rounds: int):
-    """Loss of one step over all scenes, objects and rounds; also stats for the log."""
-    x = torch.stack([sam.preprocess(img) for img, _ in batch])  # (B, 3, S, S)
-    emb = sam.image_encoder(x)  # (B, C, S/p, S/p)
+def step_loss(
+    sam,
+    batch,
+    gen: torch.Generator,
+    objects: int,
+    rounds: int,
+    loss_size: int | None = None,
+    train_encoder: bool = True,
+    emb: torch.Tensor | None = None,
+    focal_weight: float = 20.0,
+):
+    """Loss of one step over all scenes, objects and rounds; also stats for the log.
+
+    `emb`: the scenes' image embeddings when they are already known (a fixed encoder).
+    """
+    if emb is None:
+        x = torch.stack([sam.preprocess(img) for img, _ in batch])  # (B, 3, S, S)
+        with torch.set_grad_enabled(train_encoder and torch.is_grad_enabled()):
+            emb = sam.image_encoder(x)  # (B, C, S/p, S/p)
     pe = sam.prompt_encoder.get_dense_pe()
     size = sam.image_encoder.img_size
+    loss_size = loss_size or size
     losses, stats = [], {"iou_r0": [], "iou_last": [], "iou_mse": []}
     for b, (_, all_masks) in enumerate(batch):
         n = all_masks.shape[0]
         pick = torch.randperm(n, generator=gen)[:objects]
         gt_bool = all_masks[pick]  # (M, S, S)
         gt = gt_bool.float()
+        # The loss is taken at loss_size (half the input by default: 4x fewer pixels than full size,
+        # still 2x the decoder's low-res output) against the area-averaged (soft) ground truth.
+        gt_loss = F.adaptive_avg_pool2d(gt, loss_size) if loss_size != size else gt
         m = gt.shape[0]
         is_box = torch.rand(m, generator=gen) < 0.5
         coords = sample_uniform(gt_bool, gen)[:, None]  # (M, 1, 2)
@@ -174,9 +234,9 @@ def step_loss(sam, batch, gen: torch.Generator, objects: int, rounds: int):
             inv = torch.empty_like(order_t)
             inv[order_t] = torch.arange(m)
             low, iou_pred = low[inv], iou_pred[inv]
-            up = F.interpolate(low, (size, size), mode="bilinear")  # (M, 4, S, S)
-            g4 = gt[:, None].expand_as(up)
-            per = 20 * focal_loss(up, g4) + dice_loss(up, g4)  # (M, 4)
+            up = F.interpolate(low, (loss_size, loss_size), mode="bilinear")  # (M, 4, L, L)
+            g4 = gt_loss[:, None].expand_as(up)
+            per = focal_weight * focal_loss(up, g4) + dice_loss(up, g4)  # (M, 4)
             true_iou = mask_iou(up, g4).detach()
             iou_l = (iou_pred - true_iou) ** 2  # (M, 4)
             multi = (~is_box) & (r == 0)  # single point: best of masks 1..3
@@ -223,8 +283,18 @@ def train(
     init: Path | None = None,
     progress: bool = True,
     minutes: float | None = None,
+    loss_size: int | None = 128,
+    prefetch: bool = False,
+    sam=None,
+    train_encoder: bool = True,
 ) -> list[dict]:
     """Train from scratch (or from `init`) and return the log rows.
+
+    `sam` trains that model in place instead of a new one (left in eval mode at the end);
+    `train_encoder=False` keeps its image encoder fixed and trains only the prompt encoder and
+    mask decoder (the encoder then runs without gradients: a step costs about half as much).
+    `loss_size` is the side at which mask losses are taken (None: the input size); `prefetch` makes
+    the scenes in a worker process (same batches, same result).
 
     With `minutes`, the schedule runs on wall-clock time instead of steps: warmup is still
     `warmup` steps, the cosine follows elapsed/minutes, and training stops when time is up
@@ -235,14 +305,18 @@ def train(
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    sam = build_sam(MICRO_CONFIG)
+    if sam is None:
+        sam = build_sam(MICRO_CONFIG)
     if init is not None:
         state = torch.load(init, map_location="cpu", weights_only=True)
         sam.load_state_dict({k: v.float() for k, v in state.items()})
     sam.train()
-    decay = [p for n, p in sam.named_parameters() if p.ndim >= 2 and "pos" not in n]
-    no_decay = [p for n, p in sam.named_parameters() if not (p.ndim >= 2 and "pos" not in n)]
+    params = list(sam.named_parameters())
+    if not train_encoder:  # the encoder stays as it is (eval mode, no gradients, not in the optimizer)
+        sam.image_encoder.eval().requires_grad_(False)
+        params = [(n, p) for n, p in params if not n.startswith("image_encoder.")]
+    decay = [p for n, p in params if p.ndim >= 2 and "pos" not in n]
+    no_decay = [p for n, p in params if not (p.ndim >= 2 and "pos" not in n)]
     opt = torch.optim.AdamW(
         [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0}],
         lr=lr,
@@ -266,6 +340,7 @@ def train(
     rows: list[dict] = []
     t0 = time.perf_counter()
     bar = tqdm(range(steps), disable=not progress, mininterval=5)
+    stream = BatchStream(seed, batch, sam.image_encoder.img_size, steps, prefetch)
     with open(log_path, "w", newline="") as f:
         writer = None
         for s in bar:
@@ -274,8 +349,8 @@ def train(
             cur_lr = lr_at(s)
             for g in opt.param_groups:
                 g["lr"] = cur_lr
-            data = make_batch(s, seed, batch, sam.image_encoder.img_size, rng)
-            loss, st = step_loss(sam, data, gen, objects, rounds)
+            data = stream.get(s)
+            loss, st = step_loss(sam, data, gen, objects, rounds, loss_size, train_encoder)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(sam.parameters(), 1.0)
@@ -292,8 +367,22 @@ def train(
             )
             if (s + 1) % save_every == 0:
                 save_fp16(sam, out)
+    stream.close()
     save_fp16(sam, out)
+    sam.eval()
     return rows
+
+
+def reset_decoder(sam, seed: int = 0) -> None:
+    """Give `sam` a freshly initialised prompt encoder and mask decoder (its image encoder stays).
+
+    The starting point of training a decoder on top of a trained encoder, as the training notebook
+    does: what the prompt side learns, seen from nothing.
+    """
+    torch.manual_seed(seed)
+    fresh = build_sam(MICRO_CONFIG)
+    sam.prompt_encoder.load_state_dict(fresh.prompt_encoder.state_dict())
+    sam.mask_decoder.load_state_dict(fresh.mask_decoder.state_dict())
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -311,6 +400,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--save-every", type=int, default=200)
     p.add_argument("--minutes", type=float, default=None, help="time-boxed run (see train())")
     p.add_argument("--init", type=Path, default=None, help="fine-tune from this state dict")
+    p.add_argument("--loss-size", type=int, default=128, help="side at which mask losses are taken")
+    p.add_argument("--prefetch", action="store_true", help="make scenes ahead in a worker process")
+    p.add_argument(
+        "--freeze-encoder", action="store_true", help="train only the prompt encoder and mask decoder"
+    )
     a = p.parse_args(argv)
     rows = train(
         a.steps,
@@ -326,9 +420,90 @@ def main(argv: list[str] | None = None) -> None:
         a.save_every,
         a.init,
         minutes=a.minutes,
+        loss_size=a.loss_size,
+        prefetch=a.prefetch,
+        train_encoder=not a.freeze_encoder,
     )
     print(f"done: {len(rows)} steps, last loss {rows[-1]['loss']:.4f}, weights at {a.out}")
 
 
 if __name__ == "__main__":
     main()
+
+
+def train_decoder(
+    sam,
+    scenes: int = 128,
+    minutes: float = 2.0,
+    steps: int = 10**6,
+    seed: int = 0,
+    batch: int = 4,
+    objects: int = 4,
+    rounds: int = 3,
+    lr: float = 1e-3,
+    warmup: int = 10,
+    threads: int | None = None,
+    loss_size: int | None = 128,
+    progress: bool = True,
+    focal_weight: float = 20.0,
+) -> list[dict]:
+    """Train `sam`'s prompt encoder and mask decoder in place, its image encoder fixed.
+
+    The encoder runs once per scene, up front (as CachedPredictor does for an image); every step
+    then costs only prompts, decoder and loss, so a few minutes on a CPU show the decoder learning.
+    `scenes` training scenes are made from seeds >= TRAIN_SEED_START (never the held-out ones);
+    training stops after `minutes` or `steps`, whichever comes first, on a constant learning rate
+    after `warmup` steps. Returns the log rows (step, loss, iou_r0, iou_last, iou_mse, elapsed_s).
+    """
+    from tqdm.auto import tqdm
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    size = sam.image_encoder.img_size
+    data = make_batch(0, seed + 1, scenes, size, rng)
+    sam.eval()
+    with torch.no_grad():
+        embs = torch.cat(
+            [
+                sam.image_encoder(torch.stack([sam.preprocess(img) for img, _ in data[i : i + 8]]))
+                for i in tqdm(range(0, scenes, 8), desc="encoding scenes", disable=not progress)
+            ]
+        )
+    sam.prompt_encoder.train()
+    sam.mask_decoder.train()
+    params = list(sam.prompt_encoder.parameters()) + list(sam.mask_decoder.parameters())
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
+    rows: list[dict] = []
+    t0 = time.perf_counter()
+    bar = tqdm(total=int(minutes * 60), unit="s", desc="training decoder", disable=not progress)
+    for s in range(steps):
+        elapsed = time.perf_counter() - t0
+        if elapsed >= 60 * minutes:
+            break
+        for g in opt.param_groups:
+            g["lr"] = lr * min(1.0, (s + 1) / warmup)
+        idx = torch.randint(scenes, (batch,), generator=gen)
+        loss, st = step_loss(
+            sam,
+            [data[i] for i in idx],
+            gen,
+            objects,
+            rounds,
+            loss_size,
+            train_encoder=False,
+            emb=embs[idx],
+            focal_weight=focal_weight,
+        )
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        rows.append({"step": s, "loss": loss.item(), **st, "elapsed_s": time.perf_counter() - t0})
+        bar.n = min(int(rows[-1]["elapsed_s"]), bar.total)
+        bar.set_postfix(step=s, loss=f"{loss.item():.3f}", iou=f"{st['iou_r0']:.2f}", refresh=True)
+    bar.close()
+    sam.eval()
+    return rows
