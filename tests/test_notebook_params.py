@@ -1,0 +1,100 @@
+"""Notebooks: stored without outputs, a parameter cell CI sets through environment variables."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from sam_widgets import compare
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+NB03 = ROOT / "notebooks" / "03_three_checkpoints.ipynb"
+
+
+def _cells(path: Path) -> list[dict]:
+    return json.loads(path.read_text(encoding="utf-8"))["cells"]
+
+
+def _parameters(path: Path, env: dict[str, str], monkeypatch) -> dict:
+    """Run a notebook's first code cell (its parameter cell) under ``env``; return its names."""
+    for key in list(os.environ):
+        if key.startswith("SAM_WIDGETS_NB_"):
+            monkeypatch.delenv(key)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    cell = next(c for c in _cells(path) if c["cell_type"] == "code")
+    namespace: dict = {}
+    exec("".join(cell["source"]), namespace)
+    return namespace
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebooks_are_stored_without_outputs(path):
+    for cell in _cells(path):
+        if cell["cell_type"] == "code":
+            assert cell["outputs"] == [] and cell["execution_count"] is None, (
+                f"{path.name}: run `jupyter nbconvert --clear-output --inplace {path.relative_to(ROOT)}`"
+            )
+
+
+def test_notebook_03_parameters_default_to_everything(monkeypatch):
+    p = _parameters(NB03, {}, monkeypatch)
+    assert p["MODELS"] == ("vit_b", "vit_l", "vit_h", "micro")
+    assert p["RANDOM_TIMING"] == compare.OFFICIAL
+    assert (p["REPEATS"], p["DEVICE"]) == (1, "auto")
+
+
+def test_notebook_03_parameters_from_the_environment(monkeypatch):
+    env = {
+        "SAM_WIDGETS_NB_MODELS": "vit_b,micro",
+        "SAM_WIDGETS_NB_RANDOM_TIMING": "vit_b",
+        "SAM_WIDGETS_NB_REPEATS": "3",
+        "SAM_WIDGETS_NB_DEVICE": "cpu",
+    }
+    p = _parameters(NB03, env, monkeypatch)
+    assert (p["MODELS"], p["RANDOM_TIMING"], p["REPEATS"], p["DEVICE"]) == (
+        ("vit_b", "micro"),
+        ("vit_b",),
+        3,
+        "cpu",
+    )
+    # Notebook 04 reads the same variable as a flag: its "1" and "0" mean all and none here.
+    assert _parameters(NB03, {"SAM_WIDGETS_NB_RANDOM_TIMING": "0"}, monkeypatch)["RANDOM_TIMING"] == ()
+    assert (
+        _parameters(NB03, {"SAM_WIDGETS_NB_RANDOM_TIMING": "1"}, monkeypatch)["RANDOM_TIMING"]
+        == compare.OFFICIAL
+    )
+
+
+def test_notebook_03_has_prose_before_each_code_cell_and_never_downloads():
+    cells = _cells(NB03)
+    assert cells[0]["cell_type"] == "markdown"
+    for before, cell in zip(cells, cells[1:], strict=False):
+        if cell["cell_type"] == "code":
+            assert before["cell_type"] == "markdown", "".join(cell["source"])[:80]
+    code = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+    assert "download(" not in code  # it looks in the cache; fetching is the user's command
+
+
+def _ci_env(**env: str) -> dict[str, str]:
+    """The SAM_WIDGETS_NB_* values scripts/test exports, given the caller's environment ``env``."""
+    exports = [
+        line for line in (ROOT / "scripts" / "test").read_text().splitlines() if line.startswith("export ")
+    ]
+    assert exports, "scripts/test exports no notebook parameters"
+    script = "\n".join([*exports, "env"])
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("SAM_WIDGETS_NB_")}
+    out = subprocess.run(
+        ["bash", "-c", script], env={**clean, **env}, capture_output=True, text=True, check=True
+    )
+    return dict(line.split("=", 1) for line in out.stdout.splitlines() if line.startswith("SAM_WIDGETS_NB_"))
+
+
+def test_ci_times_only_vit_b_with_random_weights_unless_told_otherwise():
+    assert _ci_env()["SAM_WIDGETS_NB_RANDOM_TIMING"] == "vit_b"
+    assert _ci_env(SAM_WIDGETS_NB_RANDOM_TIMING="all")["SAM_WIDGETS_NB_RANDOM_TIMING"] == "all"
