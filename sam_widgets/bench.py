@@ -176,6 +176,16 @@ def _time_ms(fn: Callable[[], Any], sync: Callable[[], None]) -> float:
     return (time.perf_counter() - t0) * 1000
 
 
+def _trim_heap() -> None:
+    """Give freed heap memory back to the OS (glibc's malloc_trim), so RSS growth is measurable."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc (macOS, musl): RSS may then under-report growth
+        pass
+
+
 class _PeakMemory:
     """Peak memory added during a block: CUDA max allocated, or sampled process RSS on CPU."""
 
@@ -192,6 +202,7 @@ class _PeakMemory:
             torch.cuda.reset_peak_memory_stats()
             self._base = torch.cuda.memory_allocated()
             return self
+        _trim_heap()  # memory freed by an earlier run (e.g. stock's) would hide this run's growth
         self._proc = psutil.Process()
         self._base = self._proc.memory_info().rss
         self._peak = self._base
@@ -242,24 +253,31 @@ def bench_model(
     image_size: tuple[int, int] = (768, 1024),
     progress: bool = True,
     sam: Sam | None = None,
+    fast: bool | None = None,
 ) -> ModelResult:
     """Time stock SamPredictor and CachedPredictor on one model, the same image and prompts.
 
     ``weights="auto"`` uses pretrained weights when they are available offline (micro always; an
     official checkpoint if cached) and random weights otherwise: timing does not depend on them.
     ``sam``: an already loaded model (from ``load_sam``) to time instead of loading ``name``.
+    ``fast``: as ``load_sam``'s (None: on with ``precision="auto"``). Stock always runs
+    segment_anything's own modules (the fast paths are switched off for it, on for ours), and
+    ours is also timed with masks at the widget's display size (``view_ms``, longest side 768).
     """
     import torch
     from segment_anything import SamPredictor
     from tqdm.auto import tqdm
 
-    from .models import load_sam
+    from .fast import disable_fast, enable_fast, is_fast
+    from .models import load_sam, precision_label
     from .predictor import CachedPredictor
 
     if sam is None:
         if weights == "auto":
             weights = resolve_weights(name, "auto", random_weights=True) or "random"
-        sam = load_sam(name, weights=weights, device=device, precision=precision, progress=progress)
+        sam = load_sam(
+            name, weights=weights, device=device, precision=precision, fast=fast, progress=progress
+        )
     else:
         weights = getattr(sam, "sam_widgets_weights", weights)
     dev = sam.device
@@ -271,9 +289,11 @@ def bench_model(
         model=name,
         weights=weights,
         device=str(dev),
-        precision=getattr(sam, "sam_widgets_precision", precision),
+        precision=precision_label(sam),
         image_size=image_size,
     )
+    ours_fast = is_fast(sam)
+    view = (round(h * min(1.0, 768 / max(h, w))), round(w * min(1.0, 768 / max(h, w))))  # the widget's canvas
     steps = tqdm(total=2 * (repeats + 2), desc=f"bench {name}", disable=not progress, leave=False)
 
     encoder_runs = [0]
@@ -281,6 +301,7 @@ def bench_model(
         lambda *_: encoder_runs.__setitem__(0, encoder_runs[0] + 1)
     )
     for label, predictor in (("stock", SamPredictor(sam)), ("ours", CachedPredictor(sam))):
+        (enable_fast if label == "ours" and ours_fast else disable_fast)(sam)
         predictor.set_image(images[-1])  # warm-up (allocator, kernels), not timed
         encoder_runs[0] = 0
         predictor.predict(**point)
@@ -293,6 +314,11 @@ def bench_model(
             steps.update(1)
         click = [_time_ms(lambda p=predictor: p.predict(**point), sync) for _ in range(clicks)]
         revisit = [_time_ms(lambda p=predictor, img=img: p.set_image(img), sync) for img in images[:repeats]]
+        on_view = click  # stock has no display-size path: its masks are always the image's size
+        if label == "ours":
+            on_view = [
+                _time_ms(lambda p=predictor: p.predict(**point, out_size=view), sync) for _ in range(clicks)
+            ]
         steps.update(1)
         setattr(
             result,
@@ -300,6 +326,7 @@ def bench_model(
             {
                 "set_image_ms": asdict(Timing.of(encode)),
                 "click_ms": asdict(Timing.of(click)),
+                "view_ms": asdict(Timing.of(on_view)),
                 "revisit_ms": asdict(Timing.of(revisit)),
                 "peak_mb": peak / 2**20,
                 "encoder_runs": encoder_runs[0],
@@ -307,7 +334,7 @@ def bench_model(
         )
     steps.close()
     hook.remove()
-    for key in ("set_image_ms", "click_ms", "revisit_ms"):
+    for key in ("set_image_ms", "click_ms", "view_ms", "revisit_ms"):
         result.ratio[key] = result.stock[key]["median"] / max(result.ours[key]["median"], 1e-6)
     return result
 
@@ -315,8 +342,8 @@ def bench_model(
 def format_table(results: list[ModelResult]) -> str:
     """A fixed-width table: one row per model and predictor, with the stock/ours ratio."""
     head = (
-        f"{'model':<7} {'weights':<10} {'device':<6} {'prec':<5} {'predictor':<9} "
-        f"{'set_image ms':>13} {'click ms':>9} {'revisit ms':>11} {'peak MB':>8}"
+        f"{'model':<7} {'weights':<10} {'device':<6} {'prec':<9} {'predictor':<9} "
+        f"{'set_image ms':>13} {'click ms':>9} {'view ms':>8} {'revisit ms':>11} {'peak MB':>8}"
     )
     lines = [head, "-" * len(head)]
     for r in results:
@@ -324,15 +351,17 @@ def format_table(results: list[ModelResult]) -> str:
             continue
         for label in ("stock", "ours"):
             m = getattr(r, label)
+            prec = r.precision.removesuffix("-fast") if label == "stock" else r.precision
+            view = m.get("view_ms", m["click_ms"])["median"]
             lines.append(
-                f"{r.model:<7} {r.weights:<10} {r.device:<6} {r.precision:<5} {label:<9} "
-                f"{m['set_image_ms']['median']:>13.1f} {m['click_ms']['median']:>9.2f} "
+                f"{r.model:<7} {r.weights:<10} {r.device:<6} {prec:<9} {label:<9} "
+                f"{m['set_image_ms']['median']:>13.1f} {m['click_ms']['median']:>9.2f} {view:>8.2f} "
                 f"{m['revisit_ms']['median']:>11.2f} {m['peak_mb']:>8.0f}"
             )
         q = r.ratio
         lines.append(
-            f"{'':<7} {'':<10} {'':<6} {'':<5} {'ratio':<9} {q['set_image_ms']:>12.2f}x "
-            f"{q['click_ms']:>8.2f}x {q['revisit_ms']:>10.0f}x"
+            f"{'':<7} {'':<10} {'':<6} {'':<9} {'ratio':<9} {q['set_image_ms']:>12.2f}x "
+            f"{q['click_ms']:>8.2f}x {q.get('view_ms', q['click_ms']):>7.2f}x {q['revisit_ms']:>10.0f}x"
         )
     return "\n".join(lines)
 
@@ -502,6 +531,7 @@ def run(
             weights=w,
             device=kwargs.get("device", "auto"),
             precision=kwargs.get("precision", "fp32"),
+            fast=kwargs.get("fast"),
             progress=kwargs.get("progress", True),
         )
         if timing:
@@ -860,6 +890,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
     parser.add_argument("--precision", default="fp32", choices=["auto", "fp32", "bf16", "fp16"])
+    parser.add_argument(
+        "--fast",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="time ours on the fast paths (sam_widgets.fast); stock always runs stock code "
+        "(default: on with --precision auto, off otherwise)",
+    )
     parser.add_argument("--repeats", type=int, default=3, help="timed encodings per predictor")
     parser.add_argument("--clicks", type=int, default=20, help="timed clicks per predictor")
     parser.add_argument("--image-size", default="768x1024", help="HxW of the timing test image")
@@ -923,6 +960,7 @@ def main_from_args(args: argparse.Namespace) -> int:
         min_area=args.min_area,
         device=args.device,
         precision=args.precision,
+        fast=args.fast,
         repeats=args.repeats,
         clicks=args.clicks,
         image_size=(h, w),

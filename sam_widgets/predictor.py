@@ -6,7 +6,11 @@ embeddings of recent images in an LRU cache bounded in bytes (and optionally on 
 returning to an image, or setting the same image again, runs no encoder at all.
 
 It subclasses ``segment_anything.SamPredictor``: code written for it works unchanged, and at fp32
-masks, scores and logits are those of the stock predictor (tested bit for bit).
+masks, scores and logits are those of the stock predictor (tested bit for bit). On a model with
+the fast paths on (``load_sam(..., fast=True)``, the default with ``precision="auto"``) the
+decoder runs ``sam_widgets.fast``'s modules. ``predict(..., out_size=(h, w))`` returns the masks
+at the size a view shows them, and ``upscale(logits)`` turns kept low-res logits into full-size
+masks later, equal to those ``predict`` would have returned.
 """
 
 from __future__ import annotations
@@ -26,7 +30,9 @@ import torch
 from segment_anything import SamPredictor
 from segment_anything.modeling import Sam
 
+from . import fast as _fast
 from ._images import as_rgb_uint8
+from .models import precision_label
 
 __all__ = ["CachedPredictor", "PredictorStats"]
 
@@ -38,7 +44,7 @@ class PredictorStats:
     """What the predictor did lately. Times in milliseconds, sizes in bytes."""
 
     encoder_ms: float | None = None  # last image encoding that ran the encoder
-    decoder_ms: float | None = None  # last predict(): prompt encoder + decoder + upscaling
+    decoder_ms: float | None = None  # last predict(): prompt encoder + decoder + masks at their size
     last_set_image_ms: float | None = None  # last set_image, hit or miss (hashing included)
     last_was_hit: bool | None = None
     hits: int = 0
@@ -47,7 +53,7 @@ class PredictorStats:
     cache_entries: int = 0
     cache_bytes: int = 0
     device: str = ""
-    precision: str = ""
+    precision: str = ""  # precision_label of the model: "fp32", "fp32-fast", "bf16-fast", ...
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -95,11 +101,9 @@ class CachedPredictor(SamPredictor):
         self.cache_bytes = int(cache_bytes)
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir is not None else None
         self._fingerprint: tuple[int, str] | None = None  # (weights version, digest)
+        self._out_size: tuple[int, int] | None = None  # predict() -> predict_torch(), under the lock
         super().__init__(sam_model)
-        self.stats = PredictorStats(
-            device=str(sam_model.device),
-            precision=getattr(sam_model, "sam_widgets_precision", "fp32"),
-        )
+        self.stats = PredictorStats(device=str(sam_model.device), precision=self.stats_precision)
 
     # ------------------------------------------------------------------ image setting
 
@@ -138,16 +142,27 @@ class CachedPredictor(SamPredictor):
             self._encode(transformed_image, original_image_size, key, t0)
 
     def _encode(self, input_torch: torch.Tensor, original_size, key: tuple, t0: float) -> None:
+        self.stats.precision = key[2]  # the fast paths may have been switched since
         self.stats.misses += 1
         self.stats.last_was_hit = False
         te = time.perf_counter()
         SamPredictor.set_torch_image(self, input_torch, tuple(original_size))
+        self._prepare_decoder()
         _sync(self.device)
         self.stats.encoder_ms = (time.perf_counter() - te) * 1000
         entry = _Entry(self.features, tuple(self.original_size), tuple(self.input_size))
         self._remember(key, entry)
         self._save_to_disk(key, entry)
         self.stats.last_set_image_ms = (time.perf_counter() - t0) * 1000
+
+    def _prepare_decoder(self) -> None:
+        """With the fast paths on, make the decoder's per-image part now (~0.8 GFLOP for SAM,
+        a few ms) rather than in the first click."""
+        decoder = self.model.mask_decoder
+        if isinstance(decoder, _fast.FastMaskDecoder):
+            with torch.no_grad():
+                pe = self.model.prompt_encoder
+                decoder.prepare(self.features, pe.get_dense_pe(), pe(points=None, boxes=None, masks=None)[1])
 
     def _use_cached(self, key: tuple, t0: float) -> bool:
         entry = self._cache.get(key)
@@ -195,11 +210,19 @@ class CachedPredictor(SamPredictor):
         mask_input: np.ndarray | None = None,
         multimask_output: bool = True,
         return_logits: bool = False,
+        *,
+        out_size: tuple[int, int] | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """SamPredictor.predict with its inputs checked (see SamPredictor for the arguments).
 
         Points are (X, Y) in pixels of the original image and must lie inside it; labels are 1
         (positive) or 0 (negative); a box is XYXY in pixels inside the image.
+
+        ``out_size=(h, w)``: return the masks (or logits) at that size, e.g. the size a view shows
+        the image at, resized in one step from the low-res logits instead of to 1024x1024 and then
+        to the image (see ``sam_widgets.fast.upscale_masks``: pixels near an edge can differ from
+        the full-size mask resized). Scores and low-res logits are unchanged; ``upscale(logits)``
+        gives the full-size masks later. Without ``out_size`` the masks are the image's size.
         """
         with self._lock:
             if not self.is_image_set:
@@ -215,17 +238,92 @@ class CachedPredictor(SamPredictor):
                         f"mask_input must have shape (1, {side}, {side}) (a low-res logits map "
                         f"returned by predict), got {mask_input.shape}."
                     )
+            if out_size is not None:
+                out_size = _check_size(out_size)
             t0 = time.perf_counter()
-            out = super().predict(
-                point_coords, point_labels, box, mask_input, multimask_output, return_logits
-            )
+            self._out_size = out_size  # read by predict_torch, which SamPredictor.predict calls
+            try:
+                out = super().predict(
+                    point_coords, point_labels, box, mask_input, multimask_output, return_logits
+                )
+            finally:
+                self._out_size = None
             self.stats.decoder_ms = (time.perf_counter() - t0) * 1000
             return out
 
-    def predict_torch(self, *args, **kwargs):
-        """SamPredictor.predict_torch (batched, pre-transformed prompts), under the lock."""
+    def predict_torch(
+        self,
+        point_coords: torch.Tensor | None,
+        point_labels: torch.Tensor | None,
+        boxes: torch.Tensor | None = None,
+        mask_input: torch.Tensor | None = None,
+        multimask_output: bool = True,
+        return_logits: bool = False,
+        *,
+        out_size: tuple[int, int] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """SamPredictor.predict_torch (batched, pre-transformed prompts), under the lock.
+
+        On a stock model without ``out_size`` this is segment_anything's code. With the fast
+        paths on, the full-size masks come from ``sam_widgets.fast.postprocess_masks`` (stock's
+        upscaling bit for bit, without the rows and columns stock crops away); with ``out_size``
+        from ``sam_widgets.fast.upscale_masks``.
+        """
         with self._lock:
-            return super().predict_torch(*args, **kwargs)
+            if out_size is None:
+                out_size = self._out_size
+            if out_size is None and not _fast.is_fast(self.model):
+                return super().predict_torch(
+                    point_coords, point_labels, boxes, mask_input, multimask_output, return_logits
+                )
+            if not self.is_image_set:
+                raise RuntimeError("An image must be set with .set_image(...) before mask prediction.")
+            with torch.no_grad():  # as SamPredictor.predict_torch
+                points = (point_coords, point_labels) if point_coords is not None else None
+                sparse, dense = self.model.prompt_encoder(points=points, boxes=boxes, masks=mask_input)
+                low_res, iou = self.model.mask_decoder(
+                    image_embeddings=self.features,
+                    image_pe=self.model.prompt_encoder.get_dense_pe(),
+                    sparse_prompt_embeddings=sparse,
+                    dense_prompt_embeddings=dense,
+                    multimask_output=multimask_output,
+                )
+                masks = self._resize(low_res, out_size)
+                if not return_logits:
+                    masks = masks > self.model.mask_threshold
+                return masks, iou, low_res
+
+    def upscale(
+        self, low_res_logits: np.ndarray, out_size: tuple[int, int] | None = None, return_logits: bool = False
+    ) -> np.ndarray:
+        """Masks from low-res logits that ``predict`` returned for the image now set.
+
+        ``low_res_logits``: Cx256x256 (or 256x256) float. Without ``out_size`` the result is
+        CxHxW at the image's size, equal bit for bit to the masks ``predict`` returned with those
+        logits; with ``out_size=(h, w)`` as ``predict(..., out_size=...)`` gives them. Lets a view
+        show small masks at once and make the full-size one only when it is asked for.
+        """
+        with self._lock:
+            if not self.is_image_set:
+                raise RuntimeError("An image must be set with .set_image(...) before upscaling masks.")
+            logits = torch.as_tensor(np.asarray(low_res_logits, dtype=np.float32), device=self.device)
+            if logits.ndim == 2:
+                logits = logits[None]
+            if logits.ndim != 3:
+                raise ValueError(f"low_res_logits must be Cx256x256 (or 256x256), got shape {logits.shape}.")
+            with torch.no_grad():
+                out = self._resize(logits[None], None if out_size is None else _check_size(out_size))[0]
+            if not return_logits:
+                out = out > self.model.mask_threshold
+            return out.detach().cpu().numpy()
+
+    def _resize(self, low_res: torch.Tensor, out_size: tuple[int, int] | None) -> torch.Tensor:
+        img_size = self.model.image_encoder.img_size
+        if out_size is not None:
+            return _fast.upscale_masks(low_res, self.input_size, self.original_size, img_size, out_size)
+        if _fast.is_fast(self.model):
+            return _fast.postprocess_masks(low_res, self.input_size, self.original_size, img_size)
+        return self.model.postprocess_masks(low_res, self.input_size, self.original_size)
 
     # ------------------------------------------------------------------ cache internals
 
@@ -240,7 +338,9 @@ class CachedPredictor(SamPredictor):
 
     @property
     def stats_precision(self) -> str:
-        return getattr(self.model, "sam_widgets_precision", "fp32")
+        """The model's precision label (``"fp32"``, ``"fp32-fast"``, ...): part of every cache key,
+        since fast and stock embeddings differ in the last bits."""
+        return precision_label(self.model)
 
     def _weights_version(self) -> int:
         # Tensor._version counts in-place writes: an optimizer step changes it, so embeddings of a
@@ -324,6 +424,16 @@ def _digest(arr: np.ndarray, extra: tuple = ()) -> str:
     h.update(repr((arr.shape, str(arr.dtype), extra)).encode())
     h.update(memoryview(np.ascontiguousarray(arr)).cast("B"))
     return h.hexdigest()
+
+
+def _check_size(size) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in size)
+    except (TypeError, ValueError):
+        raise ValueError(f"out_size must be (height, width) in pixels, got {size!r}.") from None
+    if h < 1 or w < 1:
+        raise ValueError(f"out_size must be (height, width) of at least 1 pixel each, got {size!r}.")
+    return h, w
 
 
 def _sync(device: torch.device) -> None:

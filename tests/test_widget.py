@@ -20,13 +20,13 @@ class Recorder:
     """Records every draw command and every message the canvas manager sends to the browser."""
 
     def __init__(self, monkeypatch):
-        self.commands: list[tuple[object, str, list]] = []
+        self.commands: list[tuple[object, str, list, list]] = []  # canvas, command, buffers, arguments
         self.messages = 0
         manager = ipycanvas_canvas._CANVAS_MANAGER
         send_command, send_custom = manager.send_command, manager._send_custom
 
         def record(canvas, command, buffers=[]):  # noqa: B006 - ipycanvas' own signature
-            self.commands.append((canvas, NAMES.get(command[0], command[0]), list(buffers)))
+            self.commands.append((canvas, NAMES.get(command[0], command[0]), list(buffers), command[1]))
             return send_command(canvas, command, buffers)
 
         def count(command, buffers=[]):  # noqa: B006
@@ -91,11 +91,14 @@ def test_left_click_message_makes_a_mask_and_draws_it(rgb_image, predictor, rec)
     mask = w.masks[obj.label]
     assert mask.shape == (90, 120) and mask.dtype == bool
     assert len(obj.scores) == 3  # one point: three candidates
-    # The mask layer received exactly the overlay of that mask, as RGBA PNG.
+    # The mask layer received exactly the overlay of that mask, as RGBA PNG: its bounding box, in place.
     puts = rec.on(w.canvas[1], "putImageData")
     if mask.any():
         drawn = decode(puts[-1][2][0])
-        assert np.array_equal(drawn[..., 3] > 0, mask)
+        x, y = puts[-1][3]
+        shown = np.zeros(mask.shape, bool)
+        shown[y : y + drawn.shape[0], x : x + drawn.shape[1]] = drawn[..., 3] > 0
+        assert np.array_equal(shown, mask)
     assert rec.on(w.canvas[2], "fillCircle")  # the point is drawn
     assert rec.on(w.canvas[0]) == []  # the image is not sent again
     assert rec.messages == 1  # one update, one hold_canvas, one message
