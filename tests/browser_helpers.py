@@ -1,9 +1,11 @@
-"""The browser test's tools: a JupyterLab server of its own, chromium, and the kernel seen from the page.
+"""The browser tests' tools: a Jupyter server of their own, chromium, and the kernel seen from the page.
 
-Nothing here is a test. ``JupyterLab`` starts ``jupyter lab`` on 127.0.0.1 with its config, data and
+Nothing here is a test. ``JupyterServer`` starts ``jupyter lab`` on 127.0.0.1 with its config, data and
 runtime folders in a temporary folder (the user's settings and kernels stay out; the venv's
-labextensions, found through sys.prefix, stay in) and stops it and its kernels, always.
-The JavaScript snippets reach JupyterLab through ``window.jupyterapp`` (``expose_app_in_browser``).
+labextensions, found through sys.prefix, stay in) and stops it and its kernels, always. With the
+``notebook`` package installed the same process also serves Notebook 7 (/tree, /notebooks/<path>):
+both front ends are JupyterLab components, so the page-side snippets below work in both, through
+``window.jupyterapp`` (``expose_app_in_browser``, set for each). scripts/bench_browser.py uses them too.
 """
 
 from __future__ import annotations
@@ -44,6 +46,10 @@ LAB_SETTINGS = {
 }
 
 
+# Where each front end opens a notebook (Notebook 7 is the `notebook` package's server extension).
+FRONT_ENDS = {"lab": "/lab/tree", "notebook": "/notebooks"}
+
+
 class Deadline:
     """One time budget shared by every wait of a test, so that the whole test is bounded."""
 
@@ -69,19 +75,25 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-class JupyterLab:
-    """``jupyter lab`` serving ``root`` on 127.0.0.1 without token or password, isolated in ``home``.
+class JupyterServer:
+    """``jupyter lab`` serving ``root`` on 127.0.0.1 without token or password, isolated in ``home``:
+    JupyterLab at ``url_for("lab", path)`` and, when the notebook package is installed, Notebook 7 at
+    ``url_for("notebook", path)``.
 
     ``start`` returns when /api/status answers; ``stop`` ends the server's process group and every
     process it started (kernels run in sessions of their own), politely first, then by force.
     """
 
-    def __init__(self, root: Path, home: Path) -> None:
-        self.root, self.home = Path(root), Path(home)
+    def __init__(self, root: Path, home: Path, app: str = "lab") -> None:
+        self.root, self.home, self.app = Path(root), Path(home), app
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = self.home / "jupyter.log"
         self.proc: subprocess.Popen | None = None
+
+    def url_for(self, front_end: str, path: str) -> str:
+        """The page of notebook ``path`` (relative to root) in ``front_end``: "lab" or "notebook"."""
+        return f"{self.url}{FRONT_ENDS[front_end]}/{path}"
 
     def start(self, timeout: float) -> None:
         dirs = {name: self.home / name for name in ("config", "data", "runtime", "ipython")}
@@ -103,7 +115,7 @@ class JupyterLab:
         cmd = [
             sys.executable,
             "-m",
-            "jupyterlab",
+            {"lab": "jupyterlab", "notebook": "notebook"}[self.app],
             "--no-browser",
             "--ServerApp.ip=127.0.0.1",
             f"--ServerApp.port={self.port}",
@@ -113,6 +125,7 @@ class JupyterLab:
             "--IdentityProvider.token=",  # jupyter_server 2 names (ServerApp.token is deprecated)
             "--PasswordIdentityProvider.hashed_password=",
             "--LabApp.expose_app_in_browser=True",  # window.jupyterapp: commands, kernel
+            "--JupyterNotebookApp.expose_app_in_browser=True",  # the same in Notebook 7's pages
             "--LabApp.news_url=None",
             "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
             "--LabApp.extension_manager=readonly",  # the "pypi" manager would ask PyPI
@@ -185,7 +198,13 @@ KERNEL_IDLE = f"""(path) => {{ if (!window.jupyterapp) return false; {_PANEL}
 FEDERATED_EXTENSIONS = """() => JSON.parse(document.getElementById('jupyter-config-data').textContent)
   .federated_extensions.map(e => e.name)"""
 
-RUN_ALL = """() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }"""
+
+def run_all_cells(page: Any, timeout_ms: float) -> None:
+    """Run > Run All Cells, through the menu bar as a user would: the same menu in both front ends."""
+    page.locator(".lm-MenuBar").get_by_role("menuitem", name="Run", exact=True).click(timeout=timeout_ms)
+    menu = page.locator(".lm-Menu")
+    menu.get_by_role("menuitem", name="Run All Cells", exact=True).click(timeout=timeout_ms)
+
 
 # True once every code cell has run, or a cell failed (run-all stops there); the kernel idle.
 NOTEBOOK_DONE = f"""(path) => {{ {_PANEL}
