@@ -237,6 +237,7 @@ def stages(page_side: dict, kernel: dict) -> dict[str, float]:
     drawn = min(t for t in page_side["draws"] if t >= arrived)
     visible = page_side["visible"]
     return {
+        "at": (down + clock) / ms,  # the mousedown, seconds since the epoch (to match with a load log)
         "total": visible - down,
         "to kernel": start - up,
         "predict": predict,
