@@ -7,9 +7,12 @@ the same image:
 - ``click_ms``: one ``predict`` with a single positive point and multimask output (the decoder
   plus upscaling the masks to the image size), median over many clicks;
 - ``revisit_ms``: ``set_image`` of an image seen before (stock re-encodes; ours hits the cache);
-- ``peak_mb``: peak memory added while encoding (CUDA: max allocated; CPU: process RSS, sampled).
+- ``peak_mb``: peak memory added while encoding (CUDA: max allocated; CPU: process RSS, sampled);
+  on CPU also ``peak_rss_mb``, the process's whole RSS at that peak (weights and libraries included);
+- ``view_ms``: ours, a click with masks at the widget's display size (longest side 768).
 
-Medians over ``repeats`` warm runs, with min and max.
+Medians over ``repeats`` warm runs, with min and max; stock and ours take turns, one measurement
+each, so that a change of the machine's load during the run affects both alike.
 
 IoU (``evaluate_iou``): every object of a dataset with ground truth (``sam_widgets.datasets``)
 through the protocol of ``sam_widgets.evaluation`` (1 click, 3 clicks, box), with the encoder
@@ -228,6 +231,7 @@ class _PeakMemory:
         self._thread.join()
         self._peak = max(self._peak, self._proc.memory_info().rss)
         self.peak_bytes = self._peak - self._base
+        self.peak_rss_bytes = self._peak
 
 
 def _bench_image(size: tuple[int, int], seed: int = 0) -> np.ndarray:
@@ -296,40 +300,62 @@ def bench_model(
     view = (round(h * min(1.0, 768 / max(h, w))), round(w * min(1.0, 768 / max(h, w))))  # the widget's canvas
     steps = tqdm(total=2 * (repeats + 2), desc=f"bench {name}", disable=not progress, leave=False)
 
-    encoder_runs = [0]
+    # Stock and ours take turns, one measurement each, so that a machine whose load changes during
+    # the run slows both alike; the fast paths are switched on for ours and off for stock.
+    predictors = {"stock": SamPredictor(sam), "ours": CachedPredictor(sam)}
+    runs = {"stock": 0, "ours": 0}  # encoder runs per predictor, after warm-up
+    current = ["stock"]
     hook = sam.image_encoder.register_forward_hook(
-        lambda *_: encoder_runs.__setitem__(0, encoder_runs[0] + 1)
+        lambda *_: runs.__setitem__(current[0], runs[current[0]] + 1)
     )
-    for label, predictor in (("stock", SamPredictor(sam)), ("ours", CachedPredictor(sam))):
+
+    def use(label: str):
         (enable_fast if label == "ours" and ours_fast else disable_fast)(sam)
-        predictor.set_image(images[-1])  # warm-up (allocator, kernels), not timed
-        encoder_runs[0] = 0
-        predictor.predict(**point)
+        current[0] = label
+        return predictors[label]
+
+    for label in predictors:
+        p = use(label)
+        p.set_image(images[-1])  # warm-up (allocator, kernels), not timed
+        p.predict(**point)
         steps.update(1)
-        encode, peak = [], 0
-        for img in images[:repeats]:
+    runs.update(stock=0, ours=0)
+    times: dict[str, dict[str, list[float]]] = {
+        label: {"encode": [], "click": [], "view": [], "revisit": []} for label in predictors
+    }
+    peak = {label: 0 for label in predictors}
+    peak_rss = {label: 0 for label in predictors}  # CPU: the whole process's RSS, weights included
+    for img in images[:repeats]:
+        for label in predictors:
+            p = use(label)
             with _PeakMemory(dev) as mem:
-                encode.append(_time_ms(lambda p=predictor, img=img: p.set_image(img), sync))
-            peak = max(peak, mem.peak_bytes)
+                times[label]["encode"].append(_time_ms(lambda p=p, img=img: p.set_image(img), sync))
+            peak[label] = max(peak[label], mem.peak_bytes)
+            peak_rss[label] = max(peak_rss[label], getattr(mem, "peak_rss_bytes", 0))
             steps.update(1)
-        click = [_time_ms(lambda p=predictor: p.predict(**point), sync) for _ in range(clicks)]
-        revisit = [_time_ms(lambda p=predictor, img=img: p.set_image(img), sync) for img in images[:repeats]]
-        on_view = click  # stock has no display-size path: its masks are always the image's size
-        if label == "ours":
-            on_view = [
-                _time_ms(lambda p=predictor: p.predict(**point, out_size=view), sync) for _ in range(clicks)
-            ]
-        steps.update(1)
+    for _ in range(clicks):
+        for label in predictors:
+            p = use(label)
+            times[label]["click"].append(_time_ms(lambda p=p: p.predict(**point), sync))
+            if label == "ours":  # stock has no display-size path: its masks are the image's size
+                times[label]["view"].append(_time_ms(lambda p=p: p.predict(**point, out_size=view), sync))
+    for img in images[:repeats]:
+        for label in predictors:
+            p = use(label)
+            times[label]["revisit"].append(_time_ms(lambda p=p, img=img: p.set_image(img), sync))
+    steps.update(2)
+    for label, t in times.items():
         setattr(
             result,
             label,
             {
-                "set_image_ms": asdict(Timing.of(encode)),
-                "click_ms": asdict(Timing.of(click)),
-                "view_ms": asdict(Timing.of(on_view)),
-                "revisit_ms": asdict(Timing.of(revisit)),
-                "peak_mb": peak / 2**20,
-                "encoder_runs": encoder_runs[0],
+                "set_image_ms": asdict(Timing.of(t["encode"])),
+                "click_ms": asdict(Timing.of(t["click"])),
+                "view_ms": asdict(Timing.of(t["view"] or t["click"])),
+                "revisit_ms": asdict(Timing.of(t["revisit"])),
+                "peak_mb": peak[label] / 2**20,
+                "peak_rss_mb": peak_rss[label] / 2**20,
+                "encoder_runs": runs[label],
             },
         )
     steps.close()

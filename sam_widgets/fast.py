@@ -62,6 +62,10 @@ __all__ = [
 #: the CPU, where memory is what runs out (mybinder: 2 GB); larger on a GPU, where chunks cost launches.
 CHUNK_BYTES = {"cpu": 32 * 2**20, "cuda": 512 * 2**20}
 
+#: A global attention smaller than this (heads x N x N values, in bytes) runs stock code: for a small
+#: model (micro: 4 x 256 x 256) the fast path's extra operations cost more than they save.
+STOCK_BELOW_BYTES = 8 * 2**20
+
 
 # ----------------------------------------------------------------------------- image encoder
 
@@ -85,6 +89,8 @@ class FastBlock(_enc.Block):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if type(self.attn) is not FastEncoderAttention or _has_hooks(self.attn):
+            return super().forward(x)
+        if self.window_size == 0 and self.attn._small(x):
             return super().forward(x)
         if self.window_size > 0:
             x = self._windowed_attention(x)
@@ -150,9 +156,15 @@ class FastEncoderAttention(_enc.Attention):
     chunk_bytes: int = CHUNK_BYTES["cpu"]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._small(x):
+            return super().forward(x)
         b, h, w, _ = x.shape
         qkv = self.qkv(x).reshape(b, h * w, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
         return self.proj(self._attention(qkv, (h, w)))
+
+    def _small(self, x: torch.Tensor) -> bool:
+        b, h, w, _ = x.shape
+        return b * self.num_heads * (h * w) ** 2 * x.element_size() < STOCK_BELOW_BYTES
 
     def _attention(self, qkv: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
         """qkv: 3 x B x nh x HW x hd -> attention output B x H x W x (nh hd), before ``proj``."""
@@ -620,8 +632,8 @@ def disable_fast(sam: Sam) -> Sam:
             if type(module) is fast:
                 module.__class__ = stock
                 module.__dict__.pop("chunk_bytes", None)
-                module.__dict__.pop("_sam_widgets_dense_pe", None)
-                module.__dict__.pop("_sam_widgets_image_side", None)
+                # The per-image caches stay: stock code never reads them, and enable_fast finds
+                # them checked against their key (cheap switching, e.g. in the bench).
     sam.sam_widgets_fast = False
     return sam
 

@@ -50,6 +50,13 @@ def rel_err(a, b) -> float:
     return float((a - b).norm() / a.norm())
 
 
+@pytest.fixture(autouse=True)
+def _fast_paths_even_for_tiny_models(monkeypatch, request):
+    """The tiny test models are below the size where the encoder's fast attention takes over."""
+    if "micro_pair" not in request.fixturenames:
+        monkeypatch.setattr(fast, "STOCK_BELOW_BYTES", 0)
+
+
 @pytest.fixture
 def pair(tiny_sam):
     """(stock, fast): the same tiny SAM twice, rel-pos non-zero."""
@@ -181,6 +188,8 @@ def test_first_block_image_side_is_made_once_per_image_and_never_stale(pair, rgb
         for image, clicks in ((rgb_image, 3), (other, 2), (rgb_image, 2)):  # the last: a cache hit
             a.set_image(image)
             b.set_image(image)
+            if not b.stats.last_was_hit:
+                assert len(made) == b.stats.misses  # made while encoding, before the first click
             for x in range(clicks):
                 prompt = dict(point_coords=np.array([[10.0 + 30 * x, 40.0]]), point_labels=np.array([1]))
                 la, lb = a.predict(**prompt)[2], b.predict(**prompt)[2]
@@ -232,7 +241,10 @@ def one_click_per_object(predictor_pairs, scenes):
             yield ma, mb, la, lb
 
 
-def test_fast_fp32_masks_agree_with_stock_on_held_out_scenes(micro_pair):
+@pytest.mark.parametrize("fast_encoder", [False, True])  # micro's size runs stock attention unless forced
+def test_fast_fp32_masks_agree_with_stock_on_held_out_scenes(micro_pair, monkeypatch, fast_encoder):
+    if fast_encoder:
+        monkeypatch.setattr(fast, "STOCK_BELOW_BYTES", 0)
     stock, quick = micro_pair
     a, b = SamPredictor(stock), SamPredictor(quick)
     ious, errs = [], []
