@@ -915,7 +915,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(timing only: their IoU is skipped and marked 'random weights: no IoU')",
     )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
-    parser.add_argument("--precision", default="fp32", choices=["auto", "fp32", "bf16", "fp16"])
+    parser.add_argument(
+        "--precision",
+        default="auto",
+        choices=["auto", "fp32", "bf16", "fp16"],
+        help="ours' precision; auto (as load_sam): the fastest path that keeps the masks, and the "
+        "fast paths on; fp32 without --fast: segment_anything's own code, bit for bit (default: auto)",
+    )
     parser.add_argument(
         "--fast",
         action=argparse.BooleanOptionalAction,

@@ -76,6 +76,8 @@ def test_bench_compares_stock_and_cached(tmp_path, capsys):
     assert r["stock"]["encoder_runs"] == 4 and r["ours"]["encoder_runs"] == 2
     assert set(r["ratio"]) == {"set_image_ms", "click_ms", "revisit_ms", "view_ms"}
     assert "processor" in data["machine"] and "torch" in data["machine"]
+    # by default ours runs as load_sam gives it (precision auto: the fast paths on), stock stock code
+    assert r["precision"].endswith("-fast") and data["settings"]["precision"] == "auto"
 
 
 def test_bench_bad_image_size():
