@@ -143,3 +143,17 @@ def test_plots(tmp_path):
     axes = bench.plot_examples(load_sam("micro", device="cpu"), synthetic(1), n=1)
     assert axes.shape == (1, 4) and all("IoU" in a.get_title() for a in axes[0, 1:])
     plt.close("all")
+
+
+def test_bench_package_stays_above_datasets():
+    """DESIGN.md's layers: bench takes loaded samples; the command line (cli) loads --dataset."""
+    import subprocess
+    import sys
+
+    code = "import sys, sam_widgets.bench; print('sam_widgets.datasets' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+    usage = subprocess.run(
+        [sys.executable, "-m", "sam_widgets.bench", "--help"], capture_output=True, text=True, check=True
+    )
+    assert usage.stdout.startswith("usage: python -m sam_widgets.bench") and "--dataset" in usage.stdout

@@ -1,0 +1,60 @@
+"""Measured speed and measured IoU, in one run.
+
+Speed: stock segment_anything.SamPredictor against CachedPredictor, on the same model object and
+the same image:
+
+- ``set_image_ms``: the first encoding of an image (stock, and ours on a cache miss);
+- ``click_ms``: one ``predict`` with a single positive point and multimask output (the decoder
+  plus upscaling the masks to the image size), median over many clicks;
+- ``revisit_ms``: ``set_image`` of an image seen before (stock re-encodes; ours hits the cache);
+- ``peak_mb``: peak memory added while encoding (CUDA: max allocated; CPU: process RSS, sampled);
+  on CPU also ``peak_rss_mb``, the process's whole RSS at that peak (weights and libraries included);
+- ``view_ms``: ours, a click with masks at the widget's display size (longest side 768).
+
+Medians over ``repeats`` warm runs, with min and max; stock and ours take turns, one measurement
+each, so that a change of the machine's load during the run affects both alike.
+
+IoU (``evaluate_iou``): every object of samples with ground truth, loaded by the caller
+(``sam_widgets.datasets``; from ``--dataset`` on the command line, ``sam_widgets.cli``), through
+the protocol of ``sam_widgets.evaluation`` (1 click, 3 clicks, box), with the encoder time of each
+image. Never from random weights: those give timing only, marked "random weights: no IoU".
+``python -m sam_widgets.bench --help``.
+"""
+
+from __future__ import annotations
+
+from .iou import NO_IOU_RANDOM, IoUResult, evaluate_iou
+from .plots import QUOTED, QUOTED_HARDWARE, plot_examples, plot_speed_vs_iou
+from .report import (
+    PER_OBJECT_COLUMNS,
+    SUMMARY_COLUMNS,
+    format_iou_table,
+    format_prompt_table,
+    format_table,
+    write_results,
+)
+from .runner import run
+from .timing import ModelResult, Timing, bench_model, machine_info
+from .weights import resolve_weights
+
+__all__ = [
+    "Timing",
+    "ModelResult",
+    "IoUResult",
+    "NO_IOU_RANDOM",
+    "QUOTED",
+    "QUOTED_HARDWARE",
+    "bench_model",
+    "evaluate_iou",
+    "resolve_weights",
+    "run",
+    "machine_info",
+    "format_table",
+    "format_iou_table",
+    "format_prompt_table",
+    "SUMMARY_COLUMNS",
+    "PER_OBJECT_COLUMNS",
+    "write_results",
+    "plot_speed_vs_iou",
+    "plot_examples",
+]

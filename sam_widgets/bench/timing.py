@@ -1,0 +1,281 @@
+"""Speed: stock SamPredictor against CachedPredictor on one model (``bench_model``), and where the
+numbers come from (``machine_info``). What each timing measures: ``sam_widgets.bench``."""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .weights import resolve_weights
+
+if TYPE_CHECKING:  # pragma: no cover
+    from segment_anything.modeling import Sam
+
+__all__ = ["Timing", "ModelResult", "machine_info", "bench_model"]
+
+
+@dataclass
+class Timing:
+    """Milliseconds over repeated runs."""
+
+    median: float
+    min: float
+    max: float
+    n: int
+
+    @classmethod
+    def of(cls, samples_ms: list[float]) -> Timing:
+        return cls(statistics.median(samples_ms), min(samples_ms), max(samples_ms), len(samples_ms))
+
+
+@dataclass
+class ModelResult:
+    model: str
+    weights: str
+    device: str
+    precision: str
+    image_size: tuple[int, int]
+    stock: dict[str, Any] = field(default_factory=dict)
+    ours: dict[str, Any] = field(default_factory=dict)
+    ratio: dict[str, float] = field(default_factory=dict)  # stock / ours: > 1 means we are faster
+    iou: dict[str, Any] | None = None  # an IoUResult as a dict, when IoU was asked for
+
+
+def machine_info() -> dict[str, Any]:
+    """Where the numbers come from: CPU, threads, GPU, versions, date."""
+    import torch
+
+    info: dict[str, Any] = {
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "platform": platform.platform(),
+        "processor": _cpu_name(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+    }
+    try:
+        from importlib.metadata import version
+
+        import segment_anything  # noqa: F401
+
+        info["segment_anything"] = version("segment-anything")
+        info["sam_widgets"] = version("sam-widgets")
+    except Exception:  # pragma: no cover - not installed as a distribution
+        pass
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:  # pragma: no cover - not Linux
+        pass
+    return platform.processor() or "unknown"
+
+
+def _time_ms(fn: Callable[[], Any], sync: Callable[[], None]) -> float:
+    sync()
+    t0 = time.perf_counter()
+    fn()
+    sync()
+    return (time.perf_counter() - t0) * 1000
+
+
+def _trim_heap() -> None:
+    """Give freed heap memory back to the OS (glibc's malloc_trim), so RSS growth is measurable."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc (macOS, musl): RSS may then under-report growth
+        pass
+
+
+class _PeakMemory:
+    """Peak memory added during a block: CUDA max allocated, or sampled process RSS on CPU."""
+
+    def __init__(self, device) -> None:
+        self.device = device
+        self.peak_bytes = 0
+
+    def __enter__(self) -> _PeakMemory:
+        import psutil
+        import torch
+
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            self._base = torch.cuda.memory_allocated()
+            return self
+        _trim_heap()  # memory freed by an earlier run (e.g. stock's) would hide this run's growth
+        self._proc = psutil.Process()
+        self._base = self._proc.memory_info().rss
+        self._peak = self._base
+        self._stop = threading.Event()
+
+        def sample() -> None:
+            while not self._stop.is_set():
+                self._peak = max(self._peak, self._proc.memory_info().rss)
+                self._stop.wait(0.002)
+
+        self._thread = threading.Thread(target=sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import torch
+
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+            self.peak_bytes = torch.cuda.max_memory_allocated() - self._base
+            return
+        self._stop.set()
+        self._thread.join()
+        self._peak = max(self._peak, self._proc.memory_info().rss)
+        self.peak_bytes = self._peak - self._base
+        self.peak_rss_bytes = self._peak
+
+
+def _bench_image(size: tuple[int, int], seed: int = 0) -> np.ndarray:
+    """A deterministic test image (H, W): smooth background with a few bright shapes."""
+    h, w = size
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w]
+    img = np.stack([(xx * 255 // max(w - 1, 1)), (yy * 255 // max(h - 1, 1)), np.full_like(xx, 90)], -1)
+    for _ in range(4):
+        cx, cy, r = rng.integers(0, w), rng.integers(0, h), rng.integers(min(h, w) // 10, min(h, w) // 4)
+        img[(xx - cx) ** 2 + (yy - cy) ** 2 < r**2] = rng.integers(0, 256, 3)
+    return img.astype(np.uint8)
+
+
+def bench_model(
+    name: str,
+    *,
+    weights: str = "auto",
+    device: str = "auto",
+    precision: str = "fp32",
+    repeats: int = 3,
+    clicks: int = 20,
+    image_size: tuple[int, int] = (768, 1024),
+    progress: bool = True,
+    sam: Sam | None = None,
+    fast: bool | None = None,
+) -> ModelResult:
+    """Time stock SamPredictor and CachedPredictor on one model, the same image and prompts.
+
+    ``weights="auto"`` uses pretrained weights when they are available offline (micro always; an
+    official checkpoint if cached) and random weights otherwise: timing does not depend on them.
+    ``sam``: an already loaded model (from ``load_sam``) to time instead of loading ``name``.
+    ``fast``: as ``load_sam``'s (None: on with ``precision="auto"``). Stock always runs
+    segment_anything's own modules (the fast paths are switched off for it, on for ours), and
+    ours is also timed with masks at the widget's display size (``view_ms``, longest side 768).
+    """
+    import torch
+    from segment_anything import SamPredictor
+    from tqdm.auto import tqdm
+
+    from ..fast import disable_fast, enable_fast, is_fast
+    from ..models import load_sam, precision_label
+    from ..predictor import CachedPredictor
+
+    if sam is None:
+        if weights == "auto":
+            weights = resolve_weights(name, "auto", random_weights=True) or "random"
+        sam = load_sam(
+            name, weights=weights, device=device, precision=precision, fast=fast, progress=progress
+        )
+    else:
+        weights = getattr(sam, "sam_widgets_weights", weights)
+    dev = sam.device
+    sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
+    images = [_bench_image(image_size, seed) for seed in range(repeats + 1)]
+    h, w = image_size
+    point = dict(point_coords=np.array([[w * 0.5, h * 0.5]]), point_labels=np.array([1]))
+    result = ModelResult(
+        model=name,
+        weights=weights,
+        device=str(dev),
+        precision=precision_label(sam),
+        image_size=image_size,
+    )
+    ours_fast = is_fast(sam)
+    view = (round(h * min(1.0, 768 / max(h, w))), round(w * min(1.0, 768 / max(h, w))))  # the widget's canvas
+    steps = tqdm(total=2 * (repeats + 2), desc=f"bench {name}", disable=not progress, leave=False)
+
+    # Stock and ours take turns, one measurement each, so that a machine whose load changes during
+    # the run slows both alike; the fast paths are switched on for ours and off for stock.
+    predictors = {"stock": SamPredictor(sam), "ours": CachedPredictor(sam)}
+    runs = {"stock": 0, "ours": 0}  # encoder runs per predictor, after warm-up
+    current = ["stock"]
+    hook = sam.image_encoder.register_forward_hook(
+        lambda *_: runs.__setitem__(current[0], runs[current[0]] + 1)
+    )
+
+    def use(label: str):
+        (enable_fast if label == "ours" and ours_fast else disable_fast)(sam)
+        current[0] = label
+        return predictors[label]
+
+    for label in predictors:
+        p = use(label)
+        p.set_image(images[-1])  # warm-up (allocator, kernels), not timed
+        p.predict(**point)
+        steps.update(1)
+    runs.update(stock=0, ours=0)
+    times: dict[str, dict[str, list[float]]] = {
+        label: {"encode": [], "click": [], "view": [], "revisit": []} for label in predictors
+    }
+    peak = {label: 0 for label in predictors}
+    peak_rss = {label: 0 for label in predictors}  # CPU: the whole process's RSS, weights included
+    for img in images[:repeats]:
+        for label in predictors:
+            p = use(label)
+            with _PeakMemory(dev) as mem:
+                times[label]["encode"].append(_time_ms(lambda p=p, img=img: p.set_image(img), sync))
+            peak[label] = max(peak[label], mem.peak_bytes)
+            peak_rss[label] = max(peak_rss[label], getattr(mem, "peak_rss_bytes", 0))
+            steps.update(1)
+    for _ in range(clicks):
+        for label in predictors:
+            p = use(label)
+            times[label]["click"].append(_time_ms(lambda p=p: p.predict(**point), sync))
+            if label == "ours":  # stock has no display-size path: its masks are the image's size
+                times[label]["view"].append(_time_ms(lambda p=p: p.predict(**point, out_size=view), sync))
+    for img in images[:repeats]:
+        for label in predictors:
+            p = use(label)
+            times[label]["revisit"].append(_time_ms(lambda p=p, img=img: p.set_image(img), sync))
+    steps.update(2)
+    for label, t in times.items():
+        setattr(
+            result,
+            label,
+            {
+                "set_image_ms": asdict(Timing.of(t["encode"])),
+                "click_ms": asdict(Timing.of(t["click"])),
+                "view_ms": asdict(Timing.of(t["view"] or t["click"])),
+                "revisit_ms": asdict(Timing.of(t["revisit"])),
+                "peak_mb": peak[label] / 2**20,
+                "peak_rss_mb": peak_rss[label] / 2**20,
+                "encoder_runs": runs[label],
+            },
+        )
+    steps.close()
+    hook.remove()
+    for key in ("set_image_ms", "click_ms", "view_ms", "revisit_ms"):
+        result.ratio[key] = result.stock[key]["median"] / max(result.ours[key]["median"], 1e-6)
+    return result
