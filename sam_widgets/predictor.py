@@ -15,6 +15,7 @@ masks later, equal to those ``predict`` would have returned.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import tempfile
@@ -37,6 +38,24 @@ from .models import precision_label
 __all__ = ["CachedPredictor", "PredictorStats"]
 
 MB = 1024**2
+
+#: A decoder whose image embedding holds at most this many values (C x h x w) is "small": on the
+#: cpu its click runs on one torch thread (micro: 128 x 16 x 16; the official models: 256 x 64 x 64).
+SMALL_DECODER_VALUES = 64 * 1024
+
+
+@contextlib.contextmanager
+def _torch_threads(n: int | None):
+    """Run the block with ``n`` torch intra-op threads (None: as they are), then restore them."""
+    before = torch.get_num_threads()
+    if n is None or n == before:
+        yield
+        return
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 @dataclass
@@ -80,6 +99,12 @@ class CachedPredictor(SamPredictor):
       cache_dir: optional folder for an on-disk cache that outlives the process. Entries are keyed
         by a fingerprint of the weights, the precision and the device type, so an entry from
         another model or precision is never used.
+      click_threads: torch threads for ``predict`` (the thread count is restored afterwards).
+        None (default): 1 for a small decoder on the cpu (``SMALL_DECODER_VALUES``: micro), torch's
+        setting otherwise. A click of a small model is too little work to share: on a 2-core
+        machine that also runs the browser and the Jupyter server, two threads wait for each other
+        at every operation (measured in BENCHMARKS.md: micro's click in the browser 44 ms with
+        2 threads, 21 ms with 1).
     """
 
     def __init__(
@@ -88,6 +113,7 @@ class CachedPredictor(SamPredictor):
         *,
         cache_bytes: int = 256 * MB,
         cache_dir: str | Path | None = None,
+        click_threads: int | None = None,
     ) -> None:
         if not isinstance(sam_model, Sam):
             raise TypeError(
@@ -96,6 +122,9 @@ class CachedPredictor(SamPredictor):
             )
         if cache_bytes < 0:
             raise ValueError(f"cache_bytes must be >= 0, got {cache_bytes}.")
+        if click_threads is not None and (not isinstance(click_threads, int) or click_threads < 1):
+            raise ValueError(f"click_threads must be None or a positive int, got {click_threads!r}.")
+        self.click_threads = click_threads
         self._lock = threading.RLock()
         self._cache: OrderedDict[tuple, _Entry] = OrderedDict()
         self.cache_bytes = int(cache_bytes)
@@ -243,13 +272,22 @@ class CachedPredictor(SamPredictor):
             t0 = time.perf_counter()
             self._out_size = out_size  # read by predict_torch, which SamPredictor.predict calls
             try:
-                out = super().predict(
-                    point_coords, point_labels, box, mask_input, multimask_output, return_logits
-                )
+                with _torch_threads(self.threads_for_click()):
+                    out = super().predict(
+                        point_coords, point_labels, box, mask_input, multimask_output, return_logits
+                    )
             finally:
                 self._out_size = None
             self.stats.decoder_ms = (time.perf_counter() - t0) * 1000
             return out
+
+    def threads_for_click(self) -> int | None:
+        """The torch thread count ``predict`` runs with (None: the caller's); see ``click_threads``."""
+        if self.click_threads is not None:
+            return self.click_threads
+        pe = self.model.prompt_encoder
+        values = pe.embed_dim * pe.image_embedding_size[0] * pe.image_embedding_size[1]
+        return 1 if self.device.type == "cpu" and values <= SMALL_DECODER_VALUES else None
 
     def predict_torch(
         self,

@@ -265,3 +265,64 @@ def test_converted_inputs_give_the_same_embedding(tiny_sam, rgb_image):
 def test_rejects_what_is_not_a_sam():
     with pytest.raises(TypeError, match="segment_anything Sam"):
         CachedPredictor(torch.nn.Linear(2, 2))
+
+
+def _threads_inside_decoder(predictor, rgb_image):
+    """torch's thread count while the mask decoder runs one click."""
+    seen = []
+    hook = predictor.model.mask_decoder.register_forward_pre_hook(
+        lambda *_: seen.append(torch.get_num_threads())
+    )
+    try:
+        predictor.set_image(rgb_image)
+        predictor.predict(point_coords=np.array([[50.0, 40.0]]), point_labels=np.array([1]))
+    finally:
+        hook.remove()
+    return seen[-1]
+
+
+@pytest.fixture
+def two_threads():
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield 2
+    torch.set_num_threads(before)
+
+
+def test_small_decoder_clicks_on_one_thread_and_restores_the_callers(tiny_sam, rgb_image, two_threads):
+    p = CachedPredictor(tiny_sam)
+    assert p.threads_for_click() == 1
+    assert _threads_inside_decoder(p, rgb_image) == 1
+    assert torch.get_num_threads() == two_threads
+
+
+def test_large_decoder_and_explicit_click_threads(tiny_sam, rgb_image, two_threads, monkeypatch):
+    from sam_widgets import predictor as predictor_module
+
+    monkeypatch.setattr(predictor_module, "SMALL_DECODER_VALUES", 0)  # tiny_sam counts as large now
+    assert CachedPredictor(tiny_sam).threads_for_click() is None
+    assert _threads_inside_decoder(CachedPredictor(tiny_sam), rgb_image) == two_threads
+    assert _threads_inside_decoder(CachedPredictor(tiny_sam, click_threads=3), rgb_image) == 3
+    assert torch.get_num_threads() == two_threads
+
+
+def test_thread_count_is_restored_when_a_click_fails(tiny_sam, rgb_image, two_threads):
+    p = CachedPredictor(tiny_sam)
+    p.set_image(rgb_image)
+
+    def boom(*_):
+        raise RuntimeError("decoder failed")
+
+    hook = p.model.mask_decoder.register_forward_pre_hook(boom)
+    try:
+        with pytest.raises(RuntimeError, match="decoder failed"):
+            p.predict(point_coords=np.array([[50.0, 40.0]]), point_labels=np.array([1]))
+    finally:
+        hook.remove()
+    assert torch.get_num_threads() == two_threads
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, "2"])
+def test_bad_click_threads(tiny_sam, bad):
+    with pytest.raises(ValueError, match="click_threads"):
+        CachedPredictor(tiny_sam, click_threads=bad)
