@@ -1,6 +1,6 @@
 """SegmentWidget: click on an image in a notebook, get SAM masks. A thin view over a Session.
 
-Layers of the canvas (ipycanvas MultiCanvas, the last one receives events):
+Layers of the canvas (ipycanvas MultiCanvas; the mouse goes to a wrapper of its size, see __init__):
 
     0 image    sent once per image, as RGBA so ipycanvas sends PNG (RGB would go as lossy JPEG)
     1 masks    all objects' masks as one RGBA overlay, redrawn when a mask or colour changes
@@ -14,6 +14,7 @@ widget says so, and clicks made meanwhile are queued and applied when the embedd
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import html
 import threading
@@ -39,6 +40,13 @@ HELP = (
     "object, <b>1 2 3</b> candidate mask, <b>← →</b> image, <b>e</b> everything"
 )
 DRAG_MIN = 4  # canvas pixels a press must move to be a box rather than a click
+CANVAS_CLASS = "sam-widgets-canvas"
+CANVAS_CSS = f"<style>.{CANVAS_CLASS} {{ pointer-events: none; }}</style>"
+#: After a redraw caused by the browser, the controls (object list, candidate buttons, status line)
+#: follow this much later, so that the page paints the mask first: sent together, their updates
+#: kept the page and the kernel busy while the overlay waited (click to mask on screen ~10 ms
+#: slower at p50, BENCHMARKS.md).
+CONTROLS_DELAY_S = 0.04
 POSITIVE, NEGATIVE = "#19c35a", "#e8384f"
 
 
@@ -125,20 +133,27 @@ class SegmentWidget(W.VBox):
         self._depth = 0
         self.error: str | None = None  # the last error shown in the status line
         self._ui = 0  # > 0 while handling a browser event or a control: errors are shown, not raised
+        self._controls_due = False  # a deferred _sync_controls_now is scheduled
 
-        self.canvas = MultiCanvas(3, width=64, height=64)
-        # The border goes on a wrapper: on the canvas itself (border-box sizing) it would shrink
-        # the drawing by 2 CSS pixels, blurring it and shifting clicks.
-        self._frame = W.Box([self.canvas], layout=W.Layout(border="1px solid #ccc", width="fit-content"))
+        self.canvas = MultiCanvas(3, width=64, height=64, layout=W.Layout(margin="0"))
+        # The mouse goes to a wrapper exactly the canvas' size, not to the canvas: ipycanvas' view
+        # sends every mouse move, press and release of its canvas to the kernel (for callbacks this
+        # widget does not use), which queued ahead of ipyevents' messages; CANVAS_CSS makes the
+        # canvas transparent to the mouse. The border goes on an outer wrapper: on the canvas
+        # itself (border-box sizing) it would shrink the drawing by 2 CSS pixels, blurring it and
+        # shifting clicks; on the event wrapper it would shift the event coordinates.
+        self.canvas.add_class(CANVAS_CLASS)
+        self._surface = W.Box([self.canvas], layout=W.Layout(width="fit-content", margin="0", padding="0"))
+        self._frame = W.Box([self._surface], layout=W.Layout(border="1px solid #ccc", width="fit-content"))
         self._build_controls()
         self._clicks = Event(
-            source=self.canvas,
+            source=self._surface,
             watched_events=["mousedown", "mouseup", "contextmenu", "mouseleave", "keydown"],
             prevent_default_action=True,
         )
         self._clicks.on_dom_event(lambda e: self._from_ui(self._on_dom_event, e))
         self._moves = Event(
-            source=self.canvas, watched_events=["mousemove"], throttle_or_debounce="throttle", wait=40
+            source=self._surface, watched_events=["mousemove"], throttle_or_debounce="throttle", wait=40
         )
         self._moves.on_dom_event(lambda e: self._from_ui(self._on_dom_event, e))
         self.canvas.on_client_ready(lambda: self._redraw({"image"}))
@@ -201,7 +216,7 @@ class SegmentWidget(W.VBox):
         self._candidates.observe(lambda ch: self._from_ui(self._on_pick_candidate, ch), "value")
         self._object_bar = W.HBox([self._objects, self._label_edit, self._candidates])
         self._status = W.HTML()
-        self._help = W.HTML(f"<small>{HELP}</small>")
+        self._help = W.HTML(f"{CANVAS_CSS}<small>{HELP}</small>")
         self._syncing = False  # True while the widget itself sets control values
 
     # ------------------------------------------------------------------ public gestures
@@ -614,8 +629,29 @@ class SegmentWidget(W.VBox):
                 self._draw_masks()
             if full or what & {"prompts", "objects", "active", "history", "mask"}:
                 self._draw_prompts()
-        self._sync_controls()
-        self._update_status()
+        self._sync_controls_soon()
+
+    def _sync_controls_soon(self) -> None:
+        """Bring the controls up to date: now, or CONTROLS_DELAY_S later when a browser event
+        caused the redraw and the kernel's event loop runs in this thread (code and tests that
+        call the widget's methods see the controls updated on return)."""
+        loop = None
+        if self._ui:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                loop = None
+        if loop is None:
+            self._sync_controls_now()
+        elif not self._controls_due:
+            self._controls_due = True
+            loop.call_later(CONTROLS_DELAY_S, self._sync_controls_now)
+
+    def _sync_controls_now(self) -> None:
+        with self._lock:
+            self._controls_due = False
+            self._sync_controls()
+            self._update_status()
 
     def mask_overlay(self) -> np.ndarray:
         """The mask layer as shown: canvas-sized RGBA uint8 (the active object more opaque)."""

@@ -5,8 +5,9 @@ For each front end the test starts the server a user would (`jupyter lab`, `jupy
 127.0.0.1, settings isolated in a temporary folder, opens a copy of notebooks/01_quickstart.ipynb in
 headless chromium and runs all its cells from the Run menu. Then, on the widget the notebook shows:
 Clear (a button), a left click deep inside the largest object of the first scene, a right click on
-the background. After each gesture it checks both sides: the pixels of the <canvas> in the page, and
-the widget's state in the kernel (read by running code in the notebook's own kernel from the page).
+the background, the z key (undo). After each gesture it checks both sides: the pixels of the <canvas>
+in the page, and the widget's state in the kernel (read by running code in the notebook's own kernel
+from the page).
 Nothing may log an error in the browser console (but for UPSTREAM_ERRORS, thrown by Notebook 7 itself
 before any cell runs).
 
@@ -299,6 +300,11 @@ def test_quickstart_clicks_in_chromium(front_end, page, server, deadline, tmp_pa
     px = poll(pixels, lambda px: np.abs(px[by, bx, :3] - rgb(NEGATIVE)).max() <= 8, deadline, 10)
     assert np.abs(px[by, bx, :3] - rgb(NEGATIVE)).max() <= 8, f"no negative point at {(bx, by)}: {px[by, bx]}"
     assert page.locator(".lm-Menu:visible").count() == 0, "a right click on the canvas opened a menu"
+
+    # -- a keyboard shortcut with the mouse over the canvas: z undoes the negative point
+    page.keyboard.press("z")
+    s = poll(state, lambda s: len(s["points"]) == 1, deadline, 20)
+    assert s["point_labels"] == [1], f"the z key did not undo the right click: {s['point_labels']}"
 
     # -- nothing went wrong in the page
     assert not page.problems, "errors in the browser console:\n" + "\n".join(page.problems)

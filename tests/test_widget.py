@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import html
 import io
 import threading
 
@@ -11,6 +13,7 @@ from ipycanvas import canvas as ipycanvas_canvas
 from PIL import Image
 
 from sam_widgets import CachedPredictor
+from sam_widgets import widget as widget_module
 from sam_widgets.widget import SegmentWidget
 
 NAMES = {i: name for name, i in ipycanvas_canvas.COMMANDS.items()}
@@ -102,6 +105,27 @@ def test_left_click_message_makes_a_mask_and_draws_it(rgb_image, predictor, rec)
     assert rec.on(w.canvas[2], "fillCircle")  # the point is drawn
     assert rec.on(w.canvas[0]) == []  # the image is not sent again
     assert rec.messages == 1  # one update, one hold_canvas, one message
+
+
+def test_in_the_kernel_the_mask_goes_out_before_the_controls(rgb_image, predictor, rec):
+    """Inside a running event loop (the kernel's), a browser click sends the canvas message at
+    once and brings the controls up to date CONTROLS_DELAY_S later, so the page paints the mask
+    first; a second click within the delay does not schedule a second update."""
+    w = SegmentWidget(rgb_image, predictor, background=False)
+    rec.reset()
+
+    async def clicks():
+        send(w, mouse("mousedown", 50, 40, w), mouse("mouseup", 50, 40, w))
+        assert rec.on(w.canvas[1], "putImageData") and w.session.active is not None
+        assert w._objects.options == ()  # not yet
+        send(w, mouse("mousedown", 60, 45, w), mouse("mouseup", 60, 45, w))
+        assert w._controls_due
+        await asyncio.sleep(widget_module.CONTROLS_DELAY_S * 3)
+
+    asyncio.run(clicks())
+    assert not w._controls_due
+    assert w._objects.options == ("object 1",) and w._objects.value == "object 1"
+    assert html.escape(w.status_text()) in w._status.value
 
 
 def test_right_click_and_shift_click_are_negative(rgb_image, predictor):
