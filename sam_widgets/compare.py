@@ -30,6 +30,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
+from .models import available_ram_bytes  # re-exported: the notebooks import it from here
+
 from . import checkpoints
 from .errors import ChecksumError
 
@@ -161,32 +163,6 @@ def checkpoint_status(name: str) -> tuple[Path | None, str]:
     if path is None:
         return None, not_downloaded_line(name)
     return path, f"{name}: downloaded, sha256 verified ({path})"
-
-
-def available_ram_bytes(cgroup_root: str | os.PathLike[str] = "/sys/fs/cgroup") -> int:
-    """RAM this process can still use, in bytes: the lesser of the machine's and its container's.
-
-    Inside a container (mybinder.org, Docker) the machine's free memory is not the limit: the
-    cgroup's is (v2 ``memory.max`` - ``memory.current``, or v1 ``memory.limit_in_bytes`` -
-    ``memory.usage_in_bytes``).
-    """
-    import psutil
-
-    free = int(psutil.virtual_memory().available)
-    root = Path(cgroup_root)
-    for limit_file, usage_file in (
-        (root / "memory.max", root / "memory.current"),
-        (root / "memory" / "memory.limit_in_bytes", root / "memory" / "memory.usage_in_bytes"),
-    ):
-        try:
-            limit = limit_file.read_text().strip()
-            usage = int(usage_file.read_text().strip())
-        except (OSError, ValueError):
-            continue
-        if limit.isdigit() and int(limit) < 2**60:  # "max" or a huge number: no limit
-            free = min(free, max(int(limit) - usage, 0))
-        break
-    return free
 
 
 class PeakRSS:

@@ -11,6 +11,7 @@ state-dict keys, so any code written for segment_anything works with it.
 from __future__ import annotations
 
 import logging
+import os
 import warnings
 from dataclasses import dataclass, field
 from functools import partial
@@ -34,6 +35,7 @@ __all__ = [
     "pick_device",
     "pick_model",
     "free_memory_bytes",
+    "available_ram_bytes",
     "identify_architecture",
     "model_info",
     "precision_label",
@@ -226,6 +228,35 @@ def pick_device(device: str | torch.device = "auto") -> torch.device:
     return torch.device("cpu")
 
 
+CGROUP_ROOT = "/sys/fs/cgroup"
+
+
+def available_ram_bytes(cgroup_root: str | os.PathLike[str] | None = None) -> int:
+    """RAM this process can still use, in bytes: the lesser of the machine's and its container's.
+
+    Inside a container (mybinder.org, Docker) the machine's free memory is not the limit: the
+    cgroup's is (v2 ``memory.max`` - ``memory.current``, or v1 ``memory.limit_in_bytes`` -
+    ``memory.usage_in_bytes``). ``cgroup_root``: default ``CGROUP_ROOT``.
+    """
+    import psutil
+
+    free = int(psutil.virtual_memory().available)
+    root = Path(CGROUP_ROOT if cgroup_root is None else cgroup_root)
+    for limit_file, usage_file in (
+        (root / "memory.max", root / "memory.current"),
+        (root / "memory" / "memory.limit_in_bytes", root / "memory" / "memory.usage_in_bytes"),
+    ):
+        try:
+            limit = limit_file.read_text().strip()
+            usage = int(usage_file.read_text().strip())
+        except (OSError, ValueError):
+            continue
+        if limit.isdigit() and int(limit) < 2**60:  # "max" or a huge number: no limit
+            free = min(free, max(int(limit) - usage, 0))
+        break
+    return free
+
+
 def free_memory_bytes(device: str | torch.device = "auto") -> int:
     """Memory free for a model on ``device`` now, in bytes (GPU memory for cuda, RAM otherwise)."""
     import psutil
@@ -235,7 +266,7 @@ def free_memory_bytes(device: str | torch.device = "auto") -> int:
     if dev.type == "cuda":
         free, _total = torch.cuda.mem_get_info(dev)
         return int(free)
-    return int(psutil.virtual_memory().available)
+    return available_ram_bytes()  # a container's limit counts (mybinder: 2 GB on a large machine)
 
 
 def pick_model(free_bytes: int) -> str:

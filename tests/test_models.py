@@ -185,3 +185,15 @@ def test_identify_architecture():
     assert identify_architecture({}).startswith("not a SAM state dict")
     sd = build_sam(TINY, device="meta").state_dict()
     assert identify_architecture(sd) == "an unknown SAM variant (32 wide, 2 blocks)"
+
+
+def test_free_memory_on_cpu_counts_the_containers_limit(tmp_path, monkeypatch):
+    """In a container (mybinder: 2 GB on a large machine) the cgroup's limit, not the machine's
+    free memory, decides what 'auto' loads."""
+    from sam_widgets import models
+
+    (tmp_path / "memory.max").write_text(f"{2 * GB}\n")
+    (tmp_path / "memory.current").write_text(f"{GB // 2}\n")
+    monkeypatch.setattr(models, "CGROUP_ROOT", str(tmp_path))
+    assert models.free_memory_bytes("cpu") == min(GB + GB // 2, models.available_ram_bytes("/nonexistent"))
+    assert pick_model(models.free_memory_bytes("cpu")) == "vit_b"
