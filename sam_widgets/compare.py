@@ -20,7 +20,6 @@ and must never be shown as a result.
 from __future__ import annotations
 
 import gc
-import os
 import statistics
 import threading
 from collections.abc import Callable, Iterable, Sequence
@@ -30,10 +29,9 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
-from .models import available_ram_bytes  # re-exported: the notebooks import it from here
-
 from . import checkpoints
 from .errors import ChecksumError
+from .models import available_ram_bytes  # re-exported: the notebooks import it from here
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure

@@ -259,7 +259,6 @@ def available_ram_bytes(cgroup_root: str | os.PathLike[str] | None = None) -> in
 
 def free_memory_bytes(device: str | torch.device = "auto") -> int:
     """Memory free for a model on ``device`` now, in bytes (GPU memory for cuda, RAM otherwise)."""
-    import psutil
     import torch
 
     dev = pick_device(device)

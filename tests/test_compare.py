@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 import sys
-
-import hashlib
 
 import matplotlib
 import numpy as np
