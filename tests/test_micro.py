@@ -16,6 +16,7 @@ from sam_widgets.micro.evaluate import center_point, iou
 # box (19 objects). micro is undertrained (held-out 1-click mIoU 0.64, see MODEL_CARD.md); these
 # are the candidates the shipped weights segment with IoU >= 0.87 (10 of 19 for a click, 14 for a
 # box): regression guards of the weights and of the inference path, not a quality claim.
+# `python scripts/micro_test_cases.py [weights]` applies this rule and prints the lists.
 CLICK_CASES = [(0, 6), (1, 1), (2, 0), (2, 1), (3, 3), (3, 4), (5, 5), (6, 1), (7, 0), (7, 3)]
 BOX_CASES = [(0, 6), (1, 1), (2, 0), (2, 1), (3, 1), (3, 3), (3, 4), (4, 2), (5, 1), (5, 5), (6, 1), (7, 0)]
 BOX_CASES += [(7, 1), (7, 3)]
