@@ -100,8 +100,10 @@ class CachedPredictor(SamPredictor):
         by a fingerprint of the weights, the precision and the device type, so an entry from
         another model or precision is never used.
       click_threads: torch threads for ``predict`` (the thread count is restored afterwards).
-        None (default): 1 for a small decoder on the cpu (``SMALL_DECODER_VALUES``: micro), torch's
-        setting otherwise. A click of a small model is too little work to share: on a 2-core
+        None (default): 1 for a small decoder on the fast paths on the cpu (``SMALL_DECODER_VALUES``:
+        micro as ``load_sam`` gives it), torch's setting otherwise (a stock model's fp32 results then
+        stay those of segment_anything's predictor bit for bit: the thread count can change the
+        last bits of a sum). A click of a small model is too little work to share: on a 2-core
         machine that also runs the browser and the Jupyter server, two threads wait for each other
         at every operation (measured in BENCHMARKS.md: micro's click in the browser 44 ms with
         2 threads, 21 ms with 1).
@@ -285,9 +287,11 @@ class CachedPredictor(SamPredictor):
         """The torch thread count ``predict`` runs with (None: the caller's); see ``click_threads``."""
         if self.click_threads is not None:
             return self.click_threads
+        if self.device.type != "cpu" or not _fast.is_fast(self.model):
+            return None  # stock code keeps the caller's threads: its fp32 results stay stock's, bit for bit
         pe = self.model.prompt_encoder
         values = pe.embed_dim * pe.image_embedding_size[0] * pe.image_embedding_size[1]
-        return 1 if self.device.type == "cpu" and values <= SMALL_DECODER_VALUES else None
+        return 1 if values <= SMALL_DECODER_VALUES else None
 
     def predict_torch(
         self,

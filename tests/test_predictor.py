@@ -290,7 +290,10 @@ def two_threads():
 
 
 def test_small_decoder_clicks_on_one_thread_and_restores_the_callers(tiny_sam, rgb_image, two_threads):
-    p = CachedPredictor(tiny_sam)
+    from sam_widgets.fast import enable_fast
+
+    assert CachedPredictor(tiny_sam).threads_for_click() is None  # stock code: the caller's threads
+    p = CachedPredictor(enable_fast(tiny_sam))
     assert p.threads_for_click() == 1
     assert _threads_inside_decoder(p, rgb_image) == 1
     assert torch.get_num_threads() == two_threads
@@ -298,8 +301,10 @@ def test_small_decoder_clicks_on_one_thread_and_restores_the_callers(tiny_sam, r
 
 def test_large_decoder_and_explicit_click_threads(tiny_sam, rgb_image, two_threads, monkeypatch):
     from sam_widgets import predictor as predictor_module
+    from sam_widgets.fast import enable_fast
 
     monkeypatch.setattr(predictor_module, "SMALL_DECODER_VALUES", 0)  # tiny_sam counts as large now
+    enable_fast(tiny_sam)
     assert CachedPredictor(tiny_sam).threads_for_click() is None
     assert _threads_inside_decoder(CachedPredictor(tiny_sam), rgb_image) == two_threads
     assert _threads_inside_decoder(CachedPredictor(tiny_sam, click_threads=3), rgb_image) == 3
@@ -307,7 +312,10 @@ def test_large_decoder_and_explicit_click_threads(tiny_sam, rgb_image, two_threa
 
 
 def test_thread_count_is_restored_when_a_click_fails(tiny_sam, rgb_image, two_threads):
-    p = CachedPredictor(tiny_sam)
+    from sam_widgets.fast import enable_fast
+
+    p = CachedPredictor(enable_fast(tiny_sam))
+    assert p.threads_for_click() == 1
     p.set_image(rgb_image)
 
     def boom(*_):
