@@ -13,15 +13,19 @@ from sam_widgets.micro.evaluate import center_point, iou
 
 # Held-out objects for the quality tests, (scene index, object index) into heldout_set(8).
 # Candidates by geometry: visible area >= 900 px of the 256x256 scene and >= 0.5 of its bounding
-# box (19 objects). micro is undertrained (held-out 1-click mIoU 0.64, see MODEL_CARD.md); these
-# are the candidates the shipped weights segment with IoU >= 0.87 (10 of 19 for a click, 14 for a
+# box (19 objects). micro is undertrained (held-out 1-click mIoU 0.70, see MODEL_CARD.md); these
+# are the candidates the shipped weights segment with IoU >= 0.87 (14 of 19 for a click, 16 for a
 # box): regression guards of the weights and of the inference path, not a quality claim.
 # `python scripts/micro_test_cases.py [weights]` applies this rule and prints the lists.
-CLICK_CASES = [(0, 6), (1, 1), (2, 0), (2, 1), (3, 3), (3, 4), (5, 5), (6, 1), (7, 0), (7, 3)]
-BOX_CASES = [(0, 6), (1, 1), (2, 0), (2, 1), (3, 1), (3, 3), (3, 4), (4, 2), (5, 1), (5, 5), (6, 1), (7, 0)]
-BOX_CASES += [(7, 1), (7, 3)]
-# (scene, object to keep, touching object behind it to remove with a negative click)
-NEG_CASE = (5, 1, 2)
+CLICK_CASES = [(0, 6), (1, 1), (2, 0), (2, 1), (3, 1), (3, 3), (3, 4), (4, 0), (5, 5), (6, 1), (6, 2)]
+CLICK_CASES += [(7, 0), (7, 1), (7, 3)]
+BOX_CASES = [(0, 6), (1, 1), (2, 0), (2, 1), (3, 1), (3, 3), (3, 4), (4, 0), (4, 2), (5, 1), (5, 5), (6, 1)]
+BOX_CASES += [(6, 2), (7, 0), (7, 1), (7, 3)]
+# (scene, object to keep, touching object behind it to remove with a negative click): the one pair
+# of touching objects of the 22 for which the shipped weights pass the script's rule (box around
+# both leaves out <= 0.2 of the one behind, a negative click at its center >= 0.3 more, and keeps
+# >= 0.75 of the other). In most pairs micro's negative click removes too little or everything.
+NEG_CASE = (7, 2, 1)
 
 
 @pytest.fixture(scope="module")
@@ -117,11 +121,11 @@ def test_negative_click_removes_an_object_from_a_box(scenes, predictor):
     )
     removed_before = 1 - (before[0] & drop).sum() / drop.sum()
     removed_after = 1 - (after[0] & drop).sum() / drop.sum()
-    assert removed_before <= 0.2  # the box alone takes both objects (0.08 removed when written)
-    # micro removes about a third of it (0.34 when written): far weaker than SAM, but the negative
-    # label reaches the decoder and acts where it was placed, while the kept object stays
-    assert removed_after >= removed_before + 0.2
-    assert (after[0] & keep).sum() / keep.sum() >= 0.85
+    assert removed_before <= 0.2  # the box alone takes both objects (0.11 left out when written)
+    # the negative click takes the object behind out (all of it when written) and keeps most of the
+    # one in front (0.77 when written): the label reaches the decoder and acts where it was placed
+    assert removed_after >= removed_before + 0.5
+    assert (after[0] & keep).sum() / keep.sum() >= 0.7
 
 
 def test_non_square_image_runs_end_to_end(predictor):
