@@ -315,11 +315,11 @@ def test_display_size_geometry_is_stocks(input_size, original_size, out_size):
 def test_display_size_masks_agree_with_full_size_masks_resized(micro_pair, size):
     """predict(out_size=...) against the full mask sampled as the widget samples it (nearest).
 
-    The two differ only on edges: the display mask is evaluated at the centre of each canvas
-    pixel, the sampled one at the centre of the image pixel under it (up to half a pixel away).
+    Both are the same low-res logits resized bilinearly, read at points up to half an image pixel
+    apart (the centre of each canvas pixel, the centre of the image pixel under it). So the masks
+    may differ only where the logit is near the threshold: there, with |logit| under a tenth of
+    the mask's logit range (0.06 at most with the weights of 2026-11-23), and on few pixels.
     """
-    from scipy import ndimage
-
     stock, _ = micro_pair
     p = CachedPredictor(stock)
     h, w = size
@@ -327,24 +327,28 @@ def test_display_size_masks_agree_with_full_size_masks_resized(micro_pair, size)
     ch, cw = round(h * scale), round(w * scale)
     rows = np.minimum((np.arange(ch) + 0.5) / scale, h - 1).astype(int)
     cols = np.minimum((np.arange(cw) + 0.5) / scale, w - 1).astype(int)
-    ious, off_edge, differ = [], 0, 0
+    differ = total = 0
     for image, objects in heldout_set(4, size=size):
         p.set_image(image)
         for obj in objects:
             ys, xs = np.nonzero(obj)
             point = np.array([[xs[len(xs) // 2], ys[len(ys) // 2]]], float)
-            full, scores, logits = p.predict(point_coords=point, point_labels=[1])
+            full, scores, logits = p.predict(point_coords=point, point_labels=[1], return_logits=True)
             small, scores2, logits2 = p.predict(point_coords=point, point_labels=[1], out_size=(ch, cw))
             assert small.shape == (3, ch, cw) and small.dtype == bool
             assert np.array_equal(scores, scores2) and np.array_equal(logits, logits2)
-            for shown, mask in zip(full[:, rows][:, :, cols], small, strict=True):
-                edge = ndimage.binary_dilation(shown) & ndimage.binary_dilation(~shown)
-                differ += int((shown != mask).sum())
-                off_edge += int(((shown != mask) & ~edge).sum())
-                if shown.sum() > 200:
-                    ious.append(iou(shown, mask))
-    assert np.mean(ious) >= 0.95 and min(ious) >= 0.85
-    assert off_edge <= 0.05 * differ
+            shown = full[:, rows][:, :, cols]  # logits, sampled as the widget samples a full mask
+            assert np.array_equal(
+                small,
+                p.predict(point_coords=point, point_labels=[1], out_size=(ch, cw), return_logits=True)[0] > 0,
+            )
+            for logit, mask in zip(shown, small, strict=True):
+                flipped = (logit > stock.mask_threshold) != mask
+                differ += int(flipped.sum())
+                total += flipped.size
+                if flipped.any():
+                    assert np.abs(logit[flipped]).max() <= 0.1 * np.abs(logit).max()
+    assert differ <= 0.01 * total
 
 
 @pytest.mark.parametrize("use_fast", [False, True])
