@@ -277,10 +277,6 @@ def pick_model(free_bytes: int) -> str:
     return "vit_b"
 
 
-def _resolve_precision(precision: str, dev: torch.device) -> str:
-    return _resolve_path(precision, None, dev)[0]
-
-
 def _resolve_path(precision: str, fast: bool | None, dev: torch.device) -> tuple[str, bool, str]:
     """(precision, fast, why): what ``load_sam`` runs, and the reason in words.
 
