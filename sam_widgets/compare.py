@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import gc
 import statistics
-import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +29,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 
 from . import checkpoints
+from ._memory import PeakRSS  # re-exported: notebook 03 measures with it
 from .errors import ChecksumError
 from .models import available_ram_bytes  # re-exported: the notebooks import it from here
 
@@ -161,39 +161,6 @@ def checkpoint_status(name: str) -> tuple[Path | None, str]:
     if path is None:
         return None, not_downloaded_line(name)
     return path, f"{name}: downloaded, sha256 verified ({path})"
-
-
-class PeakRSS:
-    """Peak resident memory added by the process during a ``with`` block, in bytes (sampled).
-
-    ``with PeakRSS() as peak: ...`` then ``peak.bytes``. A thread samples the RSS every
-    ``interval`` seconds: spikes shorter than that can be missed.
-    """
-
-    def __init__(self, interval: float = 0.005) -> None:
-        self.interval = interval
-        self.bytes = 0
-
-    def __enter__(self) -> PeakRSS:
-        import psutil
-
-        self._proc = psutil.Process()
-        self._base = self._peak = self._proc.memory_info().rss
-        self._stop = threading.Event()
-
-        def sample() -> None:
-            while not self._stop.wait(self.interval):
-                self._peak = max(self._peak, self._proc.memory_info().rss)
-
-        self._thread = threading.Thread(target=sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self._peak = max(self._peak, self._proc.memory_info().rss)
-        self.bytes = self._peak - self._base
 
 
 # ----------------------------------------------------------------------------- running

@@ -133,17 +133,35 @@ def test_available_ram_reads_the_container_limit(tmp_path, monkeypatch):
     assert compare.available_ram_bytes(tmp_path / "nothing") == machine
 
 
-def test_peak_rss_sees_an_allocation():
+@pytest.mark.parametrize(
+    "setup, added, whole",
+    [
+        ("from sam_widgets.compare import PeakRSS; m = PeakRSS()", "m.bytes", "m.peak_rss_bytes"),
+        ("from sam_widgets._memory import PeakRSS; m = PeakRSS(trim=True)", "m.bytes", "m.peak_rss_bytes"),
+        # bench's meter on a CPU device: the same sampler, with the heap trimmed first
+        (
+            "import torch; from sam_widgets.bench.timing import _PeakMemory; "
+            "m = _PeakMemory(torch.device('cpu'))",
+            "m.peak_bytes",
+            "m.peak_rss_bytes",
+        ),
+    ],
+)
+def test_peak_rss_sees_an_allocation(setup, added, whole):
     # In a fresh process: memory that earlier tests' objects or threads free during the block
     # would lower the RSS and hide the allocation.
     code = (
-        "import numpy as np; from sam_widgets.compare import PeakRSS\n"
-        "with PeakRSS() as peak:\n"
+        f"import numpy as np, psutil; {setup}\n"
+        "with m:\n"
         "    block = np.ones(64 * 1024**2, np.uint8)  # 64 MiB, touched\n"
-        "print(peak.bytes)\n"
+        "    rss_inside = psutil.Process().memory_info().rss\n"
+        f"print({added}, {whole}, rss_inside)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert int(out.stdout) >= 48 * 1024**2
+    added_b, whole_b, rss_inside = (int(v) for v in out.stdout.split())
+    assert added_b >= 48 * 1024**2
+    assert whole_b >= rss_inside  # the whole process's peak, not only what the block added
+    assert whole_b >= added_b
 
 
 def test_model_result_refuses_masks_from_random_weights():

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import platform
 import statistics
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -15,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .._memory import PeakRSS
 from .weights import resolve_weights
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -95,25 +95,15 @@ def _time_ms(fn: Callable[[], Any], sync: Callable[[], None]) -> float:
     return (time.perf_counter() - t0) * 1000
 
 
-def _trim_heap() -> None:
-    """Give freed heap memory back to the OS (glibc's malloc_trim), so RSS growth is measurable."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc (macOS, musl): RSS may then under-report growth
-        pass
-
-
 class _PeakMemory:
     """Peak memory added during a block: CUDA max allocated, or sampled process RSS on CPU."""
 
     def __init__(self, device) -> None:
         self.device = device
         self.peak_bytes = 0
+        self.peak_rss_bytes = 0
 
     def __enter__(self) -> _PeakMemory:
-        import psutil
         import torch
 
         if self.device.type == "cuda":
@@ -121,19 +111,8 @@ class _PeakMemory:
             torch.cuda.reset_peak_memory_stats()
             self._base = torch.cuda.memory_allocated()
             return self
-        _trim_heap()  # memory freed by an earlier run (e.g. stock's) would hide this run's growth
-        self._proc = psutil.Process()
-        self._base = self._proc.memory_info().rss
-        self._peak = self._base
-        self._stop = threading.Event()
-
-        def sample() -> None:
-            while not self._stop.is_set():
-                self._peak = max(self._peak, self._proc.memory_info().rss)
-                self._stop.wait(0.002)
-
-        self._thread = threading.Thread(target=sample, daemon=True)
-        self._thread.start()
+        # trim: memory freed by an earlier run (e.g. stock's) would hide this run's growth
+        self._rss = PeakRSS(interval=0.002, trim=True).__enter__()
         return self
 
     def __exit__(self, *exc) -> None:
@@ -143,11 +122,9 @@ class _PeakMemory:
             torch.cuda.synchronize()
             self.peak_bytes = torch.cuda.max_memory_allocated() - self._base
             return
-        self._stop.set()
-        self._thread.join()
-        self._peak = max(self._peak, self._proc.memory_info().rss)
-        self.peak_bytes = self._peak - self._base
-        self.peak_rss_bytes = self._peak
+        self._rss.__exit__(*exc)
+        self.peak_bytes = self._rss.bytes
+        self.peak_rss_bytes = self._rss.peak_rss_bytes
 
 
 def _bench_image(size: tuple[int, int], seed: int = 0) -> np.ndarray:
@@ -247,7 +224,7 @@ def bench_model(
             with _PeakMemory(dev) as mem:
                 times[label]["encode"].append(_time_ms(lambda p=p, img=img: p.set_image(img), sync))
             peak[label] = max(peak[label], mem.peak_bytes)
-            peak_rss[label] = max(peak_rss[label], getattr(mem, "peak_rss_bytes", 0))
+            peak_rss[label] = max(peak_rss[label], mem.peak_rss_bytes)
             steps.update(1)
     for _ in range(clicks):
         for label in predictors:
