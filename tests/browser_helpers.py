@@ -84,8 +84,11 @@ class JupyterServer:
     process it started (kernels run in sessions of their own), politely first, then by force.
     """
 
-    def __init__(self, root: Path, home: Path, app: str = "lab") -> None:
-        self.root, self.home, self.app = Path(root), Path(home), app
+    def __init__(self, root: Path, home: Path, app: str = "lab", launcher: list[str] | None = None) -> None:
+        """``launcher``: start the server through this command (e.g. ``scripts/quickstart``), run in
+        ``root``, instead of ``python -m jupyterlab``; it then decides the served folder and whether
+        root may run it (nothing here says ``allow_root``)."""
+        self.root, self.home, self.app, self.launcher = Path(root), Path(home), app, launcher
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = self.home / "jupyter.log"
@@ -112,16 +115,17 @@ class JupyterServer:
             IPYTHONDIR=str(dirs["ipython"]),
             PYTHONUNBUFFERED="1",
         )
+        if self.launcher is None:
+            start = [sys.executable, "-m", {"lab": "jupyterlab", "notebook": "notebook"}[self.app]]
+            start += ["--ServerApp.allow_root=True", f"--ServerApp.root_dir={self.root}"]  # CI runs as root
+        else:
+            start = list(self.launcher)
         cmd = [
-            sys.executable,
-            "-m",
-            {"lab": "jupyterlab", "notebook": "notebook"}[self.app],
+            *start,
             "--no-browser",
             "--ServerApp.ip=127.0.0.1",
             f"--ServerApp.port={self.port}",
             "--ServerApp.port_retries=0",  # the port we picked or a clear failure
-            "--ServerApp.allow_root=True",  # CI runs as root
-            f"--ServerApp.root_dir={self.root}",
             "--IdentityProvider.token=",  # jupyter_server 2 names (ServerApp.token is deprecated)
             "--PasswordIdentityProvider.hashed_password=",
             "--LabApp.expose_app_in_browser=True",  # window.jupyterapp: commands, kernel
@@ -143,7 +147,8 @@ class JupyterServer:
         end = time.monotonic() + timeout
         while time.monotonic() < end:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"jupyter lab exited with {self.proc.returncode}:\n{self.log_tail()}")
+                what = " ".join(start)
+                raise RuntimeError(f"{what} exited with {self.proc.returncode}:\n{self.log_tail()}")
             try:
                 with urllib.request.urlopen(f"{self.url}/api/status", timeout=2) as r:
                     if r.status == 200:

@@ -25,6 +25,7 @@ import os
 import re
 import shutil
 import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -314,3 +315,20 @@ def test_quickstart_clicks_in_chromium(front_end, page, server, deadline, tmp_pa
     assert mask[y, x] and iou(mask, truth[target]) > 0.5, (
         f"the left click's mask misses the object: IoU {iou(mask, truth[target]):.2f}; {clicked['status']}"
     )
+
+
+def test_readme_quickstart_command_serves_the_notebook(tmp_path):
+    """The README's first command, ``scripts/quickstart``, as a new user runs it (here as root, as on
+    this project's machines and in containers, where Jupyter refuses to start unless told to): the
+    server comes up and serves the quickstart notebook at the address the README gives. The clicks
+    in it are the test above."""
+    script = NOTEBOOKS.parent / "scripts" / "quickstart"
+    server = JupyterServer(NOTEBOOKS.parent, tmp_path / "jupyter", launcher=[str(script)])
+    try:
+        server.start(timeout=180)  # first it re-checks .venv (pip: seconds when nothing is missing)
+        with urllib.request.urlopen(f"{server.url}/api/contents/{NOTEBOOK}?content=0", timeout=10) as r:
+            assert json.load(r)["type"] == "notebook"
+        with urllib.request.urlopen(server.url_for("lab", NOTEBOOK), timeout=10) as r:
+            assert r.status == 200 and b"jupyter-config-data" in r.read()
+    finally:
+        server.stop()
