@@ -748,8 +748,10 @@ class SegmentWidget(W.VBox):
             parts.append(f"{stats.device} {stats.precision}")
             if self._encoding is not None:
                 parts.append(f"{self._busy_label}… {time.perf_counter() - self._encode_started:.1f} s")
-                if self._pending:
-                    parts.append(f"{len(self._pending)} click(s) queued")
+                clicks = sum(not isinstance(a, _Job) for a in self._pending)
+                if clicks:
+                    parts.append(f"{clicks} click(s) queued")
+                parts += [f"then {a.label}" for a in self._pending if isinstance(a, _Job)]
             else:
                 if stats.encoder_ms is not None:
                     parts.append(f"encode {stats.encoder_ms:.0f} ms")

@@ -214,6 +214,9 @@ def test_clicks_during_encoding_are_queued_not_lost(rgb_image, tiny_sam):
     w.click(50, 40)
     w.click(10, 10, positive=False)
     assert w.session.objects == () and "2 click(s) queued" in w.status_text()
+    w.everything(points_per_side=4)  # a long job queued too: named, not counted as a click
+    status = w.status_text()
+    assert "2 click(s) queued" in status and "then segmenting everything" in status, status
     gate.set()
     assert w.wait(30)
     assert not w.encoding and w.session.active.point_labels == (1, 0)
