@@ -9,6 +9,8 @@ __all__ = [
     "ChecksumError",
     "OfflineError",
     "ArchitectureMismatchError",
+    "AnnotationFileError",
+    "ImageMismatchError",
 ]
 
 
@@ -34,3 +36,11 @@ class OfflineError(DownloadError):
 
 class ArchitectureMismatchError(CheckpointError):
     """A state dict does not fit the architecture it is being loaded into."""
+
+
+class AnnotationFileError(SamWidgetsError, ValueError):
+    """A saved annotations folder cannot be used: missing, damaged, or from an unknown version."""
+
+
+class ImageMismatchError(AnnotationFileError):
+    """A saved annotations folder belongs to other images (names or sizes differ)."""

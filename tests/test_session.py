@@ -16,6 +16,7 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 from sam_widgets import CachedPredictor
+from sam_widgets._annotation_files import _decode_rle, _encode_rle
 from sam_widgets.session import (
     EVENTS,
     AnnotationFileError,
@@ -23,8 +24,6 @@ from sam_widgets.session import (
     LabelError,
     Session,
     SessionObject,
-    _decode_rle,
-    _encode_rle,
 )
 from sam_widgets.viz import PALETTE
 
