@@ -203,3 +203,37 @@ def test_decoder_training_keeps_the_encoder_and_lowers_the_loss():
     assert any(not torch.equal(v, fresh[k]) for k, v in sam.mask_decoder.state_dict().items())
     loss = [r["loss"] for r in rows]
     assert np.mean(loss[-4:]) < np.mean(loss[:4])
+
+
+def test_lowres_ceiling_tells_drawable_masks_from_undrawable():
+    from sam_widgets.micro.evaluate import lowres_ceiling
+
+    yy, xx = np.mgrid[:256, :256]
+    disc = (yy - 128) ** 2 + (xx - 100) ** 2 < 40**2
+    checker = ((yy // 2 + xx // 2) % 2 == 0) & (yy < 128) & (xx < 128)  # 2 px cells: finer than 64x64
+    disc_iou, checker_iou = lowres_ceiling([disc, checker])
+    assert disc_iou >= 0.98
+    assert checker_iou < 0.6
+    with pytest.raises(ValueError, match="256x256"):
+        lowres_ceiling([np.ones((10, 10), bool)])
+
+
+def test_evaluate_command_reports_every_size_bin(tmp_path, capsys):
+    import json
+
+    from sam_widgets.micro.evaluate import SIZE_BINS, main
+
+    out = tmp_path / "eval.json"
+    main(["--scenes", "3", "--threads", "1", "--out", str(out)])
+    res = json.loads(out.read_text())
+    bins = res["miou_by_size_px"]
+    assert len(bins) == len(SIZE_BINS)
+    assert sum(b["objects"] for b in bins.values()) == res["objects"] > 0
+    for key in ("miou_1_click", "miou_3_clicks", "miou_box"):
+        assert 0.0 <= res[key] <= 1.0
+    # the overall mIoU is the object-weighted mean of the bins
+    mean = sum(b["objects"] * b["1_click"] for b in bins.values() if b["objects"]) / res["objects"]
+    assert mean == pytest.approx(res["miou_1_click"])
+    lo, hi = res["ci95"]["1_click"]
+    assert lo <= res["miou_1_click"] <= hi
+    assert "mIoU, 1 click" in capsys.readouterr().out

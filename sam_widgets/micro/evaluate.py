@@ -6,7 +6,9 @@ Every object (visible area >= --min-area pixels) of each held-out scene goes thr
 of ``sam_widgets.evaluation`` (the SAM paper's): 1 click at the object's center, 2 corrective
 clicks at the largest error region with the previous low-res logits as mask prompt, and the tight
 box. Also Pearson r between predicted and true IoU over every mask returned, and the median time
-of set_image (encoder ms) and of one 1-click predict (click ms) on this CPU.
+of set_image (encoder ms) and of one 1-click predict (click ms) on this CPU. The same mIoU per
+object size (``SIZE_BINS``, visible pixels at 256x256), and with ``--ceiling`` the best any
+model could reach through SAM's 64x64 low-res masks (``lowres_ceiling``).
 """
 
 from __future__ import annotations
@@ -20,7 +22,19 @@ import numpy as np
 from sam_widgets.evaluation import center_point, corrective_click, evaluate_samples, summarize
 from sam_widgets.evaluation import mask_iou as iou
 
-__all__ = ["evaluate", "format_table", "main", "center_point", "corrective_click", "iou"]
+__all__ = [
+    "evaluate",
+    "format_table",
+    "lowres_ceiling",
+    "main",
+    "center_point",
+    "corrective_click",
+    "iou",
+    "SIZE_BINS",
+]
+
+SIZE_BINS = ((100, 300), (300, 1000), (1000, 3000), (3000, None))  # object area in pixels: [lo, hi)
+SETTINGS = ("1_click", "3_clicks", "box")
 
 
 def evaluate(sam, scenes: int = 200, min_area: int = 100, threads: int = 2) -> dict:
@@ -36,6 +50,11 @@ def evaluate(sam, scenes: int = 200, min_area: int = 100, threads: int = 2) -> d
             SamPredictor(sam), synthetic(scenes), n_clicks=3, min_area=min_area, progress=False
         )
     s = summarize(records)
+    by_size = {}
+    for lo, hi in SIZE_BINS:
+        sub = [r for r in records if r["area_px"] >= lo and (hi is None or r["area_px"] < hi)]
+        sizes = f"{lo}-{hi}" if hi else f">={lo}"
+        by_size[sizes] = {"objects": len(sub)} | {k: summarize(sub)["miou"].get(k) for k in SETTINGS}
     return {
         "scenes": scenes,
         "objects": s["objects"],
@@ -49,7 +68,40 @@ def evaluate(sam, scenes: int = 200, min_area: int = 100, threads: int = 2) -> d
         "encoder_ms_median": float(np.median(enc_ms)),
         "click_ms_median": s["click_ms_median"],
         "threads": threads,
+        "ci95": {k: s["ci95"].get(k) for k in SETTINGS},
+        "miou_by_size_px": by_size,
     }
+
+
+def lowres_ceiling(masks, low: int = 64, size: int = 256, steps: int = 60) -> list[float]:
+    """Per mask, the IoU of the best mask SAM's decoder could give through ``low``x``low`` logits.
+
+    SamPredictor upsamples the decoder's low-res logits bilinearly to the input and thresholds at
+    0, so a mask thinner than a few low-res pixels cannot be drawn exactly, whatever the weights.
+    For each HxW bool mask (``size``x``size``), logits are fitted to it by ``steps`` Adam steps on
+    the BCE of their upsampled values (from the area average); the IoU of the result is returned.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    out = []
+    for m in masks:
+        g = torch.from_numpy(np.asarray(m, dtype=np.float32))[None, None]
+        if g.shape[-2:] != (size, size):
+            raise ValueError(f"masks must be {size}x{size}, got {tuple(g.shape[-2:])}")
+
+        def up(x):
+            return F.interpolate(x, (size, size), mode="bilinear", align_corners=False)
+
+        logits = ((F.adaptive_avg_pool2d(g, low) - 0.5) * 20).requires_grad_(True)
+        opt = torch.optim.Adam([logits], lr=0.5)
+        for _ in range(steps):
+            opt.zero_grad()
+            F.binary_cross_entropy_with_logits(up(logits), g).backward()
+            opt.step()
+        with torch.no_grad():
+            out.append(iou(up(logits)[0, 0].numpy() > 0, np.asarray(m, bool)))
+    return out
 
 
 def format_table(res: dict) -> str:
@@ -63,6 +115,11 @@ def format_table(res: dict) -> str:
         ("encoder (set_image), median ms", f"{res['encoder_ms_median']:.1f}"),
         ("one click (predict), median ms", f"{res['click_ms_median']:.1f}"),
     ]
+    for sizes, b in res.get("miou_by_size_px", {}).items():
+        vals = " / ".join("-" if b[k] is None else f"{b[k]:.3f}" for k in SETTINGS)
+        rows.append((f"  objects {sizes} px ({b['objects']}): 1 click / 3 clicks / box", vals))
+    if "lowres_ceiling" in res:
+        rows.append(("ceiling of 64x64 low-res masks, mean IoU", f"{res['lowres_ceiling']:.3f}"))
     w = max(len(a) for a, _ in rows)
     return "\n".join(f"{a:<{w}}  {b}" for a, b in rows)
 
@@ -74,6 +131,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--min-area", type=int, default=100)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", type=Path, default=Path("runs/micro_eval.json"))
+    p.add_argument("--ceiling", action="store_true", help="also the low-res mask ceiling (a minute)")
     a = p.parse_args(argv)
     import torch
 
@@ -87,6 +145,11 @@ def main(argv: list[str] | None = None) -> None:
         sam.load_state_dict({k: v.float() for k, v in state.items()})
     res = evaluate(sam.eval(), a.scenes, a.min_area, a.threads)
     res["weights"] = str(a.weights or "shipped")
+    if a.ceiling:
+        from sam_widgets.datasets import synthetic
+
+        masks = [m for s in synthetic(a.scenes) for m in s.masks if m.sum() >= a.min_area]
+        res["lowres_ceiling"] = float(np.mean(lowres_ceiling(masks)))
     print(format_table(res))
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(res, indent=2))
