@@ -237,3 +237,29 @@ def test_evaluate_command_reports_every_size_bin(tmp_path, capsys):
     lo, hi = res["ci95"]["1_click"]
     assert lo <= res["miou_1_click"] <= hi
     assert "mIoU, 1 click" in capsys.readouterr().out
+
+
+def test_learning_curve_script_fits_and_extrapolates(tmp_path):
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "micro_learning_curve.py"
+    spec = importlib.util.spec_from_file_location("micro_learning_curve", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    # points on miou = 0.1 + 0.05 * log2(steps): the bar 0.9 lies at 2**16 steps
+    stages = [
+        {"name": str(s), "steps": s} | dict.fromkeys(script.SETTINGS, 0.1 + 0.05 * np.log2(s))
+        for s in (2**10, 2**12, 2**13)
+    ]
+    record = tmp_path / "record.json"
+    record.write_text(json.dumps({"bar": dict.fromkeys(script.SETTINGS, 0.9), "stages": stages}))
+    needed = script.main(record, tmp_path / "curve.png")
+    assert needed["1_click"] == pytest.approx(2**16, rel=1e-6)
+    assert (tmp_path / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert script.steps_to_reach(0.5, 0.0, 0.9) == float("inf")  # a flat curve never gets there
+    # the shipped record is well formed: every stage has every setting, steps rise
+    shipped = json.loads((path.parents[1] / "docs" / "micro_training_record.json").read_text())
+    steps = [s["steps"] for s in shipped["stages"]]
+    assert steps == sorted(steps) and all(set(script.SETTINGS) <= set(s) for s in shipped["stages"])
