@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 
 from . import checkpoints
-from ._memory import PeakRSS  # re-exported: notebook 03 measures with it
+from ._memory import PeakRSS  # public here (compare.PeakRSS): measures run_model's encoder memory
 from .errors import ChecksumError
 from .models import available_ram_bytes  # re-exported: the notebooks import it from here
 
