@@ -79,6 +79,18 @@ def test_heldout_scenes_are_deterministic_and_distinct():
     assert HELDOUT_SEED_START + 10**5 <= TRAIN_SEED_START
 
 
+def test_validation_scenes_are_their_own_set():
+    from sam_widgets.micro.data import VALIDATION_SEED_START, validation_set
+
+    (v_img, v_masks), _ = validation_set(2)
+    again, _ = validation_set(2)
+    assert np.array_equal(v_img, again[0]) and np.array_equal(v_masks, again[1])
+    assert not np.array_equal(v_img, heldout_set(1)[0][0])
+    assert VALIDATION_SEED_START + 10**5 <= HELDOUT_SEED_START  # disjoint from held-out and training
+    with pytest.raises(ValueError, match="1..100000"):
+        validation_set(0)
+
+
 def test_scene_masks_are_visible_parts_and_disjoint():
     img, masks = make_scene(TRAIN_SEED_START + 7, size=(200, 256))
     assert img.shape == (200, 256, 3) and masks.shape[1:] == (200, 256)
@@ -226,6 +238,7 @@ def test_evaluate_command_reports_every_size_bin(tmp_path, capsys):
     out = tmp_path / "eval.json"
     main(["--scenes", "3", "--threads", "1", "--out", str(out)])
     res = json.loads(out.read_text())
+    assert res["split"] == "heldout"
     bins = res["miou_by_size_px"]
     assert len(bins) == len(SIZE_BINS)
     assert sum(b["objects"] for b in bins.values()) == res["objects"] > 0
@@ -237,6 +250,10 @@ def test_evaluate_command_reports_every_size_bin(tmp_path, capsys):
     lo, hi = res["ci95"]["1_click"]
     assert lo <= res["miou_1_click"] <= hi
     assert "mIoU, 1 click" in capsys.readouterr().out
+    main(["--scenes", "2", "--threads", "1", "--out", str(out), "--split", "validation"])
+    val = json.loads(out.read_text())
+    assert val["split"] == "validation" and val["miou_1_click"] != res["miou_1_click"]
+    assert "validation objects" in capsys.readouterr().out
 
 
 def test_learning_curve_script_fits_and_extrapolates(tmp_path):

@@ -6,7 +6,8 @@ colour, a gradient, a texture or a crop of one of scikit-image's bundled photos;
 blur and noise. The ground truth of an object is its *visible* part (later objects occlude it).
 
 Everything is deterministic from one integer seed. Training seeds start at TRAIN_SEED_START;
-held-out seeds are below it and never used in training.
+held-out seeds are below it and never used in training; validation seeds (for choosing between
+training runs, so that the held-out set stays untouched by choices) lie below those.
 """
 
 from __future__ import annotations
@@ -21,12 +22,16 @@ __all__ = [
     "HELDOUT_SEED_START",
     "make_scene",
     "heldout_set",
+    "VALIDATION_SEED_START",
+    "validation_set",
 ]
 
 #: Training draws scenes from seeds >= this.
 TRAIN_SEED_START = 10**6
 #: Held-out scenes are seeds HELDOUT_SEED_START + i, i < 10**5 (disjoint from training).
 HELDOUT_SEED_START = 5 * 10**5
+#: Validation scenes are seeds VALIDATION_SEED_START + i, i < 10**5: for picking between runs.
+VALIDATION_SEED_START = 4 * 10**5
 
 _SHAPES = ("ellipse", "polygon", "star", "blob", "bar", "ring", "holed", "rect")
 _SHAPE_P = np.array([0.18, 0.16, 0.12, 0.18, 0.10, 0.08, 0.10, 0.08])
@@ -245,3 +250,11 @@ def heldout_set(n: int = 100, size: int | tuple[int, int] = 256) -> list[tuple[n
     if not 0 < n <= 10**5:
         raise ValueError(f"n must be in 1..100000, got {n}")
     return [make_scene(HELDOUT_SEED_START + i, size) for i in range(n)]
+
+
+def validation_set(n: int = 100, size: int | tuple[int, int] = 256) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The first `n` validation scenes (seeds VALIDATION_SEED_START + i): neither trained on nor
+    held out. Choices between runs are made here, so the held-out figures stay unbiased."""
+    if not 0 < n <= 10**5:
+        raise ValueError(f"n must be in 1..100000, got {n}")
+    return [make_scene(VALIDATION_SEED_START + i, size) for i in range(n)]
