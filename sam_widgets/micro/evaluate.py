@@ -51,11 +51,19 @@ def _samples(split: str, scenes: int) -> list:
     raise ValueError(f"split must be 'heldout' or 'validation', got {split!r}")
 
 
-def evaluate(sam, scenes: int = 200, min_area: int = 100, threads: int = 2, split: str = "heldout") -> dict:
+def evaluate(
+    sam,
+    scenes: int = 200,
+    min_area: int = 100,
+    threads: int = 2,
+    split: str = "heldout",
+    ceiling: bool = False,
+) -> dict:
     """Run the protocol above on `scenes` scenes of `split`; returns the metrics as a dict.
 
     ``split="validation"`` (``data.validation_set``) is for choosing between training runs; the
-    held-out figures (the default) are then measured once, on the run chosen."""
+    held-out figures (the default) are then measured once, on the run chosen. ``ceiling``: also
+    ``lowres_ceiling`` of the same objects, averaged (key ``"lowres_ceiling"``)."""
     import torch
     from segment_anything import SamPredictor
 
@@ -70,8 +78,9 @@ def evaluate(sam, scenes: int = 200, min_area: int = 100, threads: int = 2, spli
     for lo, hi in SIZE_BINS:
         sub = [r for r in records if r["area_px"] >= lo and (hi is None or r["area_px"] < hi)]
         sizes = f"{lo}-{hi}" if hi else f">={lo}"
-        by_size[sizes] = {"objects": len(sub)} | {k: summarize(sub)["miou"].get(k) for k in SETTINGS}
-    return {
+        miou = summarize(sub)["miou"]
+        by_size[sizes] = {"objects": len(sub)} | {k: miou.get(k) for k in SETTINGS}
+    res = {
         "split": split,
         "scenes": scenes,
         "objects": s["objects"],
@@ -88,6 +97,10 @@ def evaluate(sam, scenes: int = 200, min_area: int = 100, threads: int = 2, spli
         "ci95": {k: s["ci95"].get(k) for k in SETTINGS},
         "miou_by_size_px": by_size,
     }
+    if ceiling:
+        masks = [m for sample in samples for m in sample.masks if m.sum() >= min_area]
+        res["lowres_ceiling"] = float(np.mean(lowres_ceiling(masks)))
+    return res
 
 
 def lowres_ceiling(masks, low: int = 64, size: int = 256, steps: int = 60) -> list[float]:
@@ -101,15 +114,14 @@ def lowres_ceiling(masks, low: int = 64, size: int = 256, steps: int = 60) -> li
     import torch
     import torch.nn.functional as F
 
+    def up(x):
+        return F.interpolate(x, (size, size), mode="bilinear", align_corners=False)
+
     out = []
     for m in masks:
         g = torch.from_numpy(np.asarray(m, dtype=np.float32))[None, None]
         if g.shape[-2:] != (size, size):
             raise ValueError(f"masks must be {size}x{size}, got {tuple(g.shape[-2:])}")
-
-        def up(x):
-            return F.interpolate(x, (size, size), mode="bilinear", align_corners=False)
-
         logits = ((F.adaptive_avg_pool2d(g, low) - 0.5) * 20).requires_grad_(True)
         opt = torch.optim.Adam([logits], lr=0.5)
         for _ in range(steps):
@@ -166,11 +178,8 @@ def main(argv: list[str] | None = None) -> None:
         sam = build_micro(weights=False)
         state = torch.load(a.weights, map_location="cpu", weights_only=True)
         sam.load_state_dict({k: v.float() for k, v in state.items()})
-    res = evaluate(sam.eval(), a.scenes, a.min_area, a.threads, a.split)
+    res = evaluate(sam.eval(), a.scenes, a.min_area, a.threads, a.split, a.ceiling)
     res["weights"] = str(a.weights or "shipped")
-    if a.ceiling:
-        masks = [m for s in _samples(a.split, a.scenes) for m in s.masks if m.sum() >= a.min_area]
-        res["lowres_ceiling"] = float(np.mean(lowres_ceiling(masks)))
     print(format_table(res))
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(res, indent=2))
