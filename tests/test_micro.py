@@ -252,9 +252,10 @@ def test_evaluate_command_reports_every_size_bin(tmp_path, capsys):
     lo, hi = res["ci95"]["1_click"]
     assert lo <= res["miou_1_click"] <= hi
     assert "mIoU, 1 click" in capsys.readouterr().out
-    main(["--scenes", "2", "--threads", "1", "--out", str(out), "--split", "validation"])
+    main(["--scenes", "2", "--threads", "1", "--out", str(out), "--split", "validation", "--ceiling"])
     val = json.loads(out.read_text())
     assert val["split"] == "validation" and val["miou_1_click"] != res["miou_1_click"]
+    assert 0.9 <= val["lowres_ceiling"] <= 1.0  # scenes' objects are drawable through 64x64 logits
     assert "validation objects" in capsys.readouterr().out
 
 
