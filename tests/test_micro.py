@@ -90,6 +90,10 @@ def test_validation_scenes_are_their_own_set():
     assert VALIDATION_SEED_START + 10**5 <= HELDOUT_SEED_START  # disjoint from held-out and training
     with pytest.raises(ValueError, match="1..100000"):
         validation_set(0)
+    from sam_widgets.micro.evaluate import evaluate
+
+    with pytest.raises(ValueError, match="split must be 'heldout' or 'validation'"):
+        evaluate(None, scenes=1, split="test")  # refused before any model work
 
 
 def test_scene_masks_are_visible_parts_and_disjoint():
