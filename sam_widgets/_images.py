@@ -2,29 +2,40 @@
 
 The rules, applied in order (no torch needed here):
 
-- a path (str or Path) is opened with PIL; a PIL image is converted by its mode;
+- a path (str or Path) is opened with PIL (``sam_widgets._io.read_image``): its EXIF orientation is
+  applied, as a photo viewer shows it; the size limits are checked from the header before decoding;
+  a truncated, corrupt or unreadable file is a ValueError naming the file;
+- a PIL image is converted by its mode (mode "I", 32-bit, must lie in 0..65535 like uint16);
 - 2-D (grayscale) and HxWx1 arrays are repeated to 3 channels; HxWx4 (RGBA) drops alpha;
 - uint8 is taken as is; bool becomes 0/255; uint16 is scaled by 255/65535;
 - float must lie in [0, 1] and is scaled by 255 and rounded (floats in [0, 255] are refused:
   the scale would be a guess); other integer types must lie in [0, 255];
-- empty, smaller than MIN_SIDE pixels, larger than MAX_PIXELS, or holding NaN/inf: ValueError.
+- empty, smaller than MIN_SIDE pixels, larger than MAX_PIXELS, thinner than 1:MAX_ASPECT (SAM would
+  shrink the short side below a patch), or holding NaN/inf: ValueError.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
 from typing import Any
 
 import numpy as np
 
+from ._io import read_image
+
+__all__ = ["MIN_SIDE", "MAX_PIXELS", "MAX_ASPECT", "as_rgb_uint8", "check_size"]
+
 MIN_SIDE = 8  # pixels; a SAM embedding of anything smaller is meaningless
 MAX_PIXELS = 100_000_000  # 100 MP: beyond this it is almost surely a mistake (and 300 MB of RAM)
+MAX_ASPECT = 64  # long side / short side; beyond it SAM's resize leaves the short side < 1 patch
 
 
 def as_rgb_uint8(image: Any) -> np.ndarray:
     """Return ``image`` as a C-contiguous uint8 array of shape HxWx3 (RGB), by the rules above."""
-    if isinstance(image, (str, Path)):
-        image = _open_path(Path(image))
+    source = ""
+    if isinstance(image, (str, os.PathLike)):
+        source = f"{image}: "
+        image = read_image(image)
     if _is_pil(image):
         image = _from_pil(image)
     if not isinstance(image, np.ndarray):
@@ -47,14 +58,28 @@ def as_rgb_uint8(image: Any) -> np.ndarray:
             "HxWx4 (RGBA). A CxHxW tensor layout needs .transpose(1, 2, 0) first."
         )
     h, w = arr.shape[:2]
+    check_size(w, h, source)
+    try:
+        return np.ascontiguousarray(_to_uint8(arr))
+    except ValueError as e:
+        raise ValueError(f"{source}{e}") from e
+
+
+def check_size(w: int, h: int, source: str = "") -> None:
+    """ValueError (prefixed by ``source``) unless a ``w`` x ``h`` image is one SAM can use."""
     if min(h, w) < MIN_SIDE:
-        raise ValueError(f"The image is {w}x{h} pixels; SAM needs at least {MIN_SIDE} on each side.")
+        raise ValueError(f"{source}The image is {w}x{h} pixels; SAM needs at least {MIN_SIDE} on each side.")
     if h * w > MAX_PIXELS:
         raise ValueError(
-            f"The image is {w}x{h} = {h * w / 1e6:.0f} MP, over the {MAX_PIXELS // 1_000_000} MP "
-            "limit; downscale it first (SAM works at 1024 pixels on the long side anyway)."
+            f"{source}The image is {w}x{h} = {h * w / 1e6:.0f} MP, over the {MAX_PIXELS // 1_000_000} "
+            "MP limit; downscale it first (SAM works at 1024 pixels on the long side anyway)."
         )
-    return np.ascontiguousarray(_to_uint8(arr))
+    if max(h, w) > MAX_ASPECT * min(h, w):
+        raise ValueError(
+            f"{source}The image is {w}x{h} pixels, a strip longer than {MAX_ASPECT}:1: SAM shrinks "
+            "the long side to its input size, which leaves the short side under one patch. Cut it "
+            "into tiles, or pad the short side."
+        )
 
 
 def _to_uint8(arr: np.ndarray) -> np.ndarray:
@@ -94,24 +119,18 @@ def _is_pil(obj: Any) -> bool:
     return isinstance(obj, Image.Image)
 
 
-def _open_path(path: Path) -> Any:
-    from PIL import Image, UnidentifiedImageError
-
-    if not path.is_file():
-        raise FileNotFoundError(f"No image file at {path}.")
-    try:
-        with Image.open(path) as im:
-            im.load()
-            return im.copy()
-    except UnidentifiedImageError as e:
-        raise ValueError(f"{path} is not an image PIL can read ({e}).") from e
-
-
 def _from_pil(im: Any) -> np.ndarray:
     if im.mode in ("I;16", "I;16B", "I;16L"):
         return np.asarray(im, dtype=np.uint16)
-    if im.mode == "I":  # 32-bit integer: assume 16-bit data inside
-        return np.asarray(im).astype(np.uint16)
+    if im.mode == "I":  # 32-bit integer: 16-bit data inside (PNG 16-bit reads as "I")
+        arr = np.asarray(im)
+        lo, hi = (int(arr.min()), int(arr.max())) if arr.size else (0, 0)
+        if lo < 0 or hi > 65535:
+            raise ValueError(
+                f"A 32-bit integer (mode 'I') image must lie in 0..65535 like 16-bit data; this one "
+                f"spans [{lo}, {hi}]. Rescale it to uint16 or uint8 first."
+            )
+        return arr.astype(np.uint16)
     if im.mode == "F":
         arr = np.asarray(im, dtype=np.float32)
         return arr / max(float(arr.max()), 1.0) if arr.size else arr

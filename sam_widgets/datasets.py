@@ -229,10 +229,13 @@ def _decode(segmentation: Any, h: int, w: int) -> np.ndarray:
 
 
 def _read_image(path: Path) -> np.ndarray:
-    from PIL import Image
+    """HxWx3 uint8 by the package's one image reader (EXIF orientation applied, checked)."""
+    from ._images import as_rgb_uint8
 
-    with Image.open(path) as im:
-        return np.asarray(im.convert("RGB"), dtype=np.uint8)
+    try:
+        return as_rgb_uint8(path)
+    except ValueError as e:
+        raise DatasetError(str(e)) from e
 
 
 def load_coco(

@@ -21,6 +21,7 @@ is called (the widget calls it from a worker thread). Switching images encodes n
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 import operator
 import os
@@ -35,7 +36,7 @@ import numpy as np
 
 from . import _annotation_files as _files
 from ._annotation_files import ANNOTATIONS_FILE
-from ._images import MAX_PIXELS, MIN_SIDE, _is_pil, as_rgb_uint8
+from ._images import _is_pil, as_rgb_uint8
 from .errors import AnnotationFileError, ImageMismatchError, SamWidgetsError
 from .viz import PALETTE
 
@@ -175,12 +176,14 @@ class _Slot:
         size: tuple[int, int],
         pixels: np.ndarray | None = None,
         path: Path | None = None,
+        digest: str | None = None,
     ) -> None:
         self.name = name
         self.file_name = file_name
         self.height, self.width = size
         self._pixels: np.ndarray | None = pixels
         self._path: Path | None = path
+        self._digest = digest if digest is not None else _pixels_digest(pixels)
         self.state = _State()
         self.undo: list[_State] = []
         self.redo: list[_State] = []
@@ -188,13 +191,19 @@ class _Slot:
     def pixels(self) -> np.ndarray:
         if self._pixels is None:
             arr = as_rgb_uint8(self._path)
-            if arr.shape[:2] != (self.height, self.width):
+            if arr.shape[:2] != (self.height, self.width) or _pixels_digest(arr) != self._digest:
                 raise ValueError(
-                    f"{self._path} is now {arr.shape[1]}x{arr.shape[0]} pixels, but was "
-                    f"{self.width}x{self.height} when the session opened it; start a new session."
+                    f"{self._path} changed since the session opened it (now {arr.shape[1]}x"
+                    f"{arr.shape[0]} pixels, was {self.width}x{self.height}); its objects belong to "
+                    "the old content: save the session, then start a new one."
                 )
             self._pixels = arr
         return self._pixels
+
+    @property
+    def digest(self) -> str:
+        """sha256 of the RGB pixels, as the session opened them."""
+        return self._digest
 
     def release(self) -> None:
         """Forget the pixels of an image read from a file (reloaded when needed)."""
@@ -845,20 +854,17 @@ def _open_images(images: Any, names: Sequence[str] | None) -> list[_Slot]:
 
 def _open_image(item: Any, index: int) -> _Slot:
     if isinstance(item, (str, os.PathLike)):
-        from PIL import Image, UnidentifiedImageError
-
         path = Path(item)
-        if not path.is_file():
-            raise FileNotFoundError(f"No image file at {path}.")
-        try:
-            with Image.open(path) as im:  # reads the header only: pixels load when needed
-                w, h = im.size
-        except UnidentifiedImageError as e:
-            raise ValueError(f"{path} is not an image PIL can read ({e}).") from e
-        if min(w, h) < MIN_SIDE or w * h > MAX_PIXELS:
-            as_rgb_uint8(path)  # raises the size error
-        return _Slot(path.stem, path.name, (h, w), path=path)
+        pixels = as_rgb_uint8(path)  # every check, at open: a broken file fails here, naming itself
+        return _Slot(path.stem, path.name, pixels.shape[:2], path=path, digest=_pixels_digest(pixels))
     filename = getattr(item, "filename", "") if _is_pil(item) else ""
     pixels = as_rgb_uint8(item)
     name = Path(filename).stem if filename else f"image_{index}"
     return _Slot(name, Path(filename).name, pixels.shape[:2], pixels=pixels)
+
+
+def _pixels_digest(pixels: np.ndarray) -> str:
+    """sha256 of an image's RGB pixels (after EXIF rotation): its identity in saved folders."""
+    h = hashlib.sha256(repr(pixels.shape).encode())
+    h.update(memoryview(np.ascontiguousarray(pixels)).cast("B"))
+    return h.hexdigest()

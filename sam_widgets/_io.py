@@ -1,0 +1,196 @@
+"""Private I/O, written once: atomic file writes, reading image files, mask RLE, CUDA sync.
+
+- ``atomic_write``: a reader sees the old file or the whole new one, never half of it.
+- ``read_image`` / ``image_header``: the one way image files are opened (PIL): EXIF orientation
+  applied (``ImageOps.exif_transpose``), size limits checked from the header before any pixel is
+  decoded, truncated or corrupt files refused at open, every error a ``ValueError`` naming the file.
+- ``rle_encode`` / ``rle_decode``: COCO compressed RLE through pycocotools.
+- ``cuda_sync``: wait for a CUDA device (a no-op elsewhere), for timings.
+
+No torch at import time.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+__all__ = [
+    "atomic_write",
+    "image_header",
+    "open_image",
+    "read_image",
+    "rle_encode",
+    "rle_decode",
+    "cuda_sync",
+]
+
+# The EXIF orientations (tag 0x0112) that swap width and height: transpose, rotate 90/270.
+_SWAPS_SIDES = {5, 6, 7, 8}
+_ORIENTATION = 0x0112
+
+
+# ---------------------------------------------------------------------- atomic writes
+
+
+def atomic_write(
+    path: str | os.PathLike, data: bytes | Callable[[IO[bytes]], Any], *, fsync: bool = False
+) -> Path:
+    """Write ``data`` (bytes, or a function writing to a binary file) to ``path`` atomically.
+
+    The bytes go to a temporary file in the same folder, which is renamed over ``path`` only once
+    complete; on any error (disk full, Ctrl-C) the temporary file is removed and ``path`` is
+    untouched. ``fsync=True`` also flushes the data to disk before the rename. Returns ``path``.
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            if callable(data):
+                data(f)
+            else:
+                f.write(data)
+            if fsync:
+                f.flush()
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return path
+
+
+# ---------------------------------------------------------------------- image files
+
+
+def _check_size(path: Path, w: int, h: int) -> None:
+    from ._images import check_size
+
+    check_size(w, h, f"{path}: ")
+
+
+def open_image(path: str | os.PathLike) -> Any:
+    """``PIL.Image.open(path)`` with its header checked: a lazy PIL image (call ``.close()``).
+
+    Raises FileNotFoundError, or ValueError naming the file: not an image, over the pixel limit
+    or under the minimum side (read from the header: nothing is decoded).
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"No image file at {path}.")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit below
+            im = Image.open(path)
+    except Image.DecompressionBombError as e:  # PIL refuses over 2x its own limit (179 MP)
+        from ._images import MAX_PIXELS
+
+        raise ValueError(
+            f"{path}: the image is over the {MAX_PIXELS // 1_000_000} MP limit (PIL: {e}); "
+            "downscale it first (SAM works at 1024 pixels on the long side anyway)."
+        ) from e
+    except UnidentifiedImageError as e:
+        raise ValueError(f"{path} is not an image file PIL can read: {e}.") from e
+    except OSError as e:
+        raise ValueError(f"{path} cannot be read: {e}.") from e
+    try:
+        _check_size(path, *im.size)
+    except BaseException:
+        im.close()
+        raise
+    return im
+
+
+def image_header(path: str | os.PathLike) -> tuple[int, int]:
+    """(width, height) of an image file as it will be read (EXIF orientation applied), from
+    its header only. Errors as ``open_image``."""
+    im = open_image(path)
+    with im:
+        w, h = im.size
+        try:
+            orientation = im.getexif().get(_ORIENTATION, 1)
+        except Exception:  # a damaged EXIF block: read_image ignores it the same way
+            orientation = 1
+    return (h, w) if orientation in _SWAPS_SIDES else (w, h)
+
+
+def read_image(path: str | os.PathLike) -> Any:
+    """The decoded PIL image of a file, EXIF orientation applied; checked before decoding.
+
+    Raises FileNotFoundError, or ValueError naming the file for anything wrong with it (not an
+    image, truncated or corrupt, too large, too small).
+    """
+    from PIL import Image, ImageOps
+
+    path = Path(path)
+    im = open_image(path)
+    try:
+        with im, warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im.load()  # truncated or corrupt data fails here, not at first use
+            try:
+                out = ImageOps.exif_transpose(im)
+            except Exception:  # a damaged EXIF block: keep the pixels as stored
+                out = im.copy()
+            if out is im:
+                out = im.copy()
+    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as e:
+        raise ValueError(f"{path} is truncated or corrupt: PIL could not decode it ({e}).") from e
+    return out
+
+
+# ---------------------------------------------------------------------- RLE
+
+
+def rle_encode(mask: np.ndarray) -> dict[str, Any]:
+    """COCO compressed RLE of an HxW mask: ``{"size": [H, W], "counts": str}`` (JSON-ready)."""
+    from pycocotools import mask as mask_utils
+
+    rle = mask_utils.encode(np.asfortranarray(mask, dtype=np.uint8))
+    return {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}
+
+
+def rle_decode(rle: dict[str, Any]) -> np.ndarray:
+    """HxW bool mask of a COCO compressed RLE (counts as str or bytes), via pycocotools.
+
+    Raises ValueError when the runs do not cover the size.
+    """
+    from pycocotools import mask as mask_utils
+
+    h, w = (int(v) for v in rle["size"])
+    counts = rle["counts"]
+    counts = counts.encode("ascii") if isinstance(counts, str) else bytes(counts)
+    coded = {"size": [h, w], "counts": counts}
+    if int(mask_utils.area(coded)) > h * w:
+        raise ValueError(f"an RLE whose runs do not fit a {w}x{h} image")
+    # pycocotools' __array__ lacks numpy 2's copy keyword: a DeprecationWarning, not ours.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        out = np.asarray(mask_utils.decode(coded), dtype=bool)
+    return np.ascontiguousarray(out)
+
+
+# ---------------------------------------------------------------------- CUDA
+
+
+def cuda_sync(device: Any = None) -> None:
+    """Wait until ``device``'s queued CUDA work is done (timings); nothing for CPU or MPS."""
+    import torch
+
+    dev = torch.device(device) if device is not None else None
+    if dev is None:
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            torch.cuda.synchronize()
+    elif dev.type == "cuda":
+        torch.cuda.synchronize(dev)
