@@ -8,10 +8,12 @@ whole file before the session changes anything. Private: ``Session`` is the API.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -20,10 +22,13 @@ from typing import Any, Protocol
 import numpy as np
 from pycocotools import mask as mask_utils
 
+from ._io import rle_decode, rle_encode
 from .errors import AnnotationFileError, ImageMismatchError
 
 ANNOTATIONS_FILE = "annotations.json"
 FORMAT = 1  # version of the "sam_widgets" section of annotations.json
+_STAGING_PREFIX = ".sam-widgets-saving-"  # a save writes here first, then moves files into place
+_MAX_STEM = 120  # bytes of a mask file name before ".png"; longer names get a short hash
 
 
 class _Image(Protocol):  # what is read of a session's image slot
@@ -31,6 +36,7 @@ class _Image(Protocol):  # what is read of a session's image slot
     file_name: str
     width: int
     height: int
+    digest: str  # sha256 of the RGB pixels
     state: Any  # .objects: SessionObjects; .active: label or None
 
 
@@ -47,7 +53,7 @@ def coco(slots: Sequence[_Image], category: Callable[[str], str] | None = None) 
                 continue
             name = str(category(obj.label))
             cat_id = categories.setdefault(name, len(categories) + 1)
-            rle = _encode_rle(obj.mask)
+            rle = rle_encode(obj.mask)
             annotations.append(
                 {
                     "id": len(annotations) + 1,
@@ -70,21 +76,41 @@ def coco(slots: Sequence[_Image], category: Callable[[str], str] | None = None) 
 
 
 def write_folder(
-    folder: str | os.PathLike, slots: Sequence[_Image], category: Callable[[str], str] | None
+    folder: str | os.PathLike,
+    slots: Sequence[_Image],
+    category: Callable[[str], str] | None,
+    *,
+    overwrite: bool = False,
 ) -> Path:
-    """Write masks and ``annotations.json`` into ``folder`` (see ``Session.save``); its path."""
+    """Write masks and ``annotations.json`` into ``folder`` (see ``Session.save``); its path.
+
+    All or nothing: every file name is worked out first, every file is written into a staging
+    folder inside ``folder``, and only then moved into place (``annotations.json`` last). A folder
+    holding another session's work is refused unless ``overwrite``; only PNGs this package wrote
+    (their sha256 is in the old ``annotations.json``) are ever replaced or deleted.
+    """
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    old_pngs = _previous_pngs(folder / ANNOTATIONS_FILE)
-    used: set[str] = set()
+    if folder.exists() and not folder.is_dir():
+        raise AnnotationFileError(f"{folder} is a file, not a folder: pass a folder to save into.")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise AnnotationFileError(
+            f"Cannot create the folder {folder} ({e.strerror or e}): pass a writable folder."
+        ) from e
+    ours = _files_we_wrote(folder, slots, overwrite)
+    taken = {p.name.casefold() for p in folder.iterdir() if p.name not in ours}
+    entries: list[tuple[str, bytes]] = []  # (png name, bytes), all computed before any write
     section: dict[str, Any] = {"format": FORMAT, "images": []}
     for slot in slots:
         objects = []
         for obj in slot.state.objects:
-            png = None
+            png = sha = None
             if obj.mask is not None:
-                png = unique_name(f"{_safe(slot.name)}__{_safe(obj.label)}", used) + ".png"
-                _write_atomic(folder / png, _png_bytes(obj.mask))
+                png = _png_name(f"{_safe(slot.name)}__{_safe(obj.label)}", taken)
+                data = _png_bytes(obj.mask)
+                sha = hashlib.sha256(data).hexdigest()
+                entries.append((png, data))
             objects.append(
                 {
                     "label": obj.label,
@@ -92,12 +118,11 @@ def write_folder(
                     "points": [list(p) for p in obj.points],
                     "point_labels": list(obj.point_labels),
                     "box": None if obj.box is None else list(obj.box),
-                    "candidates": None
-                    if obj.candidates is None
-                    else [_encode_rle(c) for c in obj.candidates],
+                    "candidates": None if obj.candidates is None else [rle_encode(c) for c in obj.candidates],
                     "scores": None if obj.scores is None else [float(s) for s in obj.scores],
                     "chosen": obj.chosen,
                     "png": png,
+                    "png_sha256": sha,
                 }
             )
         section["images"].append(
@@ -106,17 +131,107 @@ def write_folder(
                 "file_name": slot.file_name,
                 "width": slot.width,
                 "height": slot.height,
+                "sha256": slot.digest,
                 "active": slot.state.active,
                 "objects": objects,
             }
         )
     data = coco(slots, category)
     data["sam_widgets"] = section
+    payload = json.dumps(data).encode()
     path = folder / ANNOTATIONS_FILE
-    _write_atomic(path, json.dumps(data).encode())
-    for name in old_pngs - {o["png"] for i in section["images"] for o in i["objects"]}:
+    try:
+        staging = Path(tempfile.mkdtemp(dir=folder, prefix=_STAGING_PREFIX))
+    except OSError as e:
+        raise AnnotationFileError(
+            f"Cannot write into {folder} ({e.strerror or e}): pass a writable folder. Nothing was saved."
+        ) from e
+    try:
+        try:
+            for name, blob in entries:
+                (staging / name).write_bytes(blob)
+            (staging / ANNOTATIONS_FILE).write_bytes(payload)
+        except OSError as e:
+            raise AnnotationFileError(
+                f"Saving into {folder} failed ({e.strerror or e}); nothing in the folder changed."
+            ) from e
+        for name, _ in entries:
+            os.replace(staging / name, folder / name)
+        os.replace(staging / ANNOTATIONS_FILE, path)  # last: the new save is complete
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    for name in set(ours) - {n for n, _ in entries}:
         (folder / name).unlink(missing_ok=True)
     return path
+
+
+def _png_name(stem: str, taken: set[str]) -> str:
+    """``stem.png``, shortened with a hash when long, unique (case-insensitively) in ``taken``."""
+    if len(stem.encode()) > _MAX_STEM:
+        digest = hashlib.sha1(stem.encode()).hexdigest()[:10]
+        stem = f"{stem.encode()[: _MAX_STEM - 11].decode('ascii', 'ignore')}-{digest}"
+    name, n = f"{stem}.png", 2
+    while name.casefold() in taken:
+        name = f"{stem}-{n}.png"
+        n += 1
+    taken.add(name.casefold())
+    return name
+
+
+def _files_we_wrote(folder: Path, slots: Sequence[_Image], overwrite: bool) -> dict[str, str]:
+    """PNGs in ``folder`` that an earlier save wrote and that still hold what it wrote.
+
+    Refuses (``ImageMismatchError`` / ``AnnotationFileError``) a folder whose ``annotations.json``
+    belongs to other images or was not written by ``Session.save``, unless ``overwrite``.
+    """
+    path = folder / ANNOTATIONS_FILE
+    if not path.exists():
+        return {}
+    try:
+        data, _ = read_folder(folder)
+        parse_images(data, path, [(s.name, s.width, s.height, s.digest) for s in slots])
+    except AnnotationFileError as e:
+        if overwrite:
+            data = data if "data" in locals() else None
+        else:
+            raise type(e)(
+                f"Not saving into {folder}: {e} Save into another folder, or pass overwrite=True "
+                "to replace that annotations.json (PNGs of yours are never deleted)."
+            ) from e
+    found: dict[str, str] = {}
+    try:
+        images = {i["name"]: i for i in data["sam_widgets"]["images"]}  # type: ignore[index]
+    except (KeyError, TypeError):
+        return found
+    for image in images.values():
+        for o in image.get("objects", ()) if isinstance(image, dict) else ():
+            name = o.get("png") if isinstance(o, dict) else None
+            if not isinstance(name, str) or name != _safe(name) or not name.endswith(".png"):
+                continue
+            file = folder / name
+            try:
+                blob = file.read_bytes()
+            except OSError:
+                continue
+            sha = o.get("png_sha256")
+            if sha is None:  # written before hashes were recorded: ours if it is a mask PNG
+                if _is_mask_png(blob, image):
+                    found[name] = hashlib.sha256(blob).hexdigest()
+            elif hashlib.sha256(blob).hexdigest() == sha:
+                found[name] = sha
+    return found
+
+
+def _is_mask_png(blob: bytes, image: dict[str, Any]) -> bool:
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(blob)) as im:
+            if im.format != "PNG" or im.mode != "L" or im.size != (image["width"], image["height"]):
+                return False
+            return set(np.unique(np.asarray(im)).tolist()) <= {0, 255}
+    except Exception:
+        return False
 
 
 def read_folder(folder: str | os.PathLike) -> tuple[Any, Path]:
@@ -132,11 +247,12 @@ def read_folder(folder: str | os.PathLike) -> tuple[Any, Path]:
 
 
 def parse_images(
-    data: Any, path: Path, images: Sequence[tuple[str, int, int]]
+    data: Any, path: Path, images: Sequence[tuple[str, int, int, str]]
 ) -> dict[int, tuple[tuple[dict[str, Any], ...], str | None]]:
-    """Per index into ``images`` ((name, width, height) of the session's images): the saved
-    objects' fields and the active label. Checks everything; raises ``ImageMismatchError`` or
-    ``AnnotationFileError`` (``path`` names the file in messages)."""
+    """Per index into ``images`` ((name, width, height, sha256 of the pixels) of the session's
+    images): the saved objects' fields and the active label. Checks everything; raises
+    ``ImageMismatchError`` or ``AnnotationFileError`` (``path`` names the file in messages).
+    An image is the same when its name, size and (where the file records it) content agree."""
     try:
         section = data["sam_widgets"]
         if section["format"] != FORMAT:
@@ -147,7 +263,7 @@ def parse_images(
         saved = section["images"]
         if not isinstance(saved, list):
             raise TypeError("images is not a list")
-        by_name = {name: i for i, (name, _, _) in enumerate(images)}
+        by_name = {image[0]: i for i, image in enumerate(images)}
         unknown = [s["name"] for s in saved if s["name"] not in by_name and s["objects"]]
         if unknown or (saved and not any(s["name"] in by_name for s in saved)):
             raise ImageMismatchError(
@@ -160,11 +276,18 @@ def parse_images(
             if entry["name"] not in by_name:
                 continue
             index = by_name[entry["name"]]
-            name, width, height = images[index]
+            name, width, height, digest = images[index]
             if (int(entry["width"]), int(entry["height"])) != (width, height):
                 raise ImageMismatchError(
                     f"Image {name!r} is {width}x{height} pixels, but {path} was "
                     f"saved for a {entry['width']}x{entry['height']} image of that name."
+                )
+            saved_digest = entry.get("sha256")
+            if saved_digest is not None and digest is not None and saved_digest != digest:
+                raise ImageMismatchError(
+                    f"Image {name!r} has other pixels than the image of that name and size {path} "
+                    "was saved for (their sha256 differ): it is another picture, or was edited. "
+                    "Open the session on the images the work was done on."
                 )
             objects = tuple(_parse_object(o, width, height) for o in entry["objects"])
             labels = [o["label"] for o in objects]
@@ -195,38 +318,17 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "x"
 
 
-def _encode_rle(mask: np.ndarray) -> dict[str, Any]:
-    rle = mask_utils.encode(np.asfortranarray(mask, dtype=np.uint8))
-    return {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}
-
-
 def _decode_rle(rle: dict[str, Any], width: int, height: int) -> np.ndarray:
-    """HxW bool mask of a COCO compressed RLE.
-
-    Decoded here, not with pycocotools.mask.decode: that one warns under numpy 2 (its ``__array__``
-    lacks the ``copy`` keyword), and the format is short (cocoapi maskApi.c, rleFrString).
-    """
+    """HxW bool mask of a saved COCO RLE (pycocotools), checked to be one of this image."""
     if [int(v) for v in rle["size"]] != [height, width]:
         raise ValueError(f"a mask of size {rle['size']} on a {width}x{height} image")
-    counts: list[int] = []
-    x = k = 0
-    for char in str(rle["counts"]).encode("ascii"):
-        c = char - 48  # 5 bits of value, a "more" bit (0x20); the last chunk's 0x10 is the sign
-        x |= (c & 0x1F) << (5 * k)
-        k += 1
-        if c & 0x20:
-            continue
-        if c & 0x10:
-            x |= -1 << (5 * k)
-        if len(counts) > 2:
-            x += counts[-2]  # runs after the first two are stored as differences
-        counts.append(x)
-        x = k = 0
-    runs = np.asarray(counts, dtype=np.int64)
-    if k or (runs < 0).any() or runs.sum() != height * width:
+    try:
+        mask = rle_decode(rle)
+    except Exception as e:  # pycocotools: "Invalid RLE mask representation"
+        raise ValueError(f"an RLE that is not valid ({e})") from e
+    if rle_encode(mask)["counts"] != str(rle["counts"]):  # runs short of or past the image
         raise ValueError(f"an RLE whose runs do not cover a {width}x{height} image")
-    values = np.arange(len(runs)) % 2 == 1  # runs alternate 0, 1, 0, ... starting with 0s
-    return np.ascontiguousarray(np.repeat(values, runs).reshape(width, height).T)  # column-major
+    return mask
 
 
 def _parse_object(o: dict[str, Any], width: int, height: int) -> dict[str, Any]:
@@ -276,28 +378,3 @@ def _png_bytes(mask: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(mask.astype(np.uint8) * 255).save(buf, format="PNG")  # 2-D uint8: mode "L"
     return buf.getvalue()
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)  # a reader sees the old file or the whole new one
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _previous_pngs(path: Path) -> set[str]:
-    """Mask PNGs an earlier save listed in ``path`` (only those: never other files)."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        return {
-            o["png"]
-            for i in data["sam_widgets"]["images"]
-            for o in i["objects"]
-            if isinstance(o.get("png"), str) and o["png"] == _safe(o["png"]) and o["png"].endswith(".png")
-        }
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return set()

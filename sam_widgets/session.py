@@ -611,16 +611,30 @@ class Session:
         """
         return _files.coco(self._slots, category)
 
-    def save(self, folder: str | os.PathLike, category: Callable[[str], str] | None = None) -> Path:
+    def save(
+        self,
+        folder: str | os.PathLike,
+        category: Callable[[str], str] | None = None,
+        *,
+        overwrite: bool = False,
+    ) -> Path:
         """Save all images' work to ``folder``; returns the path of ``annotations.json``.
 
         Writes one PNG per object mask (``<image>__<label>.png``, 0/255 grayscale, names made
-        safe for any file system) and ``annotations.json``: the COCO dict of ``to_coco`` plus a
-        ``"sam_widgets"`` section with the prompts, all candidates and the chosen ones, from which
-        ``load`` continues the work. Every file is written atomically (temp file + rename); mask
-        PNGs that an earlier save wrote for objects since deleted or renamed are removed.
+        safe for any file system, long ones shortened with a hash) and ``annotations.json``: the
+        COCO dict of ``to_coco`` plus a ``"sam_widgets"`` section with the prompts, all candidates,
+        the chosen ones and each image's sha256, from which ``load`` continues the work.
+
+        All or nothing: every file is written into a staging folder first and moved into place
+        only when all were written, so a failed save (disk full, a bad name) changes nothing.
+        A folder holding the saved work of other images (other names, sizes or content) is
+        refused with ``ImageMismatchError``, and one whose ``annotations.json`` Session.save did
+        not write with ``AnnotationFileError``, unless ``overwrite=True``. Only mask PNGs an
+        earlier save wrote (their sha256 is recorded) are ever replaced or removed: a file of
+        yours with the same name is kept and the mask gets another name.
         """
-        return _files.write_folder(folder, self._slots, category)
+        with self._lock:
+            return _files.write_folder(folder, self._slots, category, overwrite=overwrite)
 
     def load(self, folder: str | os.PathLike) -> None:
         """Restore work saved by ``save``: objects, prompts, candidates, chosen masks. No model run.
@@ -773,7 +787,7 @@ class Session:
         slot.state = state
 
     def _parse_saved(self, data: Any, path: Path) -> dict[int, _State]:
-        saved = _files.parse_images(data, path, [(x.name, x.width, x.height) for x in self._slots])
+        saved = _files.parse_images(data, path, [(x.name, x.width, x.height, x.digest) for x in self._slots])
         return {
             i: _State(tuple(SessionObject(**fields) for fields in objects), active)
             for i, (objects, active) in saved.items()

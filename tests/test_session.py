@@ -16,7 +16,8 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 from sam_widgets import CachedPredictor
-from sam_widgets._annotation_files import _decode_rle, _encode_rle
+from sam_widgets._annotation_files import _decode_rle
+from sam_widgets._io import rle_encode as _encode_rle
 from sam_widgets.session import (
     EVENTS,
     AnnotationFileError,
