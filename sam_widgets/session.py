@@ -11,8 +11,11 @@ Conventions:
 - masks are bool arrays, HxW (candidates NxHxW), stored read-only: the undo history shares them;
 - objects (``SessionObject``) are immutable values. A change replaces the object inside the session,
   so read ``session.active`` or ``session.objects`` again after a change;
-- undo history is per image and holds whole per-image states (references, not copies), so undo and
-  redo restore the very mask arrays of before and never run the model.
+- undo history is per image and holds whole per-image states with their masks compressed (RLE,
+  pycocotools), so undo and redo never run the model; the history of all images together is
+  capped in bytes (``max_history_bytes``), the oldest steps going first;
+- thread-safe: each public method holds the session's lock from reading the state to committing
+  it, and commits to the image it started on (a callback-driven notebook may click from threads).
 
 The image encoder runs lazily: on the first prediction of an image, or when ``ensure_encoded()``
 is called (the widget calls it from a worker thread). Switching images encodes nothing.
@@ -21,12 +24,15 @@ is called (the widget calls it from a worker thread). Switching images encodes n
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
+import itertools
 import math
 import operator
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +43,7 @@ import numpy as np
 from . import _annotation_files as _files
 from ._annotation_files import ANNOTATIONS_FILE
 from ._images import _is_pil, as_rgb_uint8
+from ._io import rle_pack, rle_unpack
 from .errors import AnnotationFileError, ImageMismatchError, SamWidgetsError
 from .viz import PALETTE
 
@@ -60,6 +67,7 @@ __all__ = [
 EVENTS = ("image", "objects", "active", "prompts", "mask", "history")
 
 MIN_BOX_SIDE = 2.0  # pixels; a smaller drag is a click, not a box
+MAX_HISTORY_BYTES = 256 * 2**20  # default cap of all images' undo/redo history together
 
 
 class LabelError(SamWidgetsError, ValueError):
@@ -166,6 +174,54 @@ class _State:
     active: str | None = None
 
 
+class _Packed:
+    """A candidate stack (NxHxW bool) kept compact in the history: RLE, decoded when restored.
+
+    Holds a weak reference to the array it packed: while that array lives (in the current state,
+    or in a user's variable), restoring gives the very same array back.
+    """
+
+    __slots__ = ("counts", "shape", "nbytes", "_ref", "__weakref__")
+
+    def __init__(self, arr: np.ndarray) -> None:
+        self.counts = rle_pack(arr)
+        self.shape: tuple[int, int, int] = arr.shape  # type: ignore[assignment]
+        self.nbytes = sum(len(c) for c in self.counts) + 64
+        self._ref = weakref.ref(arr)
+
+    def matches(self, arr: np.ndarray) -> bool:
+        return self._ref() is arr
+
+    def array(self) -> np.ndarray:
+        arr = self._ref()
+        if arr is None:
+            arr = rle_unpack(self.counts, self.shape)
+            arr.setflags(write=False)
+            self._ref = weakref.ref(arr)
+        return arr
+
+
+@dataclass(frozen=True)
+class _Step:
+    """One undo/redo entry: a ``_State`` with its masks packed; ``nbytes`` it holds (approx.)."""
+
+    objects: tuple[tuple[SessionObject, _Packed | None], ...]  # (object without candidates, packed)
+    active: str | None
+    nbytes: int
+    seq: int  # order of creation across images: the smallest is dropped first
+
+
+def _locked(method: Callable) -> Callable:
+    """Run ``method`` holding the session's state lock (read-modify-commit is one step)."""
+
+    @functools.wraps(method)
+    def wrapper(self: Session, *args: Any, **kwargs: Any) -> Any:
+        with self._state_lock:
+            return method(self, *args, **kwargs)
+
+    return wrapper
+
+
 class _Slot:
     """One image of the session: its pixels (loaded lazily for paths), its state and its history."""
 
@@ -185,8 +241,8 @@ class _Slot:
         self._path: Path | None = path
         self._digest = digest if digest is not None else _pixels_digest(pixels)
         self.state = _State()
-        self.undo: list[_State] = []
-        self.redo: list[_State] = []
+        self.undo: list[_Step] = []  # oldest first
+        self.redo: list[_Step] = []
 
     def pixels(self) -> np.ndarray:
         if self._pixels is None:
@@ -227,7 +283,10 @@ class Session:
       refine_with_logits: pass the previous low-res logits of the object as ``mask_input`` when its
         prompts change. Off by default: SAM's example notebook does this, but nobody has yet
         measured that it gives better masks.
-      max_history: undo steps kept per image. A step costs the masks it made (N*H*W bytes).
+      max_history: undo steps kept per image.
+      max_history_bytes: cap of the undo/redo history of all images together, in bytes (default
+        256 MiB); over it the oldest steps (of any image) are dropped. Masks in the history are
+        compressed (RLE): a step costs a few KB per object for typical masks, not N*H*W bytes.
     """
 
     def __init__(
@@ -238,13 +297,20 @@ class Session:
         names: Sequence[str] | None = None,
         refine_with_logits: bool = False,
         max_history: int = 100,
+        max_history_bytes: int = MAX_HISTORY_BYTES,
     ) -> None:
         if max_history < 0:
             raise ValueError(f"max_history must be >= 0, got {max_history}.")
+        if max_history_bytes < 0:
+            raise ValueError(f"max_history_bytes must be >= 0, got {max_history_bytes}.")
         self._slots = _open_images(images, names)
         self.predictor = predictor
         self.refine_with_logits = bool(refine_with_logits)
         self.max_history = int(max_history)
+        self.max_history_bytes = int(max_history_bytes)
+        self._state_lock = threading.RLock()  # images, objects, history: read-modify-commit
+        self._packs: weakref.WeakValueDictionary[int, _Packed] = weakref.WeakValueDictionary()
+        self._seq = itertools.count()
         self.last_click_ms: float | None = None  # ms of the last prediction (decoder + upscaling)
         self._current = 0
         self._callbacks: list[Callable[[str], Any]] = []
@@ -325,6 +391,7 @@ class Session:
         """Height of the current image in pixels."""
         return self._slot.height
 
+    @_locked
     def go(self, index: int) -> None:
         """Make image ``index`` current. Encodes nothing; every image keeps its own objects."""
         index = self._check_index(index)
@@ -335,6 +402,7 @@ class Session:
         old.release()
         self._emit(["image"])
 
+    @_locked
     def next(self) -> bool:
         """Go to the next image; False (and no change) on the last one."""
         if self._current + 1 >= len(self._slots):
@@ -342,6 +410,7 @@ class Session:
         self.go(self._current + 1)
         return True
 
+    @_locked
     def previous(self) -> bool:
         """Go to the previous image; False (and no change) on the first one."""
         if self._current == 0:
@@ -403,6 +472,7 @@ class Session:
         """The object labelled ``label`` on the current image."""
         return self._get(self._slot.state, label)
 
+    @_locked
     def add_object(self, label: str | None = None) -> SessionObject:
         """Add an object to the current image and make it active.
 
@@ -415,6 +485,7 @@ class Session:
         self._commit(_State(state.objects + (obj,), label))
         return obj
 
+    @_locked
     def add_mask(self, mask: Any, score: float | None = None, label: str | None = None) -> SessionObject:
         """Adopt a ready mask (e.g. from "everything" mode) as a new, active object. No model run.
 
@@ -438,6 +509,7 @@ class Session:
         self._commit(_State(state.objects + (obj,), label))
         return obj
 
+    @_locked
     def select(self, label: str | None) -> None:
         """Make ``label`` the active object (None: no object; the next prompt creates one).
 
@@ -451,6 +523,7 @@ class Session:
         self._slot.state = dataclasses.replace(state, active=label)
         self._emit(["active"])
 
+    @_locked
     def rename(self, old: str, new: str) -> None:
         """Rename object ``old`` to ``new`` (which must be new on this image)."""
         state = self._slot.state
@@ -461,6 +534,7 @@ class Session:
         objects = tuple(dataclasses.replace(o, label=new) if o is obj else o for o in state.objects)
         self._commit(_State(objects, new if state.active == old else state.active))
 
+    @_locked
     def delete(self, label: str) -> None:
         """Delete an object of the current image; if it was active, no object is active."""
         state = self._slot.state
@@ -468,6 +542,7 @@ class Session:
         objects = tuple(o for o in state.objects if o is not obj)
         self._commit(_State(objects, None if state.active == label else state.active))
 
+    @_locked
     def clear(self) -> None:
         """Delete every object of the current image (one undo step)."""
         if self._slot.state.objects:
@@ -475,6 +550,7 @@ class Session:
 
     # ------------------------------------------------------------------ prompts
 
+    @_locked
     def add_point(self, x: float, y: float, positive: bool = True) -> SessionObject:
         """Add a point to the active object (creating one if none) and predict its mask.
 
@@ -489,6 +565,7 @@ class Session:
         )
         return self._apply(state, obj, self._predict(changed, obj))
 
+    @_locked
     def set_box(self, x0: float, y0: float, x1: float, y1: float) -> SessionObject:
         """Set the box of the active object (creating one if none) and predict its mask.
 
@@ -500,6 +577,7 @@ class Session:
         state, obj = self._active_or_new()
         return self._apply(state, obj, self._predict(dataclasses.replace(obj, box=box), obj))
 
+    @_locked
     def clear_box(self) -> bool:
         """Remove the box of the active object; False if it has none."""
         state, obj = self._slot.state, self.active
@@ -508,6 +586,7 @@ class Session:
         self._apply(state, obj, self._predict(dataclasses.replace(obj, box=None), obj))
         return True
 
+    @_locked
     def remove_last_point(self) -> bool:
         """Remove the last point of the active object and predict again; False if it has none."""
         state, obj = self._slot.state, self.active
@@ -517,6 +596,7 @@ class Session:
         self._apply(state, obj, self._predict(changed, obj))
         return True
 
+    @_locked
     def choose(self, index: int) -> SessionObject:
         """Make candidate ``index`` the mask of the active object (no model run)."""
         obj = self.active
@@ -542,27 +622,36 @@ class Session:
     def can_redo(self) -> bool:
         return bool(self._slot.redo)
 
+    @_locked
     def undo(self) -> bool:
         """Undo the last action on the current image; False if there is none. Runs no model."""
         slot = self._slot
         if not slot.undo:
             return False
         old = slot.state
-        slot.redo.append(old)
-        slot.state = slot.undo.pop()
+        slot.redo.append(self._freeze(old))
+        slot.state = _thaw(slot.undo.pop())
+        self._trim_history()
         self._emit(_changes(old, slot.state) + ["history"])
         return True
 
+    @_locked
     def redo(self) -> bool:
         """Redo the last undone action on the current image; False if there is none."""
         slot = self._slot
         if not slot.redo:
             return False
         old = slot.state
-        slot.undo.append(old)
-        slot.state = slot.redo.pop()
+        slot.undo.append(self._freeze(old))
+        slot.state = _thaw(slot.redo.pop())
+        self._trim_history()
         self._emit(_changes(old, slot.state) + ["history"])
         return True
+
+    @property
+    def history_bytes(self) -> int:
+        """Bytes the undo/redo history of all images holds (compressed masks, logits; approx.)."""
+        return sum(step.nbytes for slot in self._slots for step in slot.undo + slot.redo)
 
     # ------------------------------------------------------------------ results
 
@@ -601,6 +690,7 @@ class Session:
             for s in self._slots
         ]
 
+    @_locked
     def to_coco(self, category: Callable[[str], str] | None = None) -> dict[str, Any]:
         """The masks of all images as a COCO instance-segmentation dict (``json.dumps`` works).
 
@@ -633,9 +723,10 @@ class Session:
         earlier save wrote (their sha256 is recorded) are ever replaced or removed: a file of
         yours with the same name is kept and the mask gets another name.
         """
-        with self._lock:
+        with self._state_lock:
             return _files.write_folder(folder, self._slots, category, overwrite=overwrite)
 
+    @_locked
     def load(self, folder: str | os.PathLike) -> None:
         """Restore work saved by ``save``: objects, prompts, candidates, chosen masks. No model run.
 
@@ -774,17 +865,53 @@ class Session:
             obj, candidates=masks, scores=scores, chosen=int(np.argmax(scores)), logits=kept_logits
         )
 
-    def _commit(self, state: _State) -> None:
-        """Make ``state`` the current image's state as one undo step, and tell the views."""
-        old = self._slot.state
-        self._push(self._slot, state)
-        self._emit(_changes(old, state) + ["history"])
+    def _commit(self, state: _State, slot: _Slot | None = None) -> None:
+        """Make ``state`` the state of ``slot`` (default: the current image) as one undo step,
+        and tell the views when it is the current image. Call holding ``_state_lock``."""
+        slot = self._slot if slot is None else slot
+        old = slot.state
+        self._push(slot, state)
+        if slot is self._slot:
+            self._emit(_changes(old, state) + ["history"])
 
     def _push(self, slot: _Slot, state: _State) -> None:
-        slot.undo.append(slot.state)
+        slot.undo.append(self._freeze(slot.state))
         del slot.undo[: max(0, len(slot.undo) - self.max_history)]
         slot.redo.clear()
         slot.state = state
+        self._trim_history()
+
+    def _freeze(self, state: _State) -> _Step:
+        """``state`` as a history entry, masks packed (each candidate stack once per session)."""
+        objects, nbytes = [], 256
+        for o in state.objects:
+            packed = None
+            if o.candidates is not None:
+                packed = self._packs.get(id(o.candidates))
+                if packed is None or not packed.matches(o.candidates):
+                    packed = _Packed(o.candidates)
+                    self._packs[id(o.candidates)] = packed
+                nbytes += packed.nbytes
+            if o.logits is not None:
+                nbytes += o.logits.nbytes
+            objects.append((dataclasses.replace(o, candidates=None), packed))
+            nbytes += 256 + 16 * len(o.points)
+        return _Step(tuple(objects), state.active, nbytes, next(self._seq))
+
+    def _trim_history(self) -> None:
+        """Drop the oldest undo steps of any image (then redo steps) while over the byte cap."""
+        total = self.history_bytes
+        while total > self.max_history_bytes:
+            with_undo = [s for s in self._slots if s.undo]
+            if with_undo:
+                slot = min(with_undo, key=lambda s: s.undo[0].seq)
+                total -= slot.undo.pop(0).nbytes
+                continue
+            with_redo = [s for s in self._slots if s.redo]
+            if not with_redo:
+                break
+            slot = min(with_redo, key=lambda s: s.redo[0].seq)  # redo[0]: the furthest away
+            total -= slot.redo.pop(0).nbytes
 
     def _parse_saved(self, data: Any, path: Path) -> dict[int, _State]:
         saved = _files.parse_images(data, path, [(x.name, x.width, x.height, x.digest) for x in self._slots])
@@ -795,6 +922,15 @@ class Session:
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+def _thaw(step: _Step) -> _State:
+    """The ``_State`` a history entry holds (masks decoded, or the very arrays while alive)."""
+    objects = tuple(
+        o if packed is None else dataclasses.replace(o, candidates=packed.array())
+        for o, packed in step.objects
+    )
+    return _State(objects, step.active)
 
 
 def _find(state: _State, label: str) -> SessionObject | None:
