@@ -5,9 +5,16 @@ into ``<file>.part-<pid>`` next to the target, hashes while writing, and only an
 is renamed into place, so the cache never holds a half-written or wrong file under the official
 name. A ``<file>.lock`` serialises concurrent downloads of the same file (threads or processes).
 
-Hashing 2.5 GB takes seconds, so a verified file's digest is remembered in a sidecar
-``<file>.sha256.json`` ({sha256, size, mtime_ns}); while size and mtime_ns are unchanged the file
-is not read again.
+Hashing 2.5 GB takes seconds, so a verified file's digest is remembered in a memo ({path, sha256,
+size, mtime_ns}); while size and mtime_ns are unchanged the file is not read again. The memo is an
+optimisation only: it sits beside files in the cache (``<file>.sha256.json``) and in the cache's
+``sha256-memos/`` folder for a file passed by path (never beside a user's file); when it cannot be
+written (read-only storage: Kaggle's /kaggle/input, a shared lab disk) the file is hashed again
+next time, and loads all the same.
+
+A download has an overall deadline (``deadline``, default 2 hours) besides the per-read timeout,
+and never takes more bytes than the file has (the registry size, else Content-Length, else
+``MAX_DOWNLOAD_BYTES``).
 
 Environment (read at call time):
 
@@ -27,13 +34,22 @@ import http.client
 import json
 import os
 import shutil
+import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from sam_widgets.errors import CheckpointError, ChecksumError, DownloadError, OfflineError
+from sam_widgets._io import atomic_write
+from sam_widgets.errors import (
+    CheckpointError,
+    ChecksumError,
+    DownloadError,
+    MirrorURLError,
+    OfflineError,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -49,11 +65,16 @@ __all__ = [
     "cached_path",
     "cached_models",
     "load_state_dict",
+    "describe_key_mismatch",
+    "MAX_DOWNLOAD_BYTES",
+    "DEFAULT_DEADLINE_S",
 ]
 
 _OFFICIAL_BASE = "https://dl.fbaipublicfiles.com/segment_anything"
 _CHUNK = 1 << 20  # bytes per read/write/hash step
 _USER_AGENT = "sam-widgets"
+MAX_DOWNLOAD_BYTES = 4 * 2**30  # no official file is larger (vit_h: 2.4 GiB); when nothing says the size
+DEFAULT_DEADLINE_S = 2 * 3600.0  # a whole download, however slowly the bytes trickle in
 
 
 @dataclass(frozen=True)
@@ -128,8 +149,21 @@ def url_for(name: str) -> str:
     info = _info(name)
     mirror = os.environ.get("SAM_WIDGETS_MIRROR", "").strip()
     if mirror:
-        return f"{mirror.rstrip('/')}/{info.filename}"
+        return f"{_check_mirror(mirror).rstrip('/')}/{info.filename}"
     return info.url
+
+
+def _check_mirror(mirror: str) -> str:
+    """``mirror`` if it is a usable base URL (http or https); else MirrorURLError."""
+    parts = urllib.parse.urlsplit(mirror)
+    ok = parts.scheme in ("http", "https") and parts.netloc
+    if not ok or parts.query or parts.fragment or any(c.isspace() for c in mirror):
+        raise MirrorURLError(
+            f"SAM_WIDGETS_MIRROR={mirror!r} is not a base URL: set it to the http(s) address of a "
+            "folder serving the official file names, e.g. SAM_WIDGETS_MIRROR=http://lab-server/sam "
+            "or unset it to download from the official site."
+        )
+    return mirror
 
 
 def _info(name: str) -> CheckpointInfo:
@@ -166,40 +200,53 @@ def _sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _memo_path(path: Path) -> Path:
-    return path.with_name(path.name + ".sha256.json")
+def _memo_path(path: Path, in_cache: bool = False) -> Path:
+    """Where the digest of ``path`` is remembered: beside it in a cache folder (``in_cache``, or
+    the default cache), else in the cache's ``sha256-memos/`` folder under a hash of its absolute
+    path: never beside a file the user passed."""
+    real = path.resolve()
+    cache = cache_dir().expanduser().resolve()
+    if in_cache or real.parent == cache:
+        return path.with_name(path.name + ".sha256.json")
+    key = hashlib.sha256(str(real).encode()).hexdigest()[:32]
+    return cache / "sha256-memos" / f"{key}.json"
 
 
-def _read_memo(path: Path, stat: os.stat_result) -> str | None:
+def _read_memo(path: Path, stat: os.stat_result, in_cache: bool = False) -> str | None:
     """The remembered digest if the memo matches the file's current size and mtime_ns."""
     try:
-        memo = json.loads(_memo_path(path).read_text(encoding="utf-8"))
+        memo = json.loads(_memo_path(path, in_cache).read_text(encoding="utf-8"))
+        if memo.get("path", str(path.resolve())) != str(path.resolve()):
+            return None
         if memo["size"] == stat.st_size and memo["mtime_ns"] == stat.st_mtime_ns:
             return str(memo["sha256"])
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         pass  # missing, unreadable or stale memo: hash again
     return None
 
 
-def _write_memo(path: Path, sha256: str, stat: os.stat_result) -> None:
-    memo = _memo_path(path)
-    tmp = memo.with_name(f"{memo.name}.tmp-{os.getpid()}")
-    data = {"sha256": sha256, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+def _write_memo(path: Path, sha256: str, stat: os.stat_result, in_cache: bool = False) -> None:
+    """Remember a digest; any failure (read-only storage, no cache folder) is ignored."""
+    data = {"path": str(path.resolve()), "sha256": sha256, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
     try:
-        tmp.write_text(json.dumps(data), encoding="utf-8")
-        os.replace(tmp, memo)
+        memo = _memo_path(path, in_cache)
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(memo, json.dumps(data).encode())
     except OSError:
-        pass  # a read-only cache still works, it just re-hashes next time
-    finally:
-        tmp.unlink(missing_ok=True)
+        pass  # an optimisation only: the file is hashed again next time
 
 
 def verify(path: str | os.PathLike[str], name: str) -> None:
     """Check that the file at ``path`` is checkpoint ``name`` (full sha256); raise ChecksumError.
 
-    The digest is remembered in ``<file>.sha256.json``; while the file's size and mtime_ns are
-    unchanged it is not read again. A size that differs from the registry fails without hashing.
+    The digest is remembered (see the module's docstring: never beside a file you passed, and
+    never required); while the file's size and mtime_ns are unchanged it is not read again. A size
+    that differs from the registry fails without hashing. Works on read-only storage.
     """
+    _verify(Path(path), name, in_cache=False)
+
+
+def _verify(path: Path, name: str, in_cache: bool) -> None:
     info = _info(name)
     path = Path(path)
     stat = path.stat()
@@ -209,10 +256,10 @@ def verify(path: str | os.PathLike[str], name: str) -> None:
             f"{info.size_bytes:,} bytes: it is not the official file (truncated or another file). "
             f"Delete {path} and download it again. {_way_out(info, path)}"
         )
-    digest = _read_memo(path, stat)
+    digest = _read_memo(path, stat, in_cache)
     if digest is None:
         digest = _sha256_file(path)
-        _write_memo(path, digest, stat)
+        _write_memo(path, digest, stat, in_cache)
     if digest != info.sha256:
         raise ChecksumError(
             f"{path} has sha256 {digest} but {info.filename} ({name}) has sha256 {info.sha256}: "
@@ -230,7 +277,7 @@ def cached_path(name: str, cache_dir: str | os.PathLike[str] | None = None) -> P
     path = _resolve_dir(cache_dir) / info.filename
     if not path.is_file():
         return None
-    verify(path, name)
+    _verify(path, name, in_cache=True)
     return path
 
 
@@ -269,6 +316,7 @@ def download(
     cache_dir: str | os.PathLike[str] | None = None,
     progress: bool = True,
     timeout: float = 30.0,
+    deadline: float | None = DEFAULT_DEADLINE_S,
 ) -> Path:
     """Return the path of checkpoint ``name`` in the cache, downloading and verifying it if needed.
 
@@ -277,6 +325,8 @@ def download(
         cache_dir: directory to use instead of :func:`cache_dir`.
         progress: show a tqdm progress bar.
         timeout: seconds allowed for connecting and for each read.
+        deadline: seconds allowed for the whole download (None: no limit); a server that
+            trickles bytes just fast enough to beat ``timeout`` still ends.
 
     A cached, verified file is returned without network use. Otherwise the file is fetched from
     :func:`url_for` into ``<file>.part-<pid>``, hashed while written, and renamed into place only
@@ -284,7 +334,9 @@ def download(
 
     Raises:
         OfflineError: not cached and ``SAM_WIDGETS_OFFLINE`` is set.
-        DownloadError: HTTP error, timeout, HTML page instead of the file, truncated, disk full.
+        DownloadError: HTTP error, timeout or deadline, HTML page instead of the file, truncated,
+            more bytes than the file has, disk full, a cache folder that cannot be written.
+        MirrorURLError: ``SAM_WIDGETS_MIRROR`` is not a URL.
         ChecksumError: the downloaded (or already cached) file has the wrong sha256.
     """
     from filelock import FileLock
@@ -311,7 +363,22 @@ def download(
             f"{_way_out(info, target)}"
         ) from exc
 
-    with FileLock(str(target) + ".lock"):
+    if not os.access(directory, os.W_OK) or _read_only(directory):
+        raise DownloadError(
+            f"{name} ({info.filename}) is not in the cache at {directory}, and that folder cannot "
+            f"be written (read-only storage), so it cannot be downloaded there. Set "
+            f"SAM_WIDGETS_CACHE to a writable folder, or pass checkpoint='/path/to/"
+            f"{info.filename}' to load_sam. {_way_out(info, target)}"
+        )
+    lock = FileLock(str(target) + ".lock")
+    try:
+        lock.acquire()
+    except OSError as exc:
+        raise DownloadError(
+            f"Could not download {name}: cannot create the lock file {target}.lock in the cache "
+            f"({exc}). Set SAM_WIDGETS_CACHE to a writable folder. {_way_out(info, target)}"
+        ) from exc
+    try:
         # Another process may have finished while we waited for the lock.
         found = cached_path(name, directory)
         if found is not None:
@@ -319,11 +386,29 @@ def download(
         # Holding the lock, any .part file is a leftover of a killed process.
         for stale in directory.glob(f"{info.filename}.part-*"):
             stale.unlink(missing_ok=True)
-        _fetch(info, url, target, progress=progress, timeout=timeout)
+        _fetch(info, url, target, progress=progress, timeout=timeout, deadline=deadline)
+    finally:
+        lock.release()
     return target
 
 
-def _fetch(info: CheckpointInfo, url: str, target: Path, *, progress: bool, timeout: float) -> None:
+def _read_only(directory: Path) -> bool:
+    """True when ``directory`` is on a read-only mount (``os.access`` says yes to root there)."""
+    try:
+        return bool(os.statvfs(directory).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):  # no statvfs (Windows): trust os.access
+        return False
+
+
+def _fetch(
+    info: CheckpointInfo,
+    url: str,
+    target: Path,
+    *,
+    progress: bool,
+    timeout: float,
+    deadline: float | None = DEFAULT_DEADLINE_S,
+) -> None:
     """Stream ``url`` into a temp file beside ``target``, verify, rename. Caller holds the lock."""
     from tqdm.auto import tqdm
 
@@ -333,6 +418,7 @@ def _fetch(info: CheckpointInfo, url: str, target: Path, *, progress: bool, time
         )
 
     part = target.with_name(f"{target.name}.part-{os.getpid()}")
+    ends = None if deadline is None else time.monotonic() + deadline
     request = urllib.request.Request(url, headers={"User-Agent": _USER_AGENT})
     try:
         try:
@@ -362,6 +448,7 @@ def _fetch(info: CheckpointInfo, url: str, target: Path, *, progress: bool, time
             length_header = response.headers.get("Content-Length")
             length = int(length_header) if length_header and length_header.isdigit() else None
             expected = info.size_bytes if info.size_bytes is not None else length
+            cap = expected if expected is not None else MAX_DOWNLOAD_BYTES
             if info.size_bytes is not None and length is not None and length != info.size_bytes:
                 raise fail(
                     f"the server announces {length:,} bytes but {info.filename} is "
@@ -379,7 +466,7 @@ def _fetch(info: CheckpointInfo, url: str, target: Path, *, progress: bool, time
 
             def read_chunk() -> bytes:
                 try:
-                    return response.read(_CHUNK)
+                    return response.read1(_CHUNK)  # what has arrived: the deadline is checked often
                 except http.client.IncompleteRead as exc:
                     return exc.partial  # stream ended early: the size checks below report it
                 except TimeoutError as exc:
@@ -403,10 +490,21 @@ def _fetch(info: CheckpointInfo, url: str, target: Path, *, progress: bool, time
                                 "the server sent an HTML page, not the checkpoint: probably a "
                                 "proxy, login or error page"
                             )
+                        if received + len(chunk) > cap:
+                            raise fail(
+                                f"the server sent more than {cap:,} bytes"
+                                + (" (the file's size)" if expected is not None else " (no size announced)")
+                                + ": wrong file at this URL, or a never-ending stream"
+                            )
                         _write_chunk(f, chunk)
                         digest.update(chunk)
                         received += len(chunk)
                         bar.update(len(chunk))
+                        if ends is not None and time.monotonic() > ends:
+                            raise fail(
+                                f"deadline: {deadline:g} s passed with {received:,} bytes received; "
+                                "the connection is too slow (pass a longer deadline= to download)"
+                            )
                     f.flush()
                     os.fsync(f.fileno())
             except OSError as exc:  # our side only: network errors are DownloadError by now
@@ -436,7 +534,7 @@ def _fetch(info: CheckpointInfo, url: str, target: Path, *, progress: bool, time
                 f"file; nothing was saved. {_way_out(info, target)}"
             )
         os.replace(part, target)
-        _write_memo(target, sha, target.stat())
+        _write_memo(target, sha, target.stat(), in_cache=True)
     finally:
         part.unlink(missing_ok=True)
 
@@ -487,3 +585,30 @@ def load_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
                 f"{path} is not a state dict: entry {key!r} is a {type(value).__name__}, not a tensor. {fix}"
             )
     return obj
+
+
+def describe_key_mismatch(missing: list[str], unexpected: list[str], wrong: list[str] | None = None) -> str:
+    """The keys a state dict lacks / has too many / has mis-shaped, the first few by name, and the
+    fix when the cause is known (a ``module.`` prefix from DataParallel/DDP, a wrapper key)."""
+
+    def first(keys: list[str], n: int = 3) -> str:
+        shown = ", ".join(repr(k) for k in keys[:n])
+        return shown + (f" and {len(keys) - n} more" if len(keys) > n else "")
+
+    parts = []
+    if missing:
+        parts.append(f"missing {len(missing)}: {first(missing)}")
+    if unexpected:
+        parts.append(f"unexpected {len(unexpected)}: {first(unexpected)}")
+    if wrong:
+        parts.append(f"mis-shaped {len(wrong)}: {first(wrong)}")
+    text = "; ".join(parts) + "."
+    stripped = {k.removeprefix("module.") for k in unexpected}
+    if unexpected and all(k.startswith("module.") for k in unexpected) and set(missing) <= stripped:
+        text += (
+            " Every key starts with 'module.': the weights were saved from a DataParallel/"
+            "DistributedDataParallel wrapper. Save the inner model's weights instead "
+            "(torch.save(model.module.state_dict(), path)), or strip the prefix: "
+            "sd = {k.removeprefix('module.'): v for k, v in sd.items()}; torch.save(sd, path)."
+        )
+    return text

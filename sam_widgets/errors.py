@@ -8,6 +8,7 @@ __all__ = [
     "DownloadError",
     "ChecksumError",
     "OfflineError",
+    "MirrorURLError",
     "ArchitectureMismatchError",
     "AnnotationFileError",
     "ImageMismatchError",
@@ -32,6 +33,10 @@ class ChecksumError(CheckpointError):
 
 class OfflineError(DownloadError):
     """The file is not cached and the network may not be used (SAM_WIDGETS_OFFLINE=1)."""
+
+
+class MirrorURLError(DownloadError, ValueError):
+    """``SAM_WIDGETS_MIRROR`` is set to something that is not a base URL."""
 
 
 class ArchitectureMismatchError(CheckpointError):

@@ -190,13 +190,20 @@ def _load_into(name: str, state_dict: dict, source: str) -> Sam:
         k for k in expected if k in state_dict and tuple(state_dict[k].shape) != tuple(expected[k].shape)
     ]
     if missing or unexpected or wrong:
+        keys = checkpoints.describe_key_mismatch(missing, unexpected, wrong)
+        if "'module.'" in keys:
+            raise ArchitectureMismatchError(f"{source} does not load into {name}: {keys}")
         found = identify_architecture(state_dict)
+        match = found.split()[0]
+        fix = (
+            f"Pass the matching name, e.g. load_sam('{match}', checkpoint=...), or"
+            if match in MODEL_NAMES
+            else "Pass"
+        )
         raise ArchitectureMismatchError(
             f"{source} holds {found}, but {name} ({config.encoder_embed_dim} wide, "
-            f"{config.encoder_depth} blocks) was requested "
-            f"({len(missing)} missing, {len(unexpected)} unexpected, {len(wrong)} mis-shaped keys). "
-            f"Pass the matching name, e.g. load_sam('{found.split()[0]}', checkpoint=...), "
-            "or the checkpoint of the model you asked for."
+            f"{config.encoder_depth} blocks) was requested; keys {keys} "
+            f"{fix} the checkpoint of the model you asked for."
         )
     sam.load_state_dict({k: v.float() for k, v in state_dict.items()}, strict=True, assign=True)
     # Non-persistent buffers are not in any state dict: make them real.

@@ -67,6 +67,21 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if mode == "delay":
             time.sleep(0.3)  # keeps concurrent downloads overlapping
+        if mode in ("endless", "trickle"):  # no Content-Length, never ends: only a cap or deadline stops it
+            self.send_response(200)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.end_headers()
+            piece = b"\0" * (65536 if mode == "endless" else 100)
+            try:
+                while not srv.release.is_set():
+                    self.wfile.write(piece)
+                    self.wfile.flush()
+                    if mode == "trickle":
+                        time.sleep(0.05)
+            except OSError:  # the client gave up
+                pass
+            self.close_connection = True
+            return
         content_type = "text/html; charset=utf-8" if mode == "html" else "application/octet-stream"
         self.send_response(200)
         self.send_header("Content-Type", content_type)
@@ -397,3 +412,141 @@ def test_load_state_dict_refuses_code(tmp_path: Path) -> None:
         with pytest.raises(CheckpointError, match="weights_only"):
             load_state_dict(tmp_path / name)
     assert not marker.exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# Read-only storage, deadline, byte cap, mirror URL, key names (each failed before its fix)
+
+
+@pytest.fixture
+def read_only(monkeypatch: pytest.MonkeyPatch):
+    """``read_only(folder)``: writes under ``folder`` fail with EROFS, as on Kaggle's /kaggle/input.
+
+    Emulated (the tests run as any user, without mount rights) at the OS calls that write.
+    """
+    import builtins
+    import io
+
+    roots: list[str] = []
+
+    def blocked(path: object) -> bool:
+        try:
+            p = os.path.abspath(os.fsdecode(path))  # type: ignore[arg-type]
+        except TypeError:
+            return False
+        return any(p == r or p.startswith(r + os.sep) for r in roots)
+
+    def erofs(path: object) -> OSError:
+        return OSError(errno.EROFS, "Read-only file system", os.fsdecode(path))  # type: ignore[arg-type]
+
+    def guard(fn, writes=lambda *a, **k: True):
+        def wrapped(path, *args, **kwargs):
+            if blocked(path) and writes(*args, **kwargs):
+                raise erofs(path)
+            return fn(path, *args, **kwargs)
+
+        return wrapped
+
+    def open_writes(mode="r", *args, **kwargs):
+        return any(c in mode for c in "wax+")
+
+    def os_open_writes(flags, *args, **kwargs):
+        return bool(flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC))
+
+    monkeypatch.setattr(builtins, "open", guard(builtins.open, open_writes))
+    monkeypatch.setattr(io, "open", guard(io.open, open_writes))
+    monkeypatch.setattr(os, "open", guard(os.open, os_open_writes))
+    for name in ("mkdir", "unlink", "remove", "rmdir", "utime"):
+        monkeypatch.setattr(os, name, guard(getattr(os, name)))
+    for name in ("replace", "rename"):
+        real = getattr(os, name)
+
+        def two(src, dst, *args, _real=real, **kwargs):
+            if blocked(src) or blocked(dst):
+                raise erofs(dst)
+            return _real(src, dst, *args, **kwargs)
+
+        monkeypatch.setattr(os, name, two)
+    monkeypatch.setattr(checkpoints, "_read_only", lambda d: blocked(d))
+    return lambda folder: roots.append(os.path.abspath(folder))
+
+
+def test_a_genuine_file_on_read_only_storage_verifies_and_loads(
+    env: Path, tmp_path: Path, read_only, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+
+    ro = tmp_path / "kaggle-input"
+    ro.mkdir()
+    path = ro / FILENAME
+    torch.save({"w": torch.ones(3)}, path)
+    body = path.read_bytes()
+    monkeypatch.setitem(
+        REGISTRY, NAME, CheckpointInfo(NAME, FILENAME, OFFICIAL, hashlib.sha256(body).hexdigest(), len(body))
+    )
+    read_only(ro)
+    read_only(env)  # the cache too: the memo cannot be written anywhere
+    verify(path, NAME)  # was: a raw OSError (EROFS) from the memo beside the file
+    assert torch.equal(load_state_dict(path)["w"], torch.ones(3))
+    assert sorted(p.name for p in ro.iterdir()) == [FILENAME]
+
+
+def test_the_memo_is_never_written_beside_a_users_file(
+    env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mine = tmp_path / "my-models"
+    mine.mkdir()
+    path = mine / FILENAME
+    path.write_bytes(PAYLOAD)
+    calls = []
+    real = checkpoints._sha256_file
+    monkeypatch.setattr(checkpoints, "_sha256_file", lambda p: calls.append(p) or real(p))
+    verify(path, NAME)
+    verify(path, NAME)
+    assert sorted(p.name for p in mine.iterdir()) == [FILENAME]  # nothing beside it
+    assert calls == [path]  # remembered (in the cache's memo folder): hashed once
+    assert list((env / "sha256-memos").iterdir())
+
+
+def test_an_empty_read_only_cache_says_to_set_the_cache_variable(env: Path, read_only) -> None:
+    env.mkdir(parents=True)
+    read_only(env)
+    with pytest.raises(DownloadError, match="SAM_WIDGETS_CACHE") as err:
+        download(NAME, progress=False, timeout=5)
+    assert "read-only" in str(err.value)
+
+
+def test_a_trickling_download_ends_at_the_deadline(env: Path, server: _Server) -> None:
+    server.mode = "trickle"  # 100 bytes every 50 ms: never a read timeout
+    start = time.monotonic()
+    with pytest.raises(DownloadError, match="deadline: 0.5 s"):
+        download(NAME, progress=False, timeout=5, deadline=0.5)
+    assert time.monotonic() - start < 10
+    assert _leftovers(env) == []
+
+
+def test_no_content_length_and_no_registry_size_is_capped(
+    env: Path, server: _Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(REGISTRY, NAME, dataclasses.replace(REGISTRY[NAME], size_bytes=None))
+    monkeypatch.setattr(checkpoints, "MAX_DOWNLOAD_BYTES", 1_000_000)
+    server.mode = "endless"
+    with pytest.raises(DownloadError, match=r"more than 1,000,000 bytes \(no size announced\)"):
+        download(NAME, progress=False, timeout=5)
+    assert _leftovers(env) == []
+
+
+def test_more_bytes_than_the_registry_size_stop_at_once(env: Path, server: _Server) -> None:
+    server.mode = "endless"
+    with pytest.raises(DownloadError, match=r"more than 300,000 bytes \(the file's size\)"):
+        download(NAME, progress=False, timeout=5)
+
+
+@pytest.mark.parametrize("mirror", ["not a url", "lab-server/sam", "ftp://x/sam", "http://"])
+def test_a_bad_mirror_url_gets_a_clear_error(env: Path, monkeypatch: pytest.MonkeyPatch, mirror: str) -> None:
+    from sam_widgets.errors import MirrorURLError
+
+    monkeypatch.setenv("SAM_WIDGETS_MIRROR", mirror)
+    with pytest.raises(MirrorURLError, match="SAM_WIDGETS_MIRROR=.*http://lab-server/sam"):
+        download(NAME, progress=False, timeout=5)
+    assert isinstance(MirrorURLError("x"), DownloadError)

@@ -197,3 +197,27 @@ def test_free_memory_on_cpu_counts_the_containers_limit(tmp_path, monkeypatch):
     monkeypatch.setattr(models, "CGROUP_ROOT", str(tmp_path))
     assert models.free_memory_bytes("cpu") == min(GB + GB // 2, models.available_ram_bytes("/nonexistent"))
     assert pick_model(models.free_memory_bytes("cpu")) == "vit_b"
+
+
+def test_missing_and_extra_keys_are_named(tmp_path):
+    from sam_widgets.micro import build_micro
+
+    sd = build_micro(weights=False).state_dict()
+    sd.pop("mask_decoder.iou_token.weight")
+    sd["extra.thing"] = torch.zeros(1)
+    torch.save(sd, tmp_path / "edited.pth")
+    with pytest.raises(ArchitectureMismatchError) as err:
+        load_sam("micro", checkpoint=tmp_path / "edited.pth", device="cpu")
+    message = str(err.value)
+    assert "missing 1: 'mask_decoder.iou_token.weight'" in message
+    assert "unexpected 1: 'extra.thing'" in message
+
+
+def test_a_module_prefix_suggests_the_fix(tmp_path):
+    from sam_widgets.micro import build_micro
+
+    sd = {f"module.{k}": v for k, v in build_micro(weights=False).state_dict().items()}
+    torch.save(sd, tmp_path / "ddp.pth")
+    with pytest.raises(ArchitectureMismatchError, match=r"starts with 'module\.'.*removeprefix") as err:
+        load_sam("micro", checkpoint=tmp_path / "ddp.pth", device="cpu")
+    assert "and " in str(err.value) and "more" in str(err.value)  # the first few keys, not all
