@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from . import checkpoints
 from .errors import SamWidgetsError
 
-__all__ = ["main", "bench_main", "add_bench_arguments"]
+__all__ = ["main", "bench_main", "add_bench_arguments", "run_command", "UserError"]
 
 
 def _download(args: argparse.Namespace) -> int:
@@ -132,6 +134,15 @@ def _bench(args: argparse.Namespace) -> int:
         h, w = (int(v) for v in args.image_size.lower().split("x"))
     except ValueError:
         raise SystemExit(f"--image-size {args.image_size!r}: write it as HxW, e.g. 768x1024") from None
+    from ._images import MIN_SIDE
+
+    if min(h, w) < MIN_SIDE:
+        raise SystemExit(
+            f"--image-size {args.image_size!r}: each side needs at least {MIN_SIDE} pixels, e.g. 768x1024"
+        )
+    for folder, flag in ((args.out, "--out"), (args.json.parent if args.json else None, "--json")):
+        if folder is not None:
+            _writable_folder(folder, flag)  # before minutes of measuring, not after
     if args.repeats < 1 or args.clicks < 1:
         raise SystemExit("--repeats and --clicks must be at least 1")
     if args.samples < 1:
@@ -194,6 +205,50 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _writable_folder(folder: Path, flag: str) -> None:
+    """Create ``folder`` if needed; a UserError naming ``flag`` unless files can be written there."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".sam-widgets-probe-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise UserError(
+            f"{flag} {folder}: cannot write there ({e.strerror or e}); pass a writable folder."
+        ) from e
+
+
+class UserError(Exception):
+    """A mistake in the command line: printed as ``error: ...``, exit status 1."""
+
+
+def run_command(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    """Run a subcommand so that every user error prints ``error: <what, and what to do>`` and
+    exits with status 1, without a traceback: the package's errors (SamWidgetsError), bad values
+    (ValueError), files that cannot be read or written (OSError) and messages given to
+    SystemExit. Anything else is a bug and keeps its traceback. Ctrl-C exits with 130."""
+    try:
+        return func(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except SystemExit as e:
+        if isinstance(e.code, str):
+            print(f"error: {e.code}", file=sys.stderr)
+            return 1
+        raise
+    except (UserError, SamWidgetsError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:
+        where = f" {e.filename}" if e.filename else ""
+        print(
+            f"error: cannot use{where}: {e.strerror or e}. Check the path, its permissions and free space.",
+            file=sys.stderr,
+        )
+        return 1
+
+
 def bench_main(argv: list[str] | None = None) -> int:
     """``python -m sam_widgets.bench``: the ``bench`` command on its own."""
     from . import bench
@@ -202,7 +257,7 @@ def bench_main(argv: list[str] | None = None) -> int:
         prog="python -m sam_widgets.bench", description=bench.__doc__.split("\n")[0]
     )
     add_bench_arguments(parser)
-    return _bench(parser.parse_args(argv))
+    return run_command(_bench, parser.parse_args(argv))
 
 
 # ----------------------------------------------------------------------------- the command
@@ -225,14 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except SamWidgetsError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    return run_command(args.func, args)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -80,9 +80,58 @@ def test_bench_compares_stock_and_cached(tmp_path, capsys):
     assert r["precision"].endswith("-fast") and data["settings"]["precision"] == "auto"
 
 
-def test_bench_bad_image_size():
-    with pytest.raises(SystemExit, match="HxW"):
-        main(["bench", "--image-size", "big"])
+def test_bench_bad_image_size(capsys):
+    assert main(["bench", "--image-size", "big"]) == 1
+    assert capsys.readouterr().err.startswith("error: --image-size 'big': write it as HxW")
+
+
+# Every user error: "error: <what, and what to do>", exit status 1, no traceback (each failed before).
+BENCH = ["bench", "--models", "micro", "--weights", "random", "--repeats", "1", "--clicks", "1", "--no-iou"]
+
+
+def _fails_cleanly(argv, capsys, *needles):
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "Traceback" not in err, err
+    for needle in needles:
+        assert needle in err, err
+    return err
+
+
+def test_cuda_on_a_cpu_machine(capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    _fails_cleanly([*BENCH, "--device", "cuda"], capsys, "CUDA is not available", "cpu")
+
+
+def test_fp16_on_the_cpu(capsys):
+    _fails_cleanly([*BENCH, "--device", "cpu", "--precision", "fp16"], capsys, "fp16", "bf16")
+
+
+def test_image_size_of_zero(capsys):
+    _fails_cleanly([*BENCH, "--image-size", "0x0"], capsys, "at least 8 pixels")
+
+
+def test_unwritable_out_is_refused_before_measuring(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(bench, "run", lambda *a, **k: pytest.fail("measured before checking --out"))
+    (tmp_path / "file").write_text("not a folder")
+    _fails_cleanly([*BENCH, "--out", str(tmp_path / "file" / "out")], capsys, "--out", "writable folder")
+
+
+def test_read_only_cache(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("SAM_WIDGETS_OFFLINE")
+    monkeypatch.setenv("SAM_WIDGETS_CACHE", str(tmp_path))
+    monkeypatch.setattr(checkpoints, "_read_only", lambda folder: True)
+    _fails_cleanly(["download", "vit_b", "-q"], capsys, "read-only", "SAM_WIDGETS_CACHE")
+
+
+def test_bad_mirror_url(capsys, monkeypatch):
+    monkeypatch.delenv("SAM_WIDGETS_OFFLINE")
+    monkeypatch.setenv("SAM_WIDGETS_MIRROR", "not a url")
+    _fails_cleanly(["download", "vit_b", "-q"], capsys, "SAM_WIDGETS_MIRROR='not a url'", "http://")
+    _fails_cleanly(["info"], capsys, "SAM_WIDGETS_MIRROR")
 
 
 def test_timing_summary():
