@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
-import tempfile
 import threading
 import time
 from collections import OrderedDict
@@ -33,6 +31,7 @@ from segment_anything.modeling import Sam
 
 from . import fast as _fast
 from ._images import as_rgb_uint8
+from ._io import atomic_write, cuda_sync
 from .models import precision_label
 
 __all__ = ["CachedPredictor", "PredictorStats"]
@@ -428,22 +427,13 @@ class CachedPredictor(SamPredictor):
         if path is None:
             return
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".pt")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                torch.save(
-                    {
-                        "key": self._disk_key(key),
-                        "features": entry.features.detach().cpu(),
-                        "original_size": list(entry.original_size),
-                        "input_size": list(entry.input_size),
-                    },
-                    f,
-                )
-            os.replace(tmp, path)  # atomic: a reader sees the old file or the whole new one
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        data = {
+            "key": self._disk_key(key),
+            "features": entry.features.detach().cpu(),
+            "original_size": list(entry.original_size),
+            "input_size": list(entry.input_size),
+        }
+        atomic_write(path, lambda f: torch.save(data, f))  # a reader sees the old file or the new one
 
     def _load_from_disk(self, key: tuple) -> _Entry | None:
         path = self._disk_path(key)
@@ -479,8 +469,7 @@ def _check_size(size) -> tuple[int, int]:
 
 
 def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    cuda_sync(device)
 
 
 def _check_points(coords, labels, w: int, h: int):

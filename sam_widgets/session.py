@@ -730,7 +730,8 @@ class Session:
     def load(self, folder: str | os.PathLike) -> None:
         """Restore work saved by ``save``: objects, prompts, candidates, chosen masks. No model run.
 
-        Each saved image is matched by name and must have the same size; images of this session
+        Each saved image is matched by name and must have the same size and the same pixels (their
+        sha256, recorded by every save since it was added); images of this session
         that the folder does not mention keep their work. Raises ``ImageMismatchError`` if the
         folder belongs to other images, ``AnnotationFileError`` if it is damaged; then nothing
         changes. Loading is one undo step on each image it changes.

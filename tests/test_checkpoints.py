@@ -550,3 +550,59 @@ def test_a_bad_mirror_url_gets_a_clear_error(env: Path, monkeypatch: pytest.Monk
     with pytest.raises(MirrorURLError, match="SAM_WIDGETS_MIRROR=.*http://lab-server/sam"):
         download(NAME, progress=False, timeout=5)
     assert isinstance(MirrorURLError("x"), DownloadError)
+
+
+def _can_mount_read_only() -> bool:
+    import shutil
+    import subprocess
+
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        return False
+    probe = subprocess.run(
+        ["unshare", "-m", "mount", "--bind", "-o", "ro", "/tmp", "/tmp"], capture_output=True
+    )
+    return probe.returncode == 0
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _can_mount_read_only(), reason="needs root and unshare to mount a folder read-only")
+def test_a_real_read_only_mount(tmp_path: Path) -> None:
+    """The emulation above, checked once on a real read-only bind mount (root only: skipped in CI)."""
+    import subprocess
+    import sys
+
+    import torch
+
+    ro, cache = tmp_path / "ro", tmp_path / "cache"
+    ro.mkdir()
+    cache.mkdir()
+    path = ro / FILENAME
+    torch.save({"w": torch.ones(3)}, path)
+    script = f"""
+import hashlib
+from pathlib import Path
+from sam_widgets import checkpoints
+from sam_widgets.errors import DownloadError
+p = Path({str(path)!r}); body = p.read_bytes()
+checkpoints.REGISTRY[{NAME!r}] = checkpoints.CheckpointInfo(
+    {NAME!r}, {FILENAME!r}, "x", hashlib.sha256(body).hexdigest(), len(body))
+checkpoints.verify(p, {NAME!r})
+assert checkpoints.load_state_dict(p)["w"].sum() == 3
+try:
+    checkpoints.download("vit_h", progress=False)
+except DownloadError as e:
+    assert "SAM_WIDGETS_CACHE" in str(e), e
+print("ok")
+"""
+    mounts = f"mount --bind -o ro {ro} {ro} && mount --bind -o ro {cache} {cache}"
+    env = {**os.environ, "SAM_WIDGETS_CACHE": str(cache), "SAM_WIDGETS_OFFLINE": "0"}
+    env.pop("SAM_WIDGETS_MIRROR", None)
+    run = subprocess.run(
+        ["unshare", "-m", "sh", "-c", f'{mounts} && exec "$0" -c "$1"', sys.executable, script],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr[-2000:]
+    assert sorted(p.name for p in ro.iterdir()) == [FILENAME]

@@ -54,10 +54,10 @@ class IoUResult:
 
 
 def _sync_for(sam: Sam) -> Callable[[], None] | None:
-    import torch
+    from .._io import cuda_sync
 
     dev = sam.device
-    return (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else None
+    return (lambda: cuda_sync(dev)) if dev.type == "cuda" else None
 
 
 def evaluate_iou(

@@ -3,6 +3,7 @@ numbers come from (``machine_info``). What each timing measures: ``sam_widgets.b
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import statistics
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .._io import cuda_sync
 from .._memory import PeakRSS
 from .weights import resolve_weights
 
@@ -107,7 +109,7 @@ class _PeakMemory:
         import torch
 
         if self.device.type == "cuda":
-            torch.cuda.synchronize()
+            cuda_sync(self.device)
             torch.cuda.reset_peak_memory_stats()
             self._base = torch.cuda.memory_allocated()
             return self
@@ -119,7 +121,7 @@ class _PeakMemory:
         import torch
 
         if self.device.type == "cuda":
-            torch.cuda.synchronize()
+            cuda_sync(self.device)
             self.peak_bytes = torch.cuda.max_memory_allocated() - self._base
             return
         self._rss.__exit__(*exc)
@@ -161,7 +163,6 @@ def bench_model(
     segment_anything's own modules (the fast paths are switched off for it, on for ours), and
     ours is also timed with masks at the widget's display size (``view_ms``, longest side 768).
     """
-    import torch
     from segment_anything import SamPredictor
     from tqdm.auto import tqdm
 
@@ -178,7 +179,7 @@ def bench_model(
     else:
         weights = getattr(sam, "sam_widgets_weights", weights)
     dev = sam.device
-    sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
+    sync = functools.partial(cuda_sync, dev)
     images = [_bench_image(image_size, seed) for seed in range(repeats + 1)]
     h, w = image_size
     point = dict(point_coords=np.array([[w * 0.5, h * 0.5]]), point_labels=np.array([1]))

@@ -260,9 +260,9 @@ def save_fp16(sam, path: Path) -> None:
     """Write the state dict as fp16 (atomic rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().half() if v.is_floating_point() else v for k, v in sam.state_dict().items()}
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)
+    from .._io import atomic_write
+
+    atomic_write(path, lambda f: torch.save(state, f))
 
 
 # ----------------------------------------------------------------------------- main
