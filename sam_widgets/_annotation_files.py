@@ -187,23 +187,22 @@ def _files_we_wrote(folder: Path, slots: Sequence[_Image], overwrite: bool) -> d
     path = folder / ANNOTATIONS_FILE
     if not path.exists():
         return {}
+    data: Any = None
     try:
         data, _ = read_folder(folder)
         parse_images(data, path, [(s.name, s.width, s.height, s.digest) for s in slots])
     except AnnotationFileError as e:
-        if overwrite:
-            data = data if "data" in locals() else None
-        else:
+        if not overwrite:
             raise type(e)(
                 f"Not saving into {folder}: {e} Save into another folder, or pass overwrite=True "
                 "to replace that annotations.json (PNGs of yours are never deleted)."
             ) from e
     found: dict[str, str] = {}
     try:
-        images = {i["name"]: i for i in data["sam_widgets"]["images"]}  # type: ignore[index]
-    except (KeyError, TypeError):
+        images = list(data["sam_widgets"]["images"])
+    except (KeyError, TypeError):  # not ours (overwrite=True): none of its files are ours either
         return found
-    for image in images.values():
+    for image in images:
         for o in image.get("objects", ()) if isinstance(image, dict) else ():
             name = o.get("png") if isinstance(o, dict) else None
             if not isinstance(name, str) or name != _safe(name) or not name.endswith(".png"):

@@ -1,7 +1,7 @@
 """Private I/O, written once: atomic file writes, reading image files, mask RLE, CUDA sync.
 
 - ``atomic_write``: a reader sees the old file or the whole new one, never half of it.
-- ``read_image`` / ``image_header``: the one way image files are opened (PIL): EXIF orientation
+- ``read_image`` (``open_image``): the one way image files are opened (PIL): EXIF orientation
   applied (``ImageOps.exif_transpose``), size limits checked from the header before any pixel is
   decoded, truncated or corrupt files refused at open, every error a ``ValueError`` naming the file.
 - ``rle_encode`` / ``rle_decode``: COCO compressed RLE through pycocotools.
@@ -23,7 +23,6 @@ import numpy as np
 
 __all__ = [
     "atomic_write",
-    "image_header",
     "open_image",
     "read_image",
     "rle_encode",
@@ -32,11 +31,6 @@ __all__ = [
     "rle_unpack",
     "cuda_sync",
 ]
-
-# The EXIF orientations (tag 0x0112) that swap width and height: transpose, rotate 90/270.
-_SWAPS_SIDES = {5, 6, 7, 8}
-_ORIENTATION = 0x0112
-
 
 # ---------------------------------------------------------------------- atomic writes
 
@@ -112,19 +106,6 @@ def open_image(path: str | os.PathLike) -> Any:
         im.close()
         raise
     return im
-
-
-def image_header(path: str | os.PathLike) -> tuple[int, int]:
-    """(width, height) of an image file as it will be read (EXIF orientation applied), from
-    its header only. Errors as ``open_image``."""
-    im = open_image(path)
-    with im:
-        w, h = im.size
-        try:
-            orientation = im.getexif().get(_ORIENTATION, 1)
-        except Exception:  # a damaged EXIF block: read_image ignores it the same way
-            orientation = 1
-    return (h, w) if orientation in _SWAPS_SIDES else (w, h)
 
 
 def read_image(path: str | os.PathLike) -> Any:

@@ -1007,7 +1007,10 @@ def _open_image(item: Any, index: int) -> _Slot:
     if isinstance(item, (str, os.PathLike)):
         path = Path(item)
         pixels = as_rgb_uint8(path)  # every check, at open: a broken file fails here, naming itself
-        return _Slot(path.stem, path.name, pixels.shape[:2], path=path, digest=_pixels_digest(pixels))
+        slot = _Slot(path.stem, path.name, pixels.shape[:2], path=path, digest=_pixels_digest(pixels))
+        if index == 0:
+            slot._pixels = pixels  # the first image is current: keep it; the others load when visited
+        return slot
     filename = getattr(item, "filename", "") if _is_pil(item) else ""
     pixels = as_rgb_uint8(item)
     name = Path(filename).stem if filename else f"image_{index}"

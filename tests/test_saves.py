@@ -146,3 +146,18 @@ def test_load_refuses_another_image_with_the_same_name_and_size(tmp_path, images
     with pytest.raises(ImageMismatchError, match="sha256"):
         other.load(tmp_path)
     assert other.objects_on(0) == () and other.objects_on(1) == ()
+
+
+def test_a_folder_saved_before_hashes_were_recorded_is_saved_over_in_place(tmp_path, images):
+    s = _work(_session(images))
+    path = s.save(tmp_path)
+    data = json.loads(path.read_text())
+    for image in data["sam_widgets"]["images"]:  # as an earlier version wrote it
+        image.pop("sha256")
+        for o in image["objects"]:
+            o.pop("png_sha256")
+    path.write_text(json.dumps(data))
+    names = sorted(_snapshot(tmp_path))
+    s.delete("b")
+    s.save(tmp_path)
+    assert sorted(_snapshot(tmp_path)) == [n for n in names if n != "first__b.png"]

@@ -354,7 +354,7 @@ def test_images_from_paths_and_pil(tmp_path, rgb_image, predictor):
         pil.load()
         s = Session([tmp_path / "cat.png", str(tmp_path / "sub" / "cat.png"), pil, rgb_image], predictor)
     assert s.names == ["cat", "cat_2", "cat_3", "image_3"]
-    assert s._slots[0]._pixels is None  # a path is read when needed
+    assert s._slots[1]._pixels is None  # a path is checked at open, kept only while current
     assert np.array_equal(s.image, rgb_image)
     s.next()
     assert s._slots[0]._pixels is None and np.array_equal(s.image, rgb_image[:, ::-1])
