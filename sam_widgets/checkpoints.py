@@ -1,6 +1,7 @@
-"""Where SAM weights come from: the official three checkpoints, a verified download, a cache.
+"""Where SAM weights come from: the official checkpoints, a verified download, a cache.
 
-The registry pins each official file (vit_b, vit_l, vit_h) by its full sha256. A download streams
+The registry pins each official file (vit_b, vit_l, vit_h; MobileSAM's mobile_sam) by its full
+sha256. A download streams
 into ``<file>.part-<pid>`` next to the target, hashes while writing, and only an exact sha256 match
 is renamed into place, so the cache never holds a half-written or wrong file under the official
 name. A ``<file>.lock`` serialises concurrent downloads of the same file (threads or processes).
@@ -71,6 +72,8 @@ __all__ = [
 ]
 
 _OFFICIAL_BASE = "https://dl.fbaipublicfiles.com/segment_anything"
+_MOBILE_SAM_REVISION = "f706ad9c4eb7f219c00d9050e46328518ffb65d2"
+_MOBILE_SAM_BASE = f"https://github.com/ChaoningZhang/MobileSAM/raw/{_MOBILE_SAM_REVISION}/weights"
 _CHUNK = 1 << 20  # bytes per read/write/hash step
 _USER_AGENT = "sam-widgets"
 MAX_DOWNLOAD_BYTES = 4 * 2**30  # no official file is larger (vit_h: 2.4 GiB); when nothing says the size
@@ -79,10 +82,10 @@ DEFAULT_DEADLINE_S = 2 * 3600.0  # a whole download, however slowly the bytes tr
 
 @dataclass(frozen=True)
 class CheckpointInfo:
-    """One official SAM v1 checkpoint.
+    """One official checkpoint (SAM v1's three, MobileSAM's).
 
     Attributes:
-        name: registry key, e.g. "vit_b".
+        name: registry key, e.g. "vit_b", "mobile_sam".
         filename: file name in the cache and on the server, e.g. "sam_vit_b_01ec64.pth".
         url: official download URL.
         sha256: full sha256 hex digest (the suffix in the file name is not a prefix of it).
@@ -117,6 +120,15 @@ REGISTRY: dict[str, CheckpointInfo] = {
         url=f"{_OFFICIAL_BASE}/sam_vit_h_4b8939.pth",
         sha256="a7bf3b02f3ebf1267aba913ff637d9a2d5c33d3173bb679e46d9f338c26f262e",
         size_bytes=2_564_550_879,
+    ),
+    # MobileSAM (TinyViT encoder + SAM's prompt encoder and mask decoder; Apache-2.0), the file in
+    # its GitHub repository at the revision that independent projects pin, with their sha256.
+    "mobile_sam": CheckpointInfo(
+        name="mobile_sam",
+        filename="mobile_sam.pt",
+        url=f"{_MOBILE_SAM_BASE}/mobile_sam.pt",
+        sha256="6dbb90523a35330fedd7f1d3dfc66f995213d81b29a5ca8108dbcdd4e37d6c2f",
+        size_bytes=40_728_226,
     ),
 }
 
@@ -321,7 +333,7 @@ def download(
     """Return the path of checkpoint ``name`` in the cache, downloading and verifying it if needed.
 
     Args:
-        name: registry key ("vit_b", "vit_l", "vit_h").
+        name: registry key ("vit_b", "vit_l", "vit_h", "mobile_sam").
         cache_dir: directory to use instead of :func:`cache_dir`.
         progress: show a tqdm progress bar.
         timeout: seconds allowed for connecting and for each read.

@@ -1,6 +1,6 @@
 """The ``sam-widgets`` command: download checkpoints, show what is here, benchmark.
 
-sam-widgets download vit_b|vit_l|vit_h|all
+sam-widgets download vit_b|vit_l|vit_h|mobile_sam|all
 sam-widgets info
 sam-widgets bench [--models micro,vit_b] [--device cpu] ...
 """
@@ -39,7 +39,7 @@ def _info(args: argparse.Namespace) -> int:
     cached = checkpoints.cached_models()
     for name in checkpoints.REGISTRY:
         state = f"cached, verified: {cached[name]}" if name in cached else "not cached"
-        print(f"{name:<6}      {state}  ({checkpoints.url_for(name)})")
+        print(f"{name:<11} {state}  ({checkpoints.url_for(name)})")
     print(f"micro       {'bundled: ' + str(WEIGHTS_PATH) if WEIGHTS_PATH.is_file() else 'MISSING'}")
     devices = ["cpu"]
     if torch.cuda.is_available():
@@ -49,7 +49,8 @@ def _info(args: argparse.Namespace) -> int:
         devices.append("mps")
     dev = models.pick_device("auto")
     free = models.free_memory_bytes(dev)
-    pick = models.pick_model(free)
+    # load_sam("auto")'s rule: a cached MobileSAM on a CPU, else by free memory.
+    pick = "mobile_sam" if dev.type == "cpu" and "mobile_sam" in cached else models.pick_model(free)
     print(f"devices:    {', '.join(devices)}; auto -> {dev}")
     print(f"free mem:   {free / 2**30:.1f} GiB on {dev}")
     fallback = "" if pick in cached or not checkpoints.is_offline() else " (not cached and offline: micro)"
@@ -66,7 +67,7 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--models",
         default="micro,vit_b",
-        help="comma-separated: vit_b, vit_l, vit_h, micro (default: micro,vit_b)",
+        help="comma-separated: vit_b, vit_l, vit_h, micro, mobile_sam (default: micro,vit_b)",
     )
     parser.add_argument(
         "--weights",

@@ -45,7 +45,7 @@ __all__ = [
 log = logging.getLogger("sam_widgets")
 
 GB = 1024**3
-MODEL_NAMES = ("vit_b", "vit_l", "vit_h", "micro")
+MODEL_NAMES = ("vit_b", "vit_l", "vit_h", "micro", "mobile_sam")
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 
 
@@ -152,6 +152,11 @@ def identify_architecture(state_dict: dict) -> str:
 
     Returns e.g. ``"vit_l (1024 wide, 24 blocks)"``, or a description for unknown shapes.
     """
+    if (
+        "image_encoder.layers.0.blocks.0.conv1.c.weight" in state_dict
+        and "image_encoder.neck.0.weight" in state_dict
+    ):
+        return "mobile_sam (TinyViT encoder)"
     w = state_dict.get("image_encoder.patch_embed.proj.weight")
     if w is None:
         return "not a SAM state dict (no image_encoder.patch_embed.proj.weight)"
@@ -177,12 +182,21 @@ def _config_for(name: str) -> SamConfig:
     return CONFIGS[name]
 
 
+def _build(name: str, device: str | torch.device = "cpu") -> Sam:
+    """Model ``name`` at random init (``device="meta"``: the structure only)."""
+    if name == "mobile_sam":
+        from .tiny_vit import build_mobile_sam
+
+        return build_mobile_sam(device)
+    return build_sam(_config_for(name), device=device)
+
+
 def _load_into(name: str, state_dict: dict, source: str) -> Sam:
     """Build ``name`` on the meta device and move ``state_dict`` in: no random init, no copy."""
     import torch
 
-    config = _config_for(name)
-    sam = build_sam(config, device="meta")
+    config = _config_for("vit_b" if name == "mobile_sam" else name)  # mobile_sam: SAM's decoder numbers
+    sam = _build(name, device="meta")
     expected = sam.state_dict()
     missing = [k for k in expected if k not in state_dict]
     unexpected = [k for k in state_dict if k not in expected]
@@ -200,12 +214,19 @@ def _load_into(name: str, state_dict: dict, source: str) -> Sam:
             if match in MODEL_NAMES
             else "Pass"
         )
+        wanted = (
+            "mobile_sam (TinyViT encoder)"
+            if name == "mobile_sam"
+            else f"{name} ({config.encoder_embed_dim} wide, {config.encoder_depth} blocks)"
+        )
         raise ArchitectureMismatchError(
-            f"{source} holds {found}, but {name} ({config.encoder_embed_dim} wide, "
-            f"{config.encoder_depth} blocks) was requested; keys {keys} "
+            f"{source} holds {found}, but {wanted} was requested; keys {keys} "
             f"{fix} the checkpoint of the model you asked for."
         )
-    sam.load_state_dict({k: v.float() for k, v in state_dict.items()}, strict=True, assign=True)
+    floats = {
+        k: v.float() if v.is_floating_point() else v for k, v in state_dict.items()
+    }  # BN's counters stay ints
+    sam.load_state_dict(floats, strict=True, assign=True)
     # Non-persistent buffers are not in any state dict: make them real.
     sam.pixel_mean = torch.tensor(config.pixel_mean).view(-1, 1, 1)
     sam.pixel_std = torch.tensor(config.pixel_std).view(-1, 1, 1)
@@ -399,10 +420,12 @@ def load_sam(
     """Load a SAM v1 model: segment_anything's own ``Sam``, in eval mode.
 
     Arguments:
-      name: ``vit_b`` | ``vit_l`` | ``vit_h`` | ``micro`` | ``auto``. ``auto`` picks by the free
-        memory of the device (>= 12 GB vit_h, >= 6 GB vit_l, else vit_b), or the architecture of
-        ``checkpoint`` when one is given; offline with nothing cached it falls back to ``micro``
-        and says so (a ``ModelFallbackWarning``).
+      name: ``vit_b`` | ``vit_l`` | ``vit_h`` | ``micro`` | ``mobile_sam`` | ``auto``. ``auto``:
+        the architecture of ``checkpoint`` when one is given; else, on a CPU-only device with
+        ``mobile_sam`` in the cache, ``mobile_sam`` (MobileSAM: a TinyViT encoder, ~1/10 of
+        vit_b's time per image); else by the free memory of the device (>= 12 GB vit_h, >= 6 GB
+        vit_l, else vit_b; the largest cached one that fits, else that one downloaded); offline
+        with nothing cached it falls back to ``micro`` and says so (a ``ModelFallbackWarning``).
       checkpoint: a local file to load instead of the cache. A file carrying an official name is
         verified against the pinned sha256; a file of another architecture fails naming both.
       weights: ``"pretrained"``, or ``"random"`` for the real architecture at random init
@@ -446,7 +469,7 @@ def load_sam(
     elif name == "auto":
         sam = _load_auto(weights, dev, progress)
     elif weights == "random":
-        sam = build_sam(_config_for(name))
+        sam = _build(name)
     elif name == "micro":
         from .micro import build_micro
 
@@ -483,6 +506,13 @@ def _load_auto(weights: str, dev: torch.device, progress: bool) -> Sam:
         return sam
     order = ["vit_b", "vit_l", "vit_h"]
     cached = checkpoints.cached_models()
+    if dev.type == "cpu" and "mobile_sam" in cached:
+        # On a CPU a ViT takes seconds per image and MobileSAM a fraction of one (BENCHMARKS.md):
+        # a cached MobileSAM is the interactive choice there.
+        path = cached["mobile_sam"]
+        sam = _load_into("mobile_sam", checkpoints.load_state_dict(path), str(path))
+        sam.sam_widgets_name = "mobile_sam"
+        return sam
     # The largest cached model that fits, else download the one the rule picked.
     for candidate in reversed(order[: order.index(wanted) + 1]):
         if candidate in cached:

@@ -1,0 +1,145 @@
+"""MobileSAM through the same API: registry, verified download, checkpoint path, auto, CLI, predictor."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+import torch
+from segment_anything import SamPredictor
+
+from sam_widgets import ArchitectureMismatchError, CachedPredictor, checkpoints, load_sam, models
+from sam_widgets.cli import main
+from sam_widgets.models import identify_architecture
+
+
+def test_registry_pins_the_published_file():
+    info = checkpoints.REGISTRY["mobile_sam"]
+    assert info.filename == "mobile_sam.pt"
+    assert info.url == (
+        "https://github.com/ChaoningZhang/MobileSAM/raw/f706ad9c4eb7f219c00d9050e46328518ffb65d2/weights/mobile_sam.pt"
+    )
+    assert info.sha256 == "6dbb90523a35330fedd7f1d3dfc66f995213d81b29a5ca8108dbcdd4e37d6c2f"
+    assert info.size_bytes == 40_728_226
+
+
+@pytest.fixture(scope="module")
+def mobile_file(tmp_path_factory):
+    """A state dict of the official mobile_sam shapes (random init), saved as the file stores it."""
+    torch.manual_seed(0)
+    sd = load_sam("mobile_sam", weights="random", device="cpu", precision="fp32").state_dict()
+    path = tmp_path_factory.mktemp("ckpt") / "my_mobile_sam.pt"
+    torch.save(sd, path)
+    return path, sd
+
+
+@pytest.fixture
+def pinned_to(monkeypatch):
+    """Pin the registry's mobile_sam entry to a fake file's sha256 and size."""
+
+    def pin(body: bytes) -> checkpoints.CheckpointInfo:
+        info = checkpoints.REGISTRY["mobile_sam"]
+        fake = checkpoints.CheckpointInfo(
+            "mobile_sam", info.filename, info.url, hashlib.sha256(body).hexdigest(), len(body)
+        )
+        monkeypatch.setitem(checkpoints.REGISTRY, "mobile_sam", fake)
+        return fake
+
+    return pin
+
+
+def test_download_through_the_loopback_server_then_load(
+    mobile_file, file_server, monkeypatch, pinned_to, capsys
+):
+    path, sd = mobile_file
+    body = path.read_bytes()
+    fake = pinned_to(body)
+    file_server.files["mobile_sam.pt"] = body
+    monkeypatch.setenv("SAM_WIDGETS_MIRROR", file_server.url)
+    monkeypatch.delenv("SAM_WIDGETS_OFFLINE")
+
+    assert main(["download", "mobile_sam", "-q"]) == 0
+    assert "mobile_sam: " in capsys.readouterr().out
+    sam = load_sam("mobile_sam", device="cpu", precision="fp32", progress=False)
+    assert sam.sam_widgets_name == "mobile_sam" and sam.sam_widgets_fingerprint == fake.sha256
+    got = sam.state_dict()
+    assert list(got) == list(sd) and all(torch.equal(got[k], sd[k]) for k in sd)
+    assert got["image_encoder.layers.0.blocks.0.conv1.bn.num_batches_tracked"].dtype == torch.int64
+    assert file_server.requests["mobile_sam.pt"] == 1
+
+    assert main(["info"]) == 0
+    out = capsys.readouterr().out
+    assert "mobile_sam  cached, verified" in out
+    assert "auto model: mobile_sam" in out  # the CPU rule, as load_sam("auto") applies it
+
+
+def test_download_refuses_a_file_that_is_not_the_pinned_one(file_server, monkeypatch, capsys):
+    file_server.files["mobile_sam.pt"] = b"x" * checkpoints.REGISTRY["mobile_sam"].size_bytes
+    monkeypatch.setenv("SAM_WIDGETS_MIRROR", file_server.url)
+    monkeypatch.delenv("SAM_WIDGETS_OFFLINE")
+    assert main(["download", "mobile_sam", "-q"]) == 1
+    err = capsys.readouterr().err
+    assert (
+        "6dbb90523a35330fedd7f1d3dfc66f995213d81b29a5ca8108dbcdd4e37d6c2f" in err
+        and "nothing was saved" in err
+    )
+    assert checkpoints.cached_path("mobile_sam") is None
+
+
+def test_checkpoint_path_and_auto_from_the_file(mobile_file, tmp_path):
+    path, sd = mobile_file
+    sam = load_sam("mobile_sam", checkpoint=path, device="cpu", precision="fp32")
+    assert torch.equal(sam.image_encoder.neck[0].weight, sd["image_encoder.neck.0.weight"])
+    assert identify_architecture(sd) == "mobile_sam (TinyViT encoder)"
+    assert load_sam(checkpoint=path, device="cpu", precision="fp32").sam_widgets_name == "mobile_sam"
+    # A file under the official name is verified against the pinned sha256 first.
+    fake = tmp_path / "mobile_sam.pt"
+    fake.write_bytes(path.read_bytes())
+    with pytest.raises(checkpoints.ChecksumError, match="not the official file"):
+        load_sam("mobile_sam", checkpoint=fake, device="cpu")
+
+
+def test_wrong_architecture_names_both(mobile_file, tmp_path):
+    path, _ = mobile_file
+    with pytest.raises(
+        ArchitectureMismatchError, match=r"holds mobile_sam \(TinyViT encoder\).*vit_b \(768 wide"
+    ):
+        load_sam("vit_b", checkpoint=path, device="cpu")
+    vit = tmp_path / "vit.pth"
+    torch.save(
+        models.build_sam(models.CONFIGS["vit_b"], device="meta").state_dict(), vit
+    )  # meta: shapes only
+    with pytest.raises(ArchitectureMismatchError, match=r"vit_b.*mobile_sam \(TinyViT"):
+        load_sam("mobile_sam", checkpoint=vit, device="cpu")
+
+
+def test_auto_on_the_cpu_picks_a_cached_mobile_sam(mobile_file, pinned_to, monkeypatch):
+    path, _ = mobile_file
+    pinned_to(path.read_bytes())
+    cache = checkpoints.cache_dir()
+    cache.mkdir(parents=True)
+    (cache / "mobile_sam.pt").write_bytes(path.read_bytes())
+    monkeypatch.setattr(models, "free_memory_bytes", lambda device: 64 * 1024**3)  # vit_h by memory
+    sam = load_sam("auto", device="cpu")
+    assert sam.sam_widgets_name == "mobile_sam"
+
+
+def test_fp32_cached_predictor_equals_stock_sam_predictor():
+    torch.manual_seed(0)
+    sam = load_sam("mobile_sam", weights="random", device="cpu", precision="fp32")
+    assert not sam.sam_widgets_fast  # an explicit fp32: segment_anything's code around our encoder
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (300, 400, 3), dtype=np.uint8)
+    stock, ours = SamPredictor(sam), CachedPredictor(sam)
+    stock.set_image(image)
+    ours.set_image(image)
+    assert torch.equal(stock.features, ours.features)
+    for prompt in (
+        dict(point_coords=np.array([[200.0, 150.0]]), point_labels=np.array([1])),
+        dict(point_coords=np.array([[50.0, 60.0], [300.0, 200.0]]), point_labels=np.array([1, 0])),
+        dict(box=np.array([20.0, 30.0, 250.0, 280.0])),
+    ):
+        a, b = stock.predict(**prompt), ours.predict(**prompt)
+        for x, y in zip(a, b, strict=True):
+            np.testing.assert_array_equal(x, y)
