@@ -187,6 +187,9 @@ def _bench(args: argparse.Namespace) -> int:
         print(f"skipped {line}")
     if args.timing and objects:
         print(bench.format_table(objects))
+        from .bench.floor import format_floor
+
+        print(format_floor(objects))
         if any(r.weights == "random" for r in objects):
             print("(random weights: timing only, masks are noise)")
     if samples is not None and objects:

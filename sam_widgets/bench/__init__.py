@@ -9,7 +9,10 @@ the same image:
 - ``revisit_ms``: ``set_image`` of an image seen before (stock re-encodes; ours hits the cache);
 - ``peak_mb``: peak memory added while encoding (CUDA: max allocated; CPU: process RSS, sampled);
   on CPU also ``peak_rss_mb``, the process's whole RSS at that peak (weights and libraries included);
-- ``view_ms``: ours, a click with masks at the widget's display size (longest side 768).
+- ``view_ms``: ours, a click with masks at the widget's display size (longest side 768);
+- ``floor``: the encoder's FLOPs, the machine's own GEMM rate (fp32, and bf16 where the CPU has
+  bf16 instructions), the GFLOP/s each predictor's set_image reached and its fraction of that
+  floor for the precision the model runs in (``sam_widgets.bench.floor``).
 
 Medians over ``repeats`` warm runs, with min and max; stock and ours take turns, one measurement
 each, so that a change of the machine's load during the run affects both alike.
@@ -23,6 +26,7 @@ image. Never from random weights: those give timing only, marked "random weights
 
 from __future__ import annotations
 
+from .floor import encoder_gflop, format_floor, gemm_floor
 from .iou import NO_IOU_RANDOM, IoUResult, evaluate_iou
 from .plots import QUOTED, QUOTED_HARDWARE, plot_examples, plot_speed_vs_iou
 from .report import (
@@ -45,6 +49,9 @@ __all__ = [
     "QUOTED",
     "QUOTED_HARDWARE",
     "bench_model",
+    "gemm_floor",
+    "encoder_gflop",
+    "format_floor",
     "evaluate_iou",
     "resolve_weights",
     "run",

@@ -50,6 +50,7 @@ class ModelResult:
     ours: dict[str, Any] = field(default_factory=dict)
     ratio: dict[str, float] = field(default_factory=dict)  # stock / ours: > 1 means we are faster
     iou: dict[str, Any] | None = None  # an IoUResult as a dict, when IoU was asked for
+    floor: dict[str, Any] | None = None  # encoder GFLOP/s against the machine's GEMM floor (bench.floor)
 
 
 def machine_info() -> dict[str, Any]:
@@ -167,7 +168,7 @@ def bench_model(
     from tqdm.auto import tqdm
 
     from ..fast import disable_fast, enable_fast, is_fast
-    from ..models import load_sam, precision_label
+    from ..models import MODEL_NAMES, load_sam, precision_label
     from ..predictor import CachedPredictor
 
     if sam is None:
@@ -256,4 +257,11 @@ def bench_model(
     hook.remove()
     for key in ("set_image_ms", "click_ms", "view_ms", "revisit_ms"):
         result.ratio[key] = result.stock[key]["median"] / max(result.ours[key]["median"], 1e-6)
+    if getattr(sam, "sam_widgets_name", None) in MODEL_NAMES:
+        from .floor import floor_report
+
+        encode = {label: getattr(result, label)["set_image_ms"]["median"] for label in predictors}
+        result.floor = floor_report(
+            sam.sam_widgets_name, dev, encode, getattr(sam, "sam_widgets_precision", "fp32")
+        )
     return result
