@@ -22,7 +22,7 @@ __all__ = [
 def format_table(results: list[ModelResult]) -> str:
     """A fixed-width table: one row per model and predictor, with the stock/ours ratio."""
     head = (
-        f"{'model':<7} {'weights':<10} {'device':<6} {'prec':<9} {'predictor':<9} "
+        f"{'model':<10} {'weights':<10} {'device':<6} {'prec':<9} {'predictor':<9} "
         f"{'set_image ms':>13} {'click ms':>9} {'view ms':>8} {'revisit ms':>11} {'peak MB':>8}"
     )
     lines = [head, "-" * len(head)]
@@ -34,13 +34,13 @@ def format_table(results: list[ModelResult]) -> str:
             prec = r.precision.removesuffix("-fast") if label == "stock" else r.precision
             view = m.get("view_ms", m["click_ms"])["median"]
             lines.append(
-                f"{r.model:<7} {r.weights:<10} {r.device:<6} {prec:<9} {label:<9} "
+                f"{r.model:<10} {r.weights:<10} {r.device:<6} {prec:<9} {label:<9} "
                 f"{m['set_image_ms']['median']:>13.1f} {m['click_ms']['median']:>9.2f} {view:>8.2f} "
                 f"{m['revisit_ms']['median']:>11.2f} {m['peak_mb']:>8.0f}"
             )
         q = r.ratio
         lines.append(
-            f"{'':<7} {'':<10} {'':<6} {'':<9} {'ratio':<9} {q['set_image_ms']:>12.2f}x "
+            f"{'':<10} {'':<10} {'':<6} {'':<9} {'ratio':<9} {q['set_image_ms']:>12.2f}x "
             f"{q['click_ms']:>8.2f}x {q.get('view_ms', q['click_ms']):>7.2f}x {q['revisit_ms']:>10.0f}x"
         )
     return "\n".join(lines)
@@ -55,7 +55,7 @@ def format_iou_table(results: list[ModelResult] | list[dict[str, Any]]) -> str:
     rows = [r.iou if isinstance(r, ModelResult) else r.get("iou", r) for r in results]
     rows = [r for r in rows if r]
     head = (
-        f"{'model':<7} {'weights':<10} {'encoder ms':>11} {'objects':>7} {'1 click':>8} {'3 clicks':>8} "
+        f"{'model':<10} {'weights':<10} {'encoder ms':>11} {'objects':>7} {'1 click':>8} {'3 clicks':>8} "
         f"{'box':>6} {'r(pred,true)':>12}  status"
     )
     lines = [head, "-" * len(head)]
@@ -63,7 +63,7 @@ def format_iou_table(results: list[ModelResult] | list[dict[str, Any]]) -> str:
         enc = r["encoder_ms"]["median"] if r.get("encoder_ms") else None
         m = r.get("miou", {})
         lines.append(
-            f"{r['model']:<7} {r['weights']:<10} {_f(enc, '.1f'):>11} {r['objects']:>7} "
+            f"{r['model']:<10} {r['weights']:<10} {_f(enc, '.1f'):>11} {r['objects']:>7} "
             f"{_f(m.get('1_click')):>8} {_f(m.get('3_clicks')):>8} {_f(m.get('box')):>6} "
             f"{_f(r.get('pearson_r')):>12}  {r['status']}"
         )
