@@ -137,17 +137,17 @@ def bias_index(window: int, device: torch.device) -> torch.Tensor:
 
 
 class Attention(nn.Module):
-    """Multi-head self-attention inside one window of ``window x window`` tokens, with its own
+    """Multi-head self-attention inside windows of ``window x window`` tokens, with its own
     LayerNorm and a learned bias per head and (|dy|, |dx|) offset (``attention_biases``)."""
 
     def __init__(self, dim: int, num_heads: int, window: int):
         super().__init__()
         self.num_heads = num_heads
         self.head_dim = dim // num_heads
+        self.window = window
         self.norm = nn.LayerNorm(dim)
         self.qkv = nn.Linear(dim, 3 * dim)  # per head: q, k, v side by side
         self.proj = nn.Linear(dim, dim)
-        self.window = window
         self.attention_biases = nn.Parameter(torch.zeros(num_heads, window * window))
 
     def bias(self) -> torch.Tensor:
@@ -155,14 +155,19 @@ class Attention(nn.Module):
         return self.attention_biases[:, bias_index(self.window, self.attention_biases.device)]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, n, c = x.shape  # windows, tokens per window, channels
-        qkv = self.qkv(self.norm(x)).view(b, n, self.num_heads, 3, self.head_dim)
-        q, k, v = qkv.permute(3, 0, 2, 1, 4).unbind(0)  # each: windows, heads, N, head_dim
-        attn = (q * self.head_dim**-0.5) @ k.transpose(-2, -1) + self.bias().to(
-            q.dtype
-        )  # windows, heads, N, N
+        """B x Hp x Wp x C (whole windows) -> same. The norm and the projections act per token,
+        so they run on the map; only q, k, v are cut into windows, and only the heads' output
+        is put back."""
+        b, hp, wp, c = x.shape
+        ws, heads, hd = self.window, self.num_heads, self.head_dim
+        nh, nw = hp // ws, wp // ws
+        qkv = self.qkv(self.norm(x)).view(b, nh, ws, nw, ws, heads, 3, hd)
+        qkv = qkv.permute(6, 0, 1, 3, 5, 2, 4, 7).reshape(3, b * nh * nw, heads, ws * ws, hd)
+        q, k, v = qkv.unbind(0)  # each: windows, heads, N, head_dim
+        attn = (q * hd**-0.5) @ k.transpose(-2, -1) + self.bias().to(q.dtype)  # windows, heads, N, N
         out = attn.softmax(dim=-1) @ v  # windows, heads, N, head_dim
-        return self.proj(out.transpose(1, 2).reshape(b, n, c))
+        out = out.view(b, nh, nw, heads, ws, ws, hd).permute(0, 1, 4, 2, 5, 3, 6).reshape(b, hp, wp, c)
+        return self.proj(out)
 
 
 class Mlp(nn.Module):
@@ -192,13 +197,8 @@ class TinyViTBlock(nn.Module):
         b, h, w, c = x.shape
         ws = self.window
         # Zero-pad to whole windows *before* the attention's LayerNorm (as published).
-        pad_h, pad_w = (-h) % ws, (-w) % ws
-        y = F.pad(x, (0, 0, 0, pad_w, 0, pad_h))  # B, Hp, Wp, C
-        hp, wp = h + pad_h, w + pad_w
-        y = y.view(b, hp // ws, ws, wp // ws, ws, c).transpose(2, 3).reshape(-1, ws * ws, c)  # windows, N, C
-        y = self.attn(y)
-        y = y.view(b, hp // ws, wp // ws, ws, ws, c).transpose(2, 3).reshape(b, hp, wp, c)
-        x = x + y[:, :h, :w]
+        y = F.pad(x, (0, 0, 0, (-w) % ws, 0, (-h) % ws))  # B, Hp, Wp, C
+        x = x + self.attn(y)[:, :h, :w]
         x = self.local_conv(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)  # depthwise conv, channels first
         return x + self.mlp(x)
 
