@@ -143,3 +143,21 @@ def test_fp32_cached_predictor_equals_stock_sam_predictor():
         a, b = stock.predict(**prompt), ours.predict(**prompt)
         for x, y in zip(a, b, strict=True):
             np.testing.assert_array_equal(x, y)
+
+
+def test_bench_times_mobile_sam_against_its_floor(tmp_path, capsys, monkeypatch):
+    from sam_widgets.bench import floor
+
+    monkeypatch.setattr(floor.gemm_rate, "__defaults__", ("cpu", ((256, 256, 256),), 2))  # a quick floor
+    floor._floor_cached.cache_clear()
+    out = tmp_path / "bench.json"
+    argv = ["bench", "--models", "mobile_sam", "--weights", "random", "--no-iou", "--repeats", "1"]
+    assert main([*argv, "--clicks", "1", "--image-size", "96x128", "--json", str(out)]) == 0
+    floor._floor_cached.cache_clear()
+    printed = capsys.readouterr().out
+    assert "mobile_sam random" in printed and "mobile_sam: encoder 77.5 GFLOP" in printed
+    import json
+
+    (r,) = json.loads(out.read_text())["results"]
+    assert r["model"] == "mobile_sam" and r["floor"]["encoder_gflop"] == pytest.approx(77.54, abs=0.01)
+    assert 0 < r["floor"]["ours"]["fraction"]
