@@ -3,7 +3,8 @@
 tests/data/mobile_sam_keys.json: the state-dict keys, shapes and dtypes of MobileSAM's published
 ``build_sam_vit_t`` (the keys ``mobile_sam.pt`` loads into with strict=True), made by running the
 published code. tests/data/mobile_sam_reference_out.npy: the published encoder's output on
-``reference_input()`` with ``seeded_state_dict`` weights, sampled every 8th pixel.
+``reference_input()`` with ``seeded_state_dict`` weights, sampled every 8th pixel. Both are made by
+``python scripts/mobile_sam_reference.py /path/to/MobileSAM`` (a checkout of ChaoningZhang/MobileSAM).
 """
 
 from __future__ import annotations
