@@ -2,7 +2,8 @@
 
 sam-widgets download vit_b|vit_l|vit_h|mobile_sam|all
 sam-widgets info
-sam-widgets bench [--models micro,vit_b] [--device cpu] ...
+sam-widgets bench [--models micro,vit_b] [--device cpu] [--ray [ADDRESS]] ...
+sam-widgets annotate IMAGES --out OUT [--model auto] [--prompts boxes.json] [--ray [ADDRESS]]
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 from . import checkpoints
 from .errors import SamWidgetsError
 
-__all__ = ["main", "bench_main", "add_bench_arguments", "run_command", "UserError"]
+__all__ = ["main", "bench_main", "add_bench_arguments", "add_annotate_arguments", "run_command", "UserError"]
 
 
 def _download(args: argparse.Namespace) -> int:
@@ -124,6 +125,35 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
         "--out", type=Path, default=None, help="write bench.json, summary.csv, per_object.csv here"
     )
     parser.add_argument("--json", type=Path, default=None, help="also write the results JSON here")
+    _add_ray_arguments(parser, "evaluate IoU on Ray, one image per task (timing stays in this process)")
+
+
+def _add_ray_arguments(parser: argparse.ArgumentParser, what: str) -> None:
+    g = parser.add_argument_group("Ray (pip install 'sam-widgets[ray]')")
+    g.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        default=None,
+        metavar="ADDRESS",
+        help=f"{what}: alone, a local Ray runtime; with ADDRESS (auto, HOST:6379, ray://HOST:10001) "
+        "join that cluster",
+    )
+    g.add_argument(
+        "--workers", type=int, default=None, help="Ray actors, one model each (default: from the cluster)"
+    )
+    g.add_argument(
+        "--cpus-per-worker", type=float, default=None, help="CPUs per actor without GPUs (default: up to 4)"
+    )
+    g.add_argument(
+        "--gpus-per-worker",
+        type=float,
+        default=None,
+        help="GPUs per actor (default: 1 when the cluster has GPUs)",
+    )
+    g.add_argument(
+        "--ray-num-cpus", type=int, default=None, help="CPUs of a local Ray runtime (default: all)"
+    )
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -162,12 +192,13 @@ def _bench(args: argparse.Namespace) -> int:
         samples = datasets.load(args.dataset, limit=args.samples)
         if not samples:
             raise SystemExit(f"--dataset {args.dataset!r}: no image with an object in it")
+    ray_address = getattr(args, "ray", None)
     out = bench.run(
         models,
         weights=args.weights,
         random_weights=args.random_weights,
         timing=args.timing,
-        iou_samples=samples,
+        iou_samples=samples if ray_address is None else None,
         dataset=args.dataset,
         min_area=args.min_area,
         device=args.device,
@@ -178,6 +209,8 @@ def _bench(args: argparse.Namespace) -> int:
         image_size=(h, w),
     )
     objects = out.pop("_objects")
+    if ray_address is not None and samples is not None:
+        _bench_iou_on_ray(args, out, objects, samples)
     m = out["machine"]
     print(
         f"# {m['date']} | {m['processor']} | torch {m['torch']} | {m['torch_threads']} threads"
@@ -253,6 +286,149 @@ def run_command(func: Callable[[argparse.Namespace], int], args: argparse.Namesp
         return 1
 
 
+def _bench_iou_on_ray(args: argparse.Namespace, out: dict, objects: list, samples: list) -> None:
+    """``bench --ray``: each model's IoU on a Ray actor pool (``annotate.ray_runner``), merged into
+    the same results as a local run; random weights keep their local, timing-only entry."""
+    from dataclasses import asdict
+
+    from . import bench
+    from .annotate import ray_runner
+
+    started = ray_runner.connect(args.ray, num_cpus=args.ray_num_cpus)
+    try:
+        plan = ray_runner.plan_workers(args.workers, args.cpus_per_worker, args.gpus_per_worker)
+        print(
+            f"Ray: {plan['workers']} workers on {plan['cluster']['nodes']} node(s), "
+            f"{plan['cluster']['CPU']:g} CPUs, {plan['cluster']['GPU']:g} GPUs",
+            file=sys.stderr,
+        )
+        for r in objects:
+            if r.weights == "random":
+                res = bench.evaluate_iou(
+                    r.model,
+                    samples[:1],
+                    dataset=args.dataset,
+                    weights="random",
+                    device=args.device,
+                    precision=args.precision,
+                    repeats=args.repeats,
+                    progress=False,
+                )
+            else:
+                res = ray_runner.evaluate_iou_ray(
+                    r.model,
+                    samples,
+                    dataset=args.dataset,
+                    device=args.device,
+                    precision=args.precision,
+                    min_area=args.min_area,
+                    plan=plan,
+                )
+            r.iou = asdict(res)
+    finally:
+        if started:
+            ray_runner.disconnect()
+    out["results"] = [asdict(r) for r in objects]
+    out["settings"].update(n_clicks=3, min_area=args.min_area, ray={"address": args.ray, **plan})
+    out["dataset"] = {
+        "name": args.dataset,
+        "samples": len(samples),
+        "objects": int(sum(len(s.masks) for s in samples)),
+        "names": [s.name for s in samples],
+    }
+
+
+# ----------------------------------------------------------------------------- annotate
+
+
+def add_annotate_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``sam-widgets annotate``."""
+    parser.add_argument("images", type=Path, help="a folder of images (recursive), an image, or a .txt list")
+    parser.add_argument("--out", type=Path, required=True, help="output folder (resumed if it exists)")
+    parser.add_argument(
+        "--model", default="auto", help="auto (by free memory), micro, vit_b, vit_l, vit_h (default: auto)"
+    )
+    parser.add_argument(
+        "--weights", default="pretrained", choices=["pretrained", "random"], help="random: timing only"
+    )
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
+    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
+    p = parser.add_argument_group("prompts (default: segment everything)")
+    p.add_argument(
+        "--prompts",
+        type=Path,
+        default=None,
+        help="boxes (and points) per image: a COCO detections JSON, or a YOLO labels folder",
+    )
+    p.add_argument(
+        "--image-ids", type=Path, default=None, help="a COCO JSON whose 'images' name the ids of --prompts"
+    )
+    p.add_argument("--min-score", type=float, default=0.0, help="ignore detections below this score")
+    from .annotate.worker import EVERYTHING_DEFAULTS as every
+
+    e = parser.add_argument_group("everything (the widget's settings by default)")
+    e.add_argument("--points-per-side", type=int, default=every["points_per_side"])
+    e.add_argument("--pred-iou-thresh", type=float, default=every["pred_iou_thresh"])
+    e.add_argument("--stability-score-thresh", type=float, default=every["stability_score_thresh"])
+    e.add_argument("--points-per-batch", type=int, default=64, help="points per decoder call")
+    o = parser.add_argument_group("output")
+    o.add_argument(
+        "--format", default="rle", choices=["rle", "polygons"], help="COCO segmentation (default: rle)"
+    )
+    o.add_argument("--polygon-tolerance", type=float, default=0.0, help="simplify polygons, pixels")
+    o.add_argument(
+        "--resume",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="continue the run in --out, skipping images already done (default: on)",
+    )
+    o.add_argument("--overwrite", action="store_true", help="start over: remove --out's earlier results")
+    o.add_argument("--retry-failed", action="store_true", help="on resume, try failed images again")
+    o.add_argument("--threads", type=int, default=None, help="torch threads per model")
+    o.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    _add_ray_arguments(parser, "annotate on Ray, one model per actor")
+
+
+def _annotate(args: argparse.Namespace) -> int:
+    from .annotate import annotate
+
+    if args.points_per_side < 1 or args.points_per_batch < 1:
+        raise SystemExit("--points-per-side and --points-per-batch must be at least 1")
+    if args.workers is not None and args.workers < 1:
+        raise SystemExit("--workers must be at least 1")
+    summary = annotate(
+        args.images,
+        args.out,
+        model=args.model,
+        weights=args.weights,
+        device=args.device,
+        precision=args.precision,
+        prompts=args.prompts,
+        image_ids=args.image_ids,
+        min_score=args.min_score,
+        everything={
+            "points_per_side": args.points_per_side,
+            "pred_iou_thresh": args.pred_iou_thresh,
+            "stability_score_thresh": args.stability_score_thresh,
+            "points_per_batch": args.points_per_batch,
+        },
+        format=args.format,
+        polygon_tolerance=args.polygon_tolerance,
+        resume=args.resume and not args.overwrite,
+        retry_failed=args.retry_failed,
+        ray=args.ray,
+        workers=args.workers,
+        cpus_per_worker=args.cpus_per_worker,
+        gpus_per_worker=args.gpus_per_worker,
+        ray_num_cpus=args.ray_num_cpus,
+        threads=args.threads,
+        progress=not args.quiet,
+        log=lambda line: print(line, file=sys.stderr),
+    )
+    print(summary.format())
+    return 0
+
+
 def bench_main(argv: list[str] | None = None) -> int:
     """``python -m sam_widgets.bench``: the ``bench`` command on its own."""
     from . import bench
@@ -279,6 +455,15 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="time stock SamPredictor against CachedPredictor")
     add_bench_arguments(b)
     b.set_defaults(func=_bench)
+    a = sub.add_parser(
+        "annotate",
+        help="label a folder of images with SAM (everything, or boxes from a detector): COCO JSON",
+        description="Label every image of IMAGES with SAM into OUT: annotations.json (COCO), "
+        "manifest.json, one record per image (a killed run resumes). Local by default; --ray for a "
+        "Ray runtime or cluster.",
+    )
+    add_annotate_arguments(a)
+    a.set_defaults(func=_annotate)
     return parser
 
 

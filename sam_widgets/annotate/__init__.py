@@ -1,0 +1,349 @@
+"""Batch auto-annotation: label a whole image folder with SAM, on one machine or a Ray cluster.
+
+``annotate(IMAGES, OUT)`` (and ``sam-widgets annotate IMAGES --out OUT``) segments every image of
+a folder, either "everything" (segment_anything's automatic mask generator with the widget's
+settings) or from prompts (boxes, points) in a COCO detections JSON or a YOLO labels folder: the
+"detector + SAM" labelling pipeline. It writes COCO JSON (RLE or polygons) and a manifest into OUT,
+one record per image as it finishes, so a killed run resumes where it stopped (``output``).
+
+Local (the default): one process, the next images decoded ahead in a thread, one encoder pass per
+image, batched decoder calls for many boxes. ``ray=``: the same work on a Ray Data actor pool, one
+model per actor (``ray_runner``). Bad images (unreadable, corrupt, too large or small) and bad
+prompts (boxes outside the image) are recorded per image with the reason and skipped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+import time
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .output import ANNOTATIONS, MANIFEST, OutputFolder, OutputFolderError
+from .prompts import Prompt, PromptFileError, PromptSet, read_prompts
+from .worker import EVERYTHING_DEFAULTS, Annotator, Settings, failed_record, load_image
+
+__all__ = [
+    "annotate",
+    "annotate_records",
+    "list_images",
+    "Summary",
+    "Settings",
+    "Annotator",
+    "Prompt",
+    "PromptSet",
+    "read_prompts",
+    "EVERYTHING_DEFAULTS",
+    "IMAGE_SUFFIXES",
+    "OutputFolderError",
+    "PromptFileError",
+    "ImageListError",
+]
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm")
+PREFETCH = 2  # images decoded ahead of the model, in a thread
+MANIFEST_EVERY_S = 10.0
+
+
+class ImageListError(OutputFolderError):
+    """IMAGES is missing, empty, or not a folder, image file or list of image files."""
+
+
+def list_images(images: str | Path) -> tuple[Path, list[str]]:
+    """The root folder and the image names (paths relative to it, ``/``-separated, sorted).
+
+    ``images``: a folder (searched recursively for files ending in ``IMAGE_SUFFIXES``, any case),
+    a single image file, or a ``.txt`` file listing image paths (one a line, relative to the list's
+    folder or absolute). Names, not pixels: files are opened later, and a bad one only fails itself.
+    """
+    path = Path(images).expanduser()
+    if path.is_dir():
+        keys = sorted(
+            p.relative_to(path).as_posix()
+            for p in path.rglob("*")
+            if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() and not p.name.startswith(".")
+        )
+        if not keys:
+            raise ImageListError(
+                f"{path} holds no image files ({', '.join(IMAGE_SUFFIXES)}, searched recursively)."
+            )
+        return path, keys
+    if path.is_file() and path.suffix.lower() == ".txt":
+        lines = [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines()]
+        entries = [Path(ln) for ln in lines if ln and not ln.startswith("#")]
+        if not entries:
+            raise ImageListError(f"{path} lists no images (one path a line).")
+        root = path.parent
+        keys = [
+            (e if not e.is_absolute() else e.relative_to(root) if e.is_relative_to(root) else e).as_posix()
+            for e in entries
+        ]
+        if any(Path(k).is_absolute() for k in keys):
+            root = Path("/")
+            keys = [
+                (e if e.is_absolute() else (path.parent / e).resolve()).as_posix().lstrip("/")
+                for e in entries
+            ]
+        return root, list(dict.fromkeys(keys))
+    if path.is_file():
+        return path.parent, [path.name]
+    raise ImageListError(
+        f"IMAGES {str(images)!r} not found: pass a folder of images, an image file, or a .txt list of them."
+    )
+
+
+@dataclass
+class Summary:
+    """What a run did: counts, time, throughput, failures, and where the outputs are."""
+
+    total: int
+    done: int
+    failed: int
+    skipped_before: int  # records found in OUT from an earlier run (resume)
+    annotations: int
+    seconds: float
+    runner: str
+    out: Path
+    failures: list[tuple[str, str]] = field(default_factory=list)  # (image, reason), all of OUT
+    skipped_prompts: int = 0
+
+    @property
+    def images_per_s(self) -> float:
+        ran = self.done + self.failed
+        return ran / self.seconds if self.seconds > 0 else 0.0
+
+    def format(self, max_failures: int = 20) -> str:
+        lines = [
+            f"annotated {self.done + self.failed} of {self.total} images in {self.seconds:.1f} s "
+            f"({self.images_per_s:.2f} images/s, {self.runner}): {self.done} done, {self.failed} failed"
+            + (f", {self.skipped_before} already in {self.out} (resumed)" if self.skipped_before else ""),
+            f"{self.annotations} masks in {self.out / ANNOTATIONS}"
+            + (
+                f"; {self.skipped_prompts} prompts skipped (reasons in the manifest)"
+                if self.skipped_prompts
+                else ""
+            ),
+        ]
+        if self.failures:
+            lines.append(
+                f"{len(self.failures)} images failed and were skipped (reasons in {self.out / MANIFEST}):"
+            )
+            lines += [f"  {name}: {reason}" for name, reason in self.failures[:max_failures]]
+            if len(self.failures) > max_failures:
+                lines.append(f"  ... and {len(self.failures) - max_failures} more")
+        return "\n".join(lines)
+
+
+def _digest(path: Path) -> str:
+    h = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for f in files:
+        h.update(f.relative_to(path).as_posix().encode() if path.is_dir() else b"")
+        h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+def _resolve_model(model: str, ray: str | None) -> str:
+    """``auto`` -> a name, by the rule of ``load_sam("auto")`` on this machine (the driver)."""
+    if model != "auto":
+        return model
+    if ray not in (None, "", "local"):
+        raise OutputFolderError(
+            "--model auto picks by the memory of this machine, not the cluster's workers: with "
+            "--ray ADDRESS name the model (--model vit_h, vit_l, vit_b or micro)."
+        )
+    from .. import checkpoints, models
+
+    pick = models.pick_model(models.free_memory_bytes(models.pick_device("auto")))
+    if pick not in checkpoints.cached_models() and checkpoints.is_offline():
+        return "micro"
+    return pick
+
+
+def annotate_records(
+    root: Path, keys: list[str], settings: Settings, prompts: dict[str, list[Prompt]] | None
+) -> Iterator[dict[str, Any]]:
+    """Local runner: the record of each of ``keys`` in order; the next images decode in a thread."""
+    annotator = Annotator(settings)
+    with ThreadPoolExecutor(1, thread_name_prefix="sam-widgets-decode") as pool:
+        queue: deque = deque()
+        todo = iter(keys)
+
+        def submit() -> None:
+            key = next(todo, None)
+            if key is not None:
+                queue.append((key, pool.submit(load_image, str(root / key))))
+
+        for _ in range(PREFETCH):
+            submit()
+        while queue:
+            key, future = queue.popleft()
+            submit()
+            try:
+                image = future.result()
+            except Exception as e:  # noqa: BLE001 - recorded per image, the run goes on
+                yield failed_record(key, e, "image")
+                continue
+            yield annotator.annotate(key, image, None if prompts is None else prompts.get(key, []))
+
+
+def annotate(
+    images: str | Path,
+    out: str | Path,
+    *,
+    model: str = "auto",
+    weights: str = "pretrained",
+    device: str = "auto",
+    precision: str = "auto",
+    prompts: str | Path | None = None,
+    image_ids: str | Path | None = None,
+    min_score: float = 0.0,
+    everything: dict[str, Any] | None = None,
+    format: str = "rle",
+    polygon_tolerance: float = 0.0,
+    resume: bool = True,
+    retry_failed: bool = False,
+    ray: str | None = None,
+    workers: int | None = None,
+    cpus_per_worker: float | None = None,
+    gpus_per_worker: float | None = None,
+    ray_num_cpus: int | None = None,
+    threads: int | None = None,
+    progress: bool = True,
+    log: Any = None,
+) -> Summary:
+    """Annotate every image of ``images`` into ``out``; returns the ``Summary`` (see the module).
+
+    Arguments:
+      images: a folder (recursive), an image file, or a ``.txt`` list (``list_images``).
+      out: the output folder (``output``); created if missing. An existing one is resumed.
+      model, weights, device, precision: as ``load_sam``; ``auto`` model: by this machine's memory.
+      prompts: a COCO detections JSON or a YOLO labels folder (``prompts``); None: "everything".
+      image_ids: a COCO file whose ``images`` map the integer ids of a bare detections list.
+      min_score: detections below this confidence are ignored.
+      everything: ``SamAutomaticMaskGenerator`` arguments over the widget's (``EVERYTHING_DEFAULTS``).
+      format: ``"rle"`` or ``"polygons"`` (``sam_widgets.formats``: polygons fill holes).
+      resume: continue the run in ``out`` (skip images with a record). False: start over.
+      retry_failed: on resume, try the images that failed before again.
+      ray: None (local), ``"local"`` (a local Ray runtime) or a cluster address.
+      workers, cpus_per_worker, gpus_per_worker: the Ray actor pool (``ray_runner.plan_workers``).
+      ray_num_cpus: CPUs of a local Ray runtime (default: all).
+      threads: torch threads per model (default: torch's locally, the actor's CPUs on Ray).
+      progress: a progress bar (images/s, ETA) on stderr. log: where the summary lines go (a
+        callable taking a str; default: none).
+    """
+    if format not in ("rle", "polygons"):
+        raise ValueError(f"format={format!r}: use 'rle' or 'polygons'.")
+    root, keys = list_images(images)
+    prompt_set: PromptSet | None = None
+    if prompts is not None:
+        prompt_set = read_prompts(prompts, keys, image_ids=image_ids, min_score=min_score)
+    settings = Settings(
+        model=_resolve_model(model, ray),
+        weights=weights,
+        device=device,
+        precision=precision,
+        mode="everything" if prompt_set is None else "prompts",
+        everything={**EVERYTHING_DEFAULTS, **(everything or {})},
+        format=format,
+        polygon_tolerance=float(polygon_tolerance),
+        threads=threads,
+    )
+    identity = {
+        "settings": {k: v for k, v in settings.as_dict().items() if k not in ("device", "threads")},
+        "prompts": None
+        if prompt_set is None
+        else {"source": str(prompts), "sha256": _digest(Path(prompts).expanduser()), "min_score": min_score},
+    }
+    if settings.mode == "prompts":
+        identity["settings"].pop("everything")
+    categories = (
+        [{"id": 1, "name": "object", "supercategory": "object"}]
+        if prompt_set is None
+        else prompt_set.categories
+    )
+    say = log or (lambda line: None)
+    if prompt_set is not None and prompt_set.unmatched:
+        say(
+            f"note: {len(prompt_set.unmatched)} images named in {prompts} are not in {images} "
+            f"(e.g. {prompt_set.unmatched[0]!r}); their prompts are ignored"
+        )
+    with OutputFolder(out, identity, resume=resume) as folder:
+        records = folder.done(keys, retry_failed=retry_failed)
+        before = len(records)
+        todo = [k for k in keys if k not in records]
+        extra: dict[str, Any] = {"images_root": str(root), "categories": categories}
+        started_ray = False
+        runner = "local"
+        try:
+            if ray is not None and todo:
+                from . import ray_runner
+
+                started_ray = ray_runner.connect(ray, num_cpus=ray_num_cpus)
+                plan = ray_runner.plan_workers(workers, cpus_per_worker, gpus_per_worker)
+                extra["ray"] = {"address": ray, **plan}
+                runner = f"Ray, {plan['workers']} workers x " + (
+                    f"{plan['gpus_per_worker']:g} GPU"
+                    if plan["gpus_per_worker"]
+                    else f"{plan['cpus_per_worker']:g} CPU"
+                )
+                stream = ray_runner.annotate_records(
+                    str(root), todo, settings, None if prompt_set is None else prompt_set.by_image, plan
+                )
+            else:
+                stream = annotate_records(
+                    root, todo, settings, None if prompt_set is None else prompt_set.by_image
+                )
+            folder.write_manifest(keys, records, extra, finished=False)
+            t0 = time.perf_counter()
+            done = failed = 0
+            last_manifest = t0
+            from tqdm.auto import tqdm
+
+            with tqdm(
+                total=len(todo),
+                desc="annotate",
+                unit="img",
+                file=sys.stderr,
+                disable=not progress or not todo,
+                dynamic_ncols=True,
+                smoothing=0.1,
+            ) as bar:
+                for rec in stream:
+                    folder.write_record(rec)  # first: a record on disk is an image done for good
+                    records[rec["file_name"]] = rec
+                    if rec["status"] == "done":
+                        done += 1
+                    else:
+                        failed += 1
+                        bar.set_postfix(failed=failed, refresh=False)
+                    bar.update(1)
+                    if time.perf_counter() - last_manifest > MANIFEST_EVERY_S:
+                        folder.write_manifest(keys, records, extra, finished=False)
+                        last_manifest = time.perf_counter()
+            seconds = time.perf_counter() - t0
+        finally:
+            if started_ray:
+                from . import ray_runner
+
+                ray_runner.disconnect()
+        folder.write_manifest(keys, records, extra, finished=len(records) == len(keys))
+        folder.write_coco(keys, records, categories)
+    summary = Summary(
+        total=len(keys),
+        done=done,
+        failed=failed,
+        skipped_before=before,
+        annotations=sum(len(r["annotations"]) for r in records.values()),
+        seconds=seconds,
+        runner=runner,
+        out=Path(out),
+        failures=[(k, records[k]["reason"]) for k in keys if k in records and records[k]["status"] != "done"],
+        skipped_prompts=sum(len(r.get("skipped_prompts", [])) for r in records.values()),
+    )
+    return summary

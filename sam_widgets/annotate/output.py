@@ -1,0 +1,235 @@
+"""The output folder of a batch run: one record per image as it finishes, a manifest, COCO JSON.
+
+::
+
+    OUT/
+      manifest.json      model, settings, versions, counts, per-image status (rewritten as it goes)
+      annotations.json   COCO instances (images done, their masks, categories), written at the end
+      images/            one <name>.json record per image, written atomically when it is done
+      .lock              held while a run writes here (a second run on OUT is refused)
+
+The records are the truth: a run that is killed loses at most the images in flight, and the next
+run on OUT (``resume``, the default) skips every image that has a record, so no image is done
+twice and none is lost. ``annotations.json`` is assembled from the records in the image list's
+order (ids 1..N), so the same images and settings give the same file whichever runner (local or
+Ray) and however many restarts made it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import re
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from ..errors import SamWidgetsError
+
+__all__ = ["OutputFolder", "OutputFolderError", "MANIFEST", "ANNOTATIONS", "RECORDS", "versions"]
+
+FORMAT = 1
+MANIFEST = "manifest.json"
+ANNOTATIONS = "annotations.json"
+RECORDS = "images"
+
+
+class OutputFolderError(SamWidgetsError):
+    """OUT cannot be used: another run holds it, it was made with other settings, or it is not ours."""
+
+
+def versions() -> dict[str, str]:
+    """Versions of what made the masks (recorded in the manifest)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for dist in ("sam-widgets", "torch", "segment-anything", "pycocotools", "numpy", "pillow", "ray"):
+        try:
+            out[dist] = version(dist)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)  # a reader, or the next run, sees the old file or the whole new one
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def record_name(key: str) -> str:
+    """The record file of image ``key``: readable, safe on any file system, unique per key."""
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", key).strip("._")[:80] or "image"
+    return f"{safe}-{hashlib.sha1(key.encode()).hexdigest()[:8]}.json"
+
+
+class OutputFolder:
+    """OUT of one run (see the module). Use as a context manager: it holds ``OUT/.lock``."""
+
+    def __init__(self, out: str | os.PathLike, identity: dict[str, Any], *, resume: bool = True) -> None:
+        """``identity``: what decides the masks (model, settings, prompts file digest); a resumed
+        OUT must have been made with the same, else ``OutputFolderError`` names the differences.
+        ``resume=False`` starts over: this folder's earlier records and outputs are removed."""
+        self.root = Path(out).expanduser()
+        self.identity = identity
+        self.resume = resume
+        self._lock = None
+
+    def __enter__(self) -> OutputFolder:
+        from filelock import FileLock, Timeout
+
+        if self.root.exists() and not self.root.is_dir():
+            raise OutputFolderError(f"--out {self.root} is a file; pass a folder (it is created if missing).")
+        manifest = self.root / MANIFEST
+        if self.root.is_dir() and any(self.root.iterdir()) and not manifest.is_file():
+            raise OutputFolderError(
+                f"--out {self.root} holds files but no {MANIFEST}: it is not the output of "
+                "`sam-widgets annotate`. Pass an empty or new folder."
+            )
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._lock = FileLock(str(self.root / ".lock"))
+        try:
+            self._lock.acquire(timeout=0)
+        except Timeout:
+            raise OutputFolderError(
+                f"another run is writing {self.root} (it holds {self.root / '.lock'}); wait for it, or "
+                "pass another --out."
+            ) from None
+        try:
+            self._open(manifest)
+        except BaseException:
+            self._lock.release()
+            raise
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._lock is not None:
+            self._lock.release()
+
+    def _open(self, manifest: Path) -> None:
+        records = self.root / RECORDS
+        if manifest.is_file() and self.resume:
+            try:
+                old = json.loads(manifest.read_text(encoding="utf-8"))
+                old_identity = old["identity"]
+            except (OSError, ValueError, KeyError, TypeError) as e:
+                raise OutputFolderError(
+                    f"{manifest} is damaged ({e!r}); pass --overwrite to start over, or another --out."
+                ) from None
+            if old_identity != self.identity:
+                keys = sorted(set(old_identity) | set(self.identity))
+                diff = [
+                    f"{k}: {old_identity.get(k)!r} there, {self.identity.get(k)!r} now"
+                    for k in keys
+                    if old_identity.get(k) != self.identity.get(k)
+                ]
+                raise OutputFolderError(
+                    f"{self.root} was made with other settings ({'; '.join(diff)}). Resuming would "
+                    "mix masks of two settings: pass --overwrite to start over, or another --out."
+                )
+            self.created = old.get("created")
+        else:
+            for path in records.glob("*.json") if records.is_dir() else []:
+                path.unlink()
+            for name in (ANNOTATIONS, MANIFEST):
+                (self.root / name).unlink(missing_ok=True)
+            self.created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        records.mkdir(exist_ok=True)
+        for tmp in list(records.glob(".tmp-*")) + list(self.root.glob(".tmp-*")):
+            tmp.unlink(missing_ok=True)  # left by a run killed while writing
+
+    # ------------------------------------------------------------------ records
+
+    def record_path(self, key: str) -> Path:
+        return self.root / RECORDS / record_name(key)
+
+    def read_record(self, key: str) -> dict[str, Any] | None:
+        """The record of ``key`` if it has a whole one (the atomic write makes half ones impossible)."""
+        try:
+            rec = json.loads(self.record_path(key).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError):
+            return None  # unreadable: the image is done again
+        return rec if isinstance(rec, dict) and rec.get("file_name") == key else None
+
+    def done(self, keys: list[str], retry_failed: bool = False) -> dict[str, dict[str, Any]]:
+        """Records already here for ``keys`` (failed ones left out with ``retry_failed``)."""
+        out = {}
+        for key in keys:
+            rec = self.read_record(key)
+            if rec is not None and not (retry_failed and rec.get("status") != "done"):
+                out[key] = rec
+        return out
+
+    def write_record(self, record: dict[str, Any]) -> None:
+        _write_atomic(self.record_path(record["file_name"]), json.dumps(record))
+
+    # ------------------------------------------------------------------ manifest and COCO
+
+    def write_manifest(
+        self, keys: list[str], records: dict[str, dict[str, Any]], extra: dict[str, Any], finished: bool
+    ) -> Path:
+        images = []
+        for key in keys:
+            rec = records.get(key)
+            entry: dict[str, Any] = {"file_name": key, "status": "pending" if rec is None else rec["status"]}
+            if rec is not None:
+                entry["annotations"] = len(rec.get("annotations", []))
+                if rec.get("reason"):
+                    entry["reason"] = rec["reason"]
+                if rec.get("skipped_prompts"):
+                    entry["skipped_prompts"] = [
+                        {"index": s["index"], "reason": s["reason"]} for s in rec["skipped_prompts"]
+                    ]
+            images.append(entry)
+        counts = {s: sum(1 for i in images if i["status"] == s) for s in ("done", "failed", "pending")}
+        manifest = {
+            "format": FORMAT,
+            "tool": "sam-widgets annotate",
+            "created": self.created,
+            "updated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "finished": finished,
+            "identity": self.identity,
+            "versions": versions(),
+            **extra,
+            "counts": counts,
+            "images": images,
+        }
+        path = self.root / MANIFEST
+        _write_atomic(path, json.dumps(manifest, indent=1))
+        return path
+
+    def write_coco(
+        self, keys: list[str], records: dict[str, dict[str, Any]], categories: list[dict[str, Any]]
+    ) -> Path:
+        """``annotations.json``: the done images (ids by ``keys`` order) and their masks."""
+        images, annotations = [], []
+        for image_id, key in enumerate(keys, start=1):
+            rec = records.get(key)
+            if rec is None or rec["status"] != "done":
+                continue
+            images.append({"id": image_id, "file_name": key, "width": rec["width"], "height": rec["height"]})
+            for ann in rec["annotations"]:
+                annotations.append({"id": len(annotations) + 1, "image_id": image_id, **ann})
+        data = {
+            "info": {
+                "description": "made with sam-widgets annotate",
+                "version": self.identity.get("settings", {}).get("model", ""),
+                "date_created": self.created,
+            },
+            "images": images,
+            "annotations": annotations,
+            "categories": categories,
+        }
+        path = self.root / ANNOTATIONS
+        _write_atomic(path, json.dumps(data))
+        return path

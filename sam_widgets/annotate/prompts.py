@@ -1,0 +1,337 @@
+"""Prompts for the batch annotator: boxes (and points) per image, from a detector's output.
+
+Two formats, the two that detectors write:
+
+- **COCO detections JSON** (``read_coco_prompts``): either a COCO dict (``images``,
+  ``annotations`` with ``bbox`` [x, y, w, h] in pixels, ``categories``), or a bare list of
+  detections (``[{"image_id", "bbox", "category_id", "score"}, ...]``, the results format of
+  detectron2/mmdetection). A bare list names images by ``image_id``: a file name (string), or an
+  integer id that ``image_ids=`` (a COCO file with an ``images`` list, e.g. the dataset's
+  instances JSON) maps to a file name. An entry may also carry ``"points": [[x, y], ...]`` and
+  ``"point_labels": [1, 0, ...]`` (1 positive, 0 negative; default all 1), with or without a box.
+- **YOLO label folder** (``read_yolo_prompts``): one ``<image stem>.txt`` per image, lines
+  ``class cx cy w h [confidence]`` normalised to [0, 1]; segment lines (``class x1 y1 x2 y2 ...``)
+  give their bounding box. Class names from ``classes.txt`` in the folder, or ``names`` in a
+  ``data.yaml`` beside or above it; else the class number.
+
+Images are matched by file name relative to the image folder, else by base name, else by stem.
+Whether a box fits its image is decided per image, by the worker (``check_prompt``): a box that
+reaches outside is clipped to the image, one with nothing inside it is skipped and recorded.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import SamWidgetsError
+
+__all__ = ["Prompt", "PromptFileError", "PromptSet", "read_prompts", "check_prompt"]
+
+MIN_BOX_SIDE = 2.0  # pixels, as the session's (a smaller drag is a click)
+
+
+class PromptFileError(SamWidgetsError, ValueError):
+    """A prompts file or folder cannot be read: missing, not JSON, or not a format we know."""
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """One object to segment: a box and/or points, in pixels (or normalised: ``normalized``).
+
+    ``box``: (x0, y0, x1, y1); ``points``: ((x, y), ...) with ``point_labels`` (1/0 each);
+    ``category_id`` as in the output's categories; ``score``: the detector's confidence.
+    """
+
+    box: tuple[float, float, float, float] | None = None
+    points: tuple[tuple[float, float], ...] = ()
+    point_labels: tuple[int, ...] = ()
+    category_id: int = 1
+    score: float | None = None
+    normalized: bool = False  # YOLO: coordinates in [0, 1] of the image's width and height
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "box": None if self.box is None else list(self.box),
+            "points": [list(p) for p in self.points],
+            "point_labels": list(self.point_labels),
+            "category_id": self.category_id,
+            "score": self.score,
+            "normalized": self.normalized,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Prompt:
+        return cls(
+            box=None if d["box"] is None else tuple(float(v) for v in d["box"]),
+            points=tuple((float(x), float(y)) for x, y in d["points"]),
+            point_labels=tuple(int(v) for v in d["point_labels"]),
+            category_id=int(d["category_id"]),
+            score=None if d["score"] is None else float(d["score"]),
+            normalized=bool(d["normalized"]),
+        )
+
+
+@dataclass
+class PromptSet:
+    """The prompts of a run: per image key, its prompts; the categories; what was not matched."""
+
+    by_image: dict[str, list[Prompt]]
+    categories: list[dict[str, Any]]
+    unmatched: list[str] = field(default_factory=list)  # image names of the file not found in IMAGES
+    source: str = ""
+
+
+def check_prompt(p: Prompt, width: int, height: int) -> tuple[Prompt | None, str | None]:
+    """``p`` in pixels of a ``width`` x ``height`` image, clipped to it; or (None, the reason)."""
+    sx, sy = (width, height) if p.normalized else (1.0, 1.0)
+    box = None
+    if p.box is not None:
+        x0, y0, x1, y1 = p.box
+        x0, x1 = sorted((x0 * sx, x1 * sx))
+        y0, y1 = sorted((y0 * sy, y1 * sy))
+        if not all(math.isfinite(v) for v in (x0, y0, x1, y1)):
+            return None, f"box {list(p.box)} is not finite"
+        cx0, cy0, cx1, cy1 = max(x0, 0.0), max(y0, 0.0), min(x1, float(width)), min(y1, float(height))
+        if cx1 - cx0 < MIN_BOX_SIDE or cy1 - cy0 < MIN_BOX_SIDE:
+            where = "outside" if (cx1 <= cx0 or cy1 <= cy0) else "too small in"
+            return None, (
+                f"box ({x0:g}, {y0:g}, {x1:g}, {y1:g}) lies {where} the {width}x{height} image "
+                f"(a box needs {MIN_BOX_SIDE:g} pixels each way inside it)"
+            )
+        box = (cx0, cy0, cx1, cy1)
+    points = tuple((x * sx, y * sy) for x, y in p.points)
+    for x, y in points:
+        if not (math.isfinite(x) and math.isfinite(y) and 0 <= x <= width and 0 <= y <= height):
+            return None, f"point ({x:g}, {y:g}) lies outside the {width}x{height} image"
+    if box is None and not points:
+        return None, "a prompt without a box or points"
+    return Prompt(box, points, p.point_labels, p.category_id, p.score, False), None
+
+
+# ----------------------------------------------------------------------------- matching
+
+
+class _Matcher:
+    """Image name in a prompts file -> image key (a path relative to the image folder)."""
+
+    def __init__(self, keys: list[str]) -> None:
+        self.exact = set(keys)
+        self.base: dict[str, list[str]] = {}
+        self.stem: dict[str, list[str]] = {}
+        for k in keys:
+            self.base.setdefault(Path(k).name, []).append(k)
+            self.stem.setdefault(Path(k).stem, []).append(k)
+
+    def __call__(self, name: str) -> str | None:
+        name = str(name).replace("\\", "/")
+        if name in self.exact:
+            return name
+        for table, key in ((self.base, Path(name).name), (self.stem, Path(name).stem)):
+            found = table.get(key, [])
+            if len(found) == 1:
+                return found[0]
+        return None
+
+
+# ----------------------------------------------------------------------------- COCO
+
+
+def _load_json(path: Path, what: str) -> Any:
+    if not path.is_file():
+        raise PromptFileError(f"{what} {str(path)!r} not found: pass the path of a JSON file.")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise PromptFileError(f"{what} {path} is not readable JSON ({e}).") from None
+
+
+def _points_of(d: dict[str, Any], where: str) -> tuple[tuple[tuple[float, float], ...], tuple[int, ...]]:
+    pts = d.get("points") or []
+    points = tuple((float(x), float(y)) for x, y in pts)
+    labels = tuple(int(v) for v in d.get("point_labels", [1] * len(points)))
+    if len(labels) != len(points) or not set(labels) <= {0, 1}:
+        raise ValueError(f"{where}: point_labels {d.get('point_labels')!r} must be one 1 or 0 per point")
+    return points, labels
+
+
+def read_coco_prompts(
+    path: str | Path, keys: list[str], *, image_ids: str | Path | None = None, min_score: float = 0.0
+) -> PromptSet:
+    """Prompts from a COCO JSON (dict with ``images``) or a list of detections (see the module)."""
+    path = Path(path).expanduser()
+    data = _load_json(path, "prompts file")
+    names: dict[Any, str] = {}
+    categories: list[dict[str, Any]] = []
+    if isinstance(data, dict):
+        if not isinstance(data.get("annotations"), list) or not isinstance(data.get("images"), list):
+            raise PromptFileError(
+                f"{path} is a JSON object but not COCO: it needs 'images' and 'annotations' lists "
+                "(or give a list of detections [{'image_id', 'bbox', 'category_id', 'score'}, ...])."
+            )
+        detections = data["annotations"]
+        categories = list(data.get("categories") or [])
+        images = data["images"]
+    elif isinstance(data, list):
+        detections, images = data, []
+    else:
+        raise PromptFileError(f"{path} holds {type(data).__name__}; expected COCO or a list of detections.")
+    if image_ids is not None:
+        extra = _load_json(Path(image_ids).expanduser(), "image ids file")
+        if not isinstance(extra, dict) or not isinstance(extra.get("images"), list):
+            raise PromptFileError(
+                f"{image_ids} has no 'images' list: pass a COCO file (e.g. instances JSON)."
+            )
+        images = images + extra["images"]
+        categories = categories or list(extra.get("categories") or [])
+    try:
+        names.update({im["id"]: str(im["file_name"]) for im in images})
+    except (KeyError, TypeError):
+        raise PromptFileError(f"{path}: an 'images' entry lacks 'id' or 'file_name'.") from None
+    match = _Matcher(keys)
+    by_image: dict[str, list[Prompt]] = {}
+    unmatched: dict[str, None] = {}
+    for i, d in enumerate(detections):
+        where = f"{path.name}, detection {i}"
+        try:
+            if not isinstance(d, dict):
+                raise TypeError(f"not an object: {str(d)[:60]}")
+            if float(d.get("score", 1.0)) < min_score:
+                continue
+            ref = d["file_name"] if "file_name" in d else d["image_id"]
+            name = ref if isinstance(ref, str) else names.get(ref)
+            if name is None:
+                raise PromptFileError(
+                    f"{where}: image_id {ref!r} is a number and no 'images' list names it. Pass the "
+                    "COCO file that lists the images (--image-ids instances.json), or name images by "
+                    "file name."
+                )
+            box = None
+            if d.get("bbox") is not None:
+                x, y, w, h = (float(v) for v in d["bbox"])
+                box = (x, y, x + w, y + h)
+            points, labels = _points_of(d, where)
+            if box is None and not points:
+                raise ValueError(f"{where}: neither 'bbox' nor 'points'")
+            prompt = Prompt(
+                box,
+                points,
+                labels,
+                int(d.get("category_id", 1)),
+                None if d.get("score") is None else float(d["score"]),
+            )
+        except PromptFileError:
+            raise
+        except (KeyError, TypeError, ValueError) as e:
+            raise PromptFileError(
+                f"{where} is not a detection ({e!s}); see `sam-widgets annotate --help`."
+            ) from None
+        key = match(name)
+        if key is None:
+            unmatched[name] = None
+            continue
+        by_image.setdefault(key, []).append(prompt)
+    if not categories:
+        ids = sorted({p.category_id for ps in by_image.values() for p in ps})
+        categories = [{"id": c, "name": str(c)} for c in ids]
+    categories = [
+        {
+            "id": int(c["id"]),
+            "name": str(c.get("name", c["id"])),
+            "supercategory": c.get("supercategory", "object"),
+        }
+        for c in categories
+    ]
+    return PromptSet(by_image, categories, list(unmatched), str(path))
+
+
+# ----------------------------------------------------------------------------- YOLO
+
+
+def _yolo_names(folder: Path) -> list[str] | None:
+    classes = folder / "classes.txt"
+    if classes.is_file():
+        return [line.strip() for line in classes.read_text(encoding="utf-8").splitlines() if line.strip()]
+    for parent in (folder, folder.parent, folder.parent.parent):
+        for name in ("data.yaml", "data.yml", "dataset.yaml"):
+            f = parent / name
+            if f.is_file():
+                try:
+                    import yaml
+
+                    names = yaml.safe_load(f.read_text(encoding="utf-8")).get("names")
+                except Exception as e:  # noqa: BLE001 - any YAML problem: say which file
+                    raise PromptFileError(f"{f} is not readable YAML with 'names' ({e}).") from None
+                if isinstance(names, dict):
+                    return [str(names[k]) for k in sorted(names)]
+                if isinstance(names, list):
+                    return [str(n) for n in names]
+    return None
+
+
+def read_yolo_prompts(folder: str | Path, keys: list[str], *, min_score: float = 0.0) -> PromptSet:
+    """Prompts from a YOLO labels folder (see the module); category ids are class + 1."""
+    folder = Path(folder).expanduser()
+    names = _yolo_names(folder)
+    match = _Matcher(keys)
+    by_image: dict[str, list[Prompt]] = {}
+    unmatched: list[str] = []
+    seen: set[int] = set()
+    for txt in sorted(folder.rglob("*.txt")):
+        if txt.name == "classes.txt":
+            continue
+        rel = txt.relative_to(folder).with_suffix("").as_posix()
+        key = match(rel)
+        if key is None:
+            unmatched.append(rel)
+            continue
+        prompts = by_image.setdefault(key, [])
+        for n, line in enumerate(txt.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+            vals = line.split()
+            if not vals:
+                continue
+            try:
+                cls, nums = int(vals[0]), [float(v) for v in vals[1:]]
+                if len(nums) in (4, 5):
+                    cx, cy, w, h = nums[:4]
+                    score = nums[4] if len(nums) == 5 else None
+                    box = (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2)
+                elif len(nums) >= 6 and len(nums) % 2 == 0:  # a segment: its bounding box
+                    xs, ys = nums[0::2], nums[1::2]
+                    score, box = None, (min(xs), min(ys), max(xs), max(ys))
+                else:
+                    raise ValueError(f"{len(vals)} values")
+            except ValueError as e:
+                raise PromptFileError(
+                    f"{txt}:{n}: {line.strip()!r} is not a YOLO label ('class cx cy w h [conf]', "
+                    f"normalised to [0, 1]): {e}."
+                ) from None
+            if score is not None and score < min_score:
+                continue
+            seen.add(cls)
+            prompts.append(Prompt(box, category_id=cls + 1, score=score, normalized=True))
+    if not by_image and not unmatched:
+        raise PromptFileError(f"{folder} holds no YOLO label files (<image stem>.txt).")
+    count = max(len(names or []), max(seen, default=-1) + 1)
+    categories = [
+        {"id": c + 1, "name": names[c] if names and c < len(names) else str(c), "supercategory": "object"}
+        for c in range(count)
+    ]
+    return PromptSet(by_image, categories, unmatched, str(folder))
+
+
+def read_prompts(
+    source: str | Path, keys: list[str], *, image_ids: str | Path | None = None, min_score: float = 0.0
+) -> PromptSet:
+    """Prompts from a COCO detections JSON file or a YOLO labels folder, matched to ``keys``."""
+    path = Path(source).expanduser()
+    if path.is_dir():
+        return read_yolo_prompts(path, keys, min_score=min_score)
+    if not path.exists():
+        raise PromptFileError(
+            f"prompts {str(source)!r} not found: pass a COCO detections JSON file or a YOLO labels folder."
+        )
+    return read_coco_prompts(path, keys, image_ids=image_ids, min_score=min_score)

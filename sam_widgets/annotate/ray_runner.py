@@ -1,0 +1,302 @@
+"""The same work on Ray: Ray Data feeds images to an actor pool, one model per actor.
+
+``connect(address)`` starts a local Ray runtime (``address`` None or ``"local"``) or joins a
+cluster (``"auto"``, ``"HOST:6379"``, ``"ray://HOST:10001"``). ``annotate_records`` is the
+local runner's ``annotate_records`` on Ray: a dataset of image names, ``map_batches`` with a
+callable class (``ActorPoolStrategy(size=workers)``, ``num_gpus=1`` per actor when the cluster
+has GPUs, else ``num_cpus``), and the records stream back to the driver, which writes them as they
+come (so resume works as locally). ``evaluate_iou_ray`` is ``bench``'s IoU evaluation with one
+image per Ray task, merged into the same ``IoUResult``.
+
+Workers open image files by the path the driver sees: on a cluster, IMAGES must be on storage
+every node mounts at the same path (NFS, a shared volume), and sam-widgets must be installed on
+every node (the cluster's image, or ``runtime_env``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+from collections.abc import Iterator
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .prompts import Prompt
+from .worker import Annotator, Settings, failed_record, load_image
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..bench.iou import IoUResult
+    from ..datasets import Sample
+
+__all__ = ["connect", "disconnect", "plan_workers", "annotate_records", "evaluate_iou_ray"]
+
+
+def _ray() -> Any:
+    try:
+        import ray
+        import ray.data  # noqa: F401
+    except ImportError:
+        from .output import OutputFolderError
+
+        raise OutputFolderError(
+            "--ray needs Ray Data: pip install 'sam-widgets[ray]' (or pip install 'ray[data]')."
+        ) from None
+    return ray
+
+
+def connect(address: str | None = None, *, num_cpus: int | None = None) -> bool:
+    """Start a local Ray runtime (``address`` None/"local") or join a cluster at ``address``.
+
+    Returns True when this call started or joined it (then ``disconnect`` when done); False when
+    Ray was already initialised by the caller (it is left as it is).
+    """
+    ray = _ray()
+    if ray.is_initialized():
+        return False
+    common = {"include_dashboard": False, "log_to_driver": False, "logging_level": "WARNING"}
+    if address in (None, "", "local"):
+        ray.init(num_cpus=num_cpus, **common)
+    else:
+        ray.init(address=address, **common)
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False  # ours counts images; Ray's would count blocks
+    ctx.print_on_execution_start = False
+    return True
+
+
+def disconnect() -> None:
+    """``ray.shutdown()``: stops a local runtime started by ``connect``; leaves a cluster running."""
+    import ray
+
+    ray.shutdown()
+
+
+def plan_workers(
+    workers: int | None = None, cpus_per_worker: float | None = None, gpus_per_worker: float | None = None
+) -> dict[str, Any]:
+    """Actors and their resources from what the cluster has: one GPU per actor when there are GPUs,
+    else ``cpus_per_worker`` CPUs each (default: up to 4, and at least 2 actors when there are 2 CPUs)."""
+    ray = _ray()
+    res = ray.cluster_resources()
+    cpus, gpus = float(res.get("CPU", 1)), float(res.get("GPU", 0))
+    if gpus_per_worker is None:
+        gpus_per_worker = 1.0 if gpus >= 1 else 0.0
+    if gpus_per_worker > 0:
+        cpus_per_worker = cpus_per_worker or 1.0
+        n = workers or max(1, int(gpus // gpus_per_worker))
+    else:
+        cpus_per_worker = cpus_per_worker or float(max(1, min(4, int(cpus) // 2)))
+        n = workers or max(1, int(cpus // cpus_per_worker))
+    return {
+        "workers": int(n),
+        "cpus_per_worker": float(cpus_per_worker),
+        "gpus_per_worker": float(gpus_per_worker),
+        "cluster": {"CPU": cpus, "GPU": gpus, "nodes": len(ray.nodes())},
+    }
+
+
+class _AnnotateActor:
+    """A Ray Data callable class: one ``Annotator`` (one model) per actor."""
+
+    def __init__(self, settings: dict[str, Any], root: str) -> None:
+        self.annotator = Annotator(settings)
+        self.root = root
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        out = []
+        for key, prompts in zip(batch["key"], batch["prompts"], strict=True):
+            key = str(key)
+            try:
+                image = load_image(os.path.join(self.root, key))
+            except Exception as e:  # noqa: BLE001 - recorded per image, the run goes on
+                rec = failed_record(key, e, "image")
+            else:
+                plist = None if prompts is None or prompts == "" else json.loads(prompts)
+                rec = self.annotator.annotate(key, image, [Prompt.from_dict(p) for p in plist or []])
+            out.append(json.dumps(rec))
+        return {"record": np.array(out, dtype=object)}
+
+
+def _map(ds: Any, fn: type, plan: dict[str, Any], kwargs: dict[str, Any]) -> Any:
+    ray = _ray()
+    return ds.map_batches(
+        fn,
+        batch_size=1,
+        compute=ray.data.ActorPoolStrategy(size=plan["workers"]),
+        fn_constructor_kwargs=kwargs,
+        num_cpus=plan["cpus_per_worker"],
+        num_gpus=plan["gpus_per_worker"],
+    )
+
+
+def annotate_records(
+    root: str,
+    keys: list[str],
+    settings: Settings,
+    prompts: dict[str, list[Prompt]] | None,
+    plan: dict[str, Any],
+) -> Iterator[dict[str, Any]]:
+    """Records of ``keys`` (paths under ``root``) as the actors finish them, in any order."""
+    ray = _ray()
+    if not keys:
+        return
+    items = [
+        {
+            "key": k,
+            "prompts": "" if prompts is None else json.dumps([p.as_dict() for p in prompts.get(k, [])]),
+        }
+        for k in keys
+    ]
+    ds = ray.data.from_items(items, override_num_blocks=min(len(items), 10_000))
+    s = Settings(**settings.as_dict())
+    if s.threads is None and plan["gpus_per_worker"] == 0:
+        s.threads = max(1, int(plan["cpus_per_worker"]))  # torch in an actor: its share of the node
+    ds = _map(ds, _AnnotateActor, plan, {"settings": s.as_dict(), "root": str(root)})
+    for row in ds.iter_rows():
+        yield json.loads(row["record"])
+
+
+# ----------------------------------------------------------------------------- bench --ray
+
+
+class _IoUActor:
+    """One model per actor; ``__call__`` runs bench's IoU protocol on one image."""
+
+    def __init__(
+        self,
+        name: str,
+        weights: str,
+        device: str,
+        precision: str,
+        threads: int | None,
+        n_clicks: int,
+        min_area: int,
+    ) -> None:
+        import torch
+
+        from ..models import load_sam
+        from ..predictor import CachedPredictor
+
+        if threads:
+            torch.set_num_threads(threads)
+        self.sam = load_sam(name, weights=weights, device=device, precision=precision, progress=False)
+        self.predictor = CachedPredictor(self.sam, cache_bytes=0)
+        self.n_clicks, self.min_area = n_clicks, min_area
+        self.warm = False
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        import torch
+
+        from ..evaluation import evaluate_samples
+
+        dev = self.sam.device
+        sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else None
+        out = []
+        for index, blob in zip(batch["index"], batch["sample"], strict=True):
+            sample = pickle.loads(blob)
+            if not self.warm:  # as evaluate_iou: one untimed encoding first (allocator, kernels)
+                self.predictor.set_image(sample.image)
+                self.warm = True
+            records, enc = evaluate_samples(
+                self.predictor,
+                [sample],
+                n_clicks=self.n_clicks,
+                min_area=self.min_area,
+                progress=False,
+                sync=sync,
+            )
+            out.append(
+                json.dumps(
+                    {
+                        "index": int(index),
+                        "records": records,
+                        "encoder_ms": enc,
+                        "device": str(dev),
+                        "precision": getattr(self.sam, "sam_widgets_precision", "fp32"),
+                    }
+                )
+            )
+        return {"result": np.array(out, dtype=object)}
+
+
+def evaluate_iou_ray(
+    name: str,
+    samples: list[Sample],
+    *,
+    weights: str = "pretrained",
+    dataset: str = "",
+    device: str = "auto",
+    precision: str = "fp32",
+    n_clicks: int = 3,
+    min_area: int = 100,
+    plan: dict[str, Any] | None = None,
+    progress: bool = True,
+) -> IoUResult:
+    """``bench.evaluate_iou`` on Ray: one image per task, the per-object records merged in the
+    samples' order and summarised as locally (``evaluation.summarize``). Trained weights only
+    (random weights have no IoU: use ``evaluate_iou``, which times them)."""
+    from tqdm.auto import tqdm
+
+    from ..bench.iou import IoUResult
+    from ..bench.timing import Timing
+    from ..evaluation import summarize
+
+    ray = _ray()
+    if weights != "pretrained":
+        raise ValueError("evaluate_iou_ray measures IoU of trained weights only; random weights have none.")
+    plan = plan or plan_workers()
+    items = [{"index": i, "sample": pickle.dumps(s)} for i, s in enumerate(samples)]
+    ds = ray.data.from_items(items, override_num_blocks=len(items))
+    threads = None if plan["gpus_per_worker"] else max(1, int(plan["cpus_per_worker"]))
+    ds = _map(
+        ds,
+        _IoUActor,
+        plan,
+        {
+            "name": name,
+            "weights": weights,
+            "device": device,
+            "precision": precision,
+            "threads": threads,
+            "n_clicks": n_clicks,
+            "min_area": min_area,
+        },
+    )
+    parts: dict[int, dict[str, Any]] = {}
+    for row in tqdm(
+        ds.iter_rows(),
+        total=len(items),
+        desc=f"IoU {name} (Ray)",
+        unit="img",
+        disable=not progress,
+        leave=False,
+    ):
+        part = json.loads(row["result"])
+        parts[part["index"]] = part
+    records = [r for i in sorted(parts) for r in parts[i]["records"]]
+    encoder_ms = [e for i in sorted(parts) for e in parts[i]["encoder_ms"]]
+    summary = summarize(records)
+    first = parts[min(parts)] if parts else {"device": device, "precision": precision}
+    result = IoUResult(
+        model=name,
+        weights=weights,
+        device=first["device"],
+        precision=first["precision"],
+        dataset=dataset,
+        status="measured",
+        samples=len(samples),
+        min_area_px=min_area,
+        encoder_ms_runs=encoder_ms,
+        objects=summary["objects"],
+        miou=summary["miou"],
+        ci95=summary["ci95"],
+        pearson_r=summary["pearson_r"],
+        click_ms_median=summary["click_ms_median"],
+        per_object=[{"model": name, **r} for r in records],
+    )
+    if encoder_ms:
+        result.encoder_ms = asdict(Timing.of(encoder_ms))
+    return result
