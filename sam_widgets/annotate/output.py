@@ -89,7 +89,12 @@ class OutputFolder:
         if self.root.exists() and not self.root.is_dir():
             raise OutputFolderError(f"--out {self.root} is a file; pass a folder (it is created if missing).")
         manifest = self.root / MANIFEST
-        if self.root.is_dir() and any(self.root.iterdir()) and not manifest.is_file():
+        ours = {".lock", RECORDS}
+        if (
+            self.root.is_dir()
+            and not manifest.is_file()
+            and any(p.name not in ours and not p.name.startswith(".tmp-") for p in self.root.iterdir())
+        ):
             raise OutputFolderError(
                 f"--out {self.root} holds files but no {MANIFEST}: it is not the output of "
                 "`sam-widgets annotate`. Pass an empty or new folder."

@@ -1,0 +1,496 @@
+"""Batch annotation (sam_widgets.annotate): local and Ray runs, resume after a kill, bad inputs,
+box prompts as the session's, the output formats. Micro on a dozen small images; Ray runs use a
+local runtime of 2 CPUs and are shut down after each test."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from sam_widgets import formats
+from sam_widgets.annotate import (
+    OutputFolderError,
+    PromptFileError,
+    annotate,
+    list_images,
+    read_prompts,
+)
+from sam_widgets.annotate.output import RECORDS
+
+HAS_RAY = importlib.util.find_spec("ray") is not None and importlib.util.find_spec("ray.data") is not None
+needs_ray = pytest.mark.skipif(
+    not HAS_RAY, reason="Ray is not installed: pip install 'sam-widgets[ray]' (CI installs it)"
+)
+
+# "everything" cheap and permissive enough for micro: 16 points, no filtering by score.
+EVERY = {"points_per_side": 4, "pred_iou_thresh": 0.0, "stability_score_thresh": 0.0}
+EVERY_ARGS = ["--points-per-side", "4", "--pred-iou-thresh", "0", "--stability-score-thresh", "0"]
+COMMON = {"model": "micro", "precision": "fp32", "threads": 1, "everything": EVERY, "progress": False}
+GOOD = 12
+BAD = {"corrupt.jpg": "image", "tiny.png": "image"}
+
+
+def _decode(rle: dict) -> np.ndarray:
+    from pycocotools import mask as mask_utils
+
+    with warnings.catch_warnings():  # pycocotools' __array__ and numpy 2
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return mask_utils.decode({"size": rle["size"], "counts": rle["counts"].encode()}).astype(bool)
+
+
+@pytest.fixture(scope="module")
+def scenes():
+    from sam_widgets.datasets import synthetic
+
+    return synthetic(GOOD, 96)
+
+
+@pytest.fixture(scope="module")
+def image_dir(tmp_path_factory, scenes):
+    """A dozen good PNGs (two in a subfolder) and two bad files: corrupt bytes, a 4x4 image."""
+    root = tmp_path_factory.mktemp("images")
+    (root / "sub").mkdir()
+    for i, s in enumerate(scenes):
+        Image.fromarray(s.image).save(root / ("sub" if i >= 10 else ".") / f"scene{i:02d}.png")
+    (root / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not a JPEG")
+    Image.new("RGB", (4, 4)).save(root / "tiny.png")
+    (root / "notes.txt").write_text("not an image: ignored")
+    return root
+
+
+def _coco(out: Path) -> dict:
+    data = json.loads((out / "annotations.json").read_text())
+    data["info"].pop("date_created")
+    return data
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, image_dir):
+    """An uninterrupted local run: what every other run must reproduce."""
+    out = tmp_path_factory.mktemp("ref") / "out"
+    summary = annotate(image_dir, out, **COMMON)
+    return out, summary, _coco(out)
+
+
+def _assert_same_annotations(a: dict, b: dict) -> None:
+    assert [im["file_name"] for im in a["images"]] == [im["file_name"] for im in b["images"]]
+    assert a["images"] == b["images"]
+    assert a["categories"] == b["categories"]
+    assert len(a["annotations"]) == len(b["annotations"])
+    for x, y in zip(a["annotations"], b["annotations"], strict=True):
+        assert (x["id"], x["image_id"]) == (y["id"], y["image_id"])
+        assert x["segmentation"] == y["segmentation"], f"annotation {x['id']} differs"
+        assert x["score"] == pytest.approx(y["score"], abs=1e-5)
+
+
+# ----------------------------------------------------------------------------- local
+
+
+def test_listing_finds_images_recursively_and_ignores_other_files(image_dir):
+    root, keys = list_images(image_dir)
+    assert root == image_dir
+    assert len(keys) == GOOD + len(BAD)
+    assert "sub/scene10.png" in keys and "notes.txt" not in keys
+    assert keys == sorted(keys)
+
+
+def test_local_run_writes_coco_and_manifest_and_skips_bad_images(reference, image_dir):
+    out, summary, coco = reference
+    assert (summary.done, summary.failed, summary.total) == (GOOD, len(BAD), GOOD + len(BAD))
+    assert summary.runner == "local"
+    # COCO: the good images only, ids in name order, every mask the image's size and not empty
+    assert len(coco["images"]) == GOOD
+    assert {im["file_name"] for im in coco["images"]} == {
+        k for k in list_images(image_dir)[1] if k not in BAD
+    }
+    assert len({a["id"] for a in coco["annotations"]}) == len(coco["annotations"]) > GOOD
+    sizes = {im["id"]: (im["height"], im["width"]) for im in coco["images"]}
+    for a in coco["annotations"][:20]:
+        m = _decode(a["segmentation"])
+        assert m.shape == sizes[a["image_id"]] and m.sum() == a["area"] > 0
+        assert a["category_id"] == 1 and 0 <= a["bbox"][0] < 96
+    # the manifest: model, settings, versions, one status per image, the bad ones with the reason
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["finished"] is True
+    assert manifest["identity"]["settings"]["model"] == "micro"
+    assert manifest["identity"]["settings"]["everything"]["points_per_side"] == 4
+    assert {"sam-widgets", "torch", "segment-anything"} <= set(manifest["versions"])
+    assert manifest["counts"] == {"done": GOOD, "failed": len(BAD), "pending": 0}
+    status = {i["file_name"]: i for i in manifest["images"]}
+    # the reason is the image loader's error (sam_widgets._images: OSError or ValueError from PIL)
+    assert status["corrupt.jpg"]["status"] == "failed"
+    assert (
+        status["corrupt.jpg"]["reason"].startswith("image: ") and "Error" in status["corrupt.jpg"]["reason"]
+    )
+    assert "4x4" in status["tiny.png"]["reason"]
+    assert dict(summary.failures).keys() == BAD.keys()
+    text = summary.format()
+    assert "12 done, 2 failed" in text and "corrupt.jpg" in text and "images/s" in text
+
+
+def test_a_finished_run_resumes_to_the_same_output_without_work(reference, image_dir, tmp_path):
+    out, _, coco = reference
+    again = annotate(image_dir, out, **COMMON)  # every image has a record: nothing to do
+    assert (again.done, again.failed, again.skipped_before) == (0, 0, GOOD + len(BAD))
+    assert _coco(out) == coco
+
+
+def test_resume_refuses_other_settings_and_overwrite_starts_over(reference, image_dir, tmp_path):
+    out, _, _ = reference
+    with pytest.raises(OutputFolderError, match="points_per_side") as e:
+        annotate(image_dir, out, **{**COMMON, "everything": {**EVERY, "points_per_side": 2}})
+    assert "--overwrite" in str(e.value)
+    single = tmp_path / "one"
+    single.mkdir()
+    Image.open(image_dir / "scene00.png").save(single / "scene00.png")
+    fresh = tmp_path / "fresh"
+    annotate(single, fresh, **COMMON)
+    s = annotate(single, fresh, **{**COMMON, "everything": {**EVERY, "points_per_side": 2}}, resume=False)
+    assert s.done == 1 and s.skipped_before == 0
+    m = json.loads((fresh / "manifest.json").read_text())
+    assert m["identity"]["settings"]["everything"]["points_per_side"] == 2
+
+
+def test_out_that_is_not_ours_or_busy_is_refused(image_dir, tmp_path):
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "thesis.tex").write_text("precious")
+    with pytest.raises(OutputFolderError, match="not the output of"):
+        annotate(image_dir, other, **COMMON)
+    assert (other / "thesis.tex").read_text() == "precious"
+    from filelock import FileLock
+
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    with FileLock(str(busy / ".lock")), pytest.raises(OutputFolderError, match="another run"):
+        annotate(image_dir, busy, **COMMON)
+    with pytest.raises(OutputFolderError, match="not found"):
+        annotate(tmp_path / "nowhere", tmp_path / "o", **COMMON)
+
+
+def _records(out: Path) -> int:
+    d = out / RECORDS
+    return len(list(d.glob("*.json"))) if d.is_dir() else 0
+
+
+def _kill_midway(cmd: list[str], out: Path, at: int, timeout: float = 300) -> None:
+    """Start ``cmd`` in its own process group, wait for ``at`` records, SIGKILL the whole group."""
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True, env=os.environ.copy()
+    )
+    t0 = time.monotonic()
+    try:
+        while _records(out) < at:
+            if proc.poll() is not None:
+                pytest.fail(f"the run ended before it could be killed: {proc.stderr.read().decode()[-2000:]}")
+            if time.monotonic() - t0 > timeout:
+                pytest.fail("the run wrote too few records in time")
+            time.sleep(0.02)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)  # the driver and everything it started (Ray's too)
+        proc.wait()
+        proc.stderr.close()
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "sam_widgets", "annotate", *args]
+
+
+def test_a_killed_local_run_resumes_without_duplicates_or_losses(reference, image_dir, tmp_path):
+    _, _, coco = reference
+    out = tmp_path / "out"
+    args = [str(image_dir), "--out", str(out), "--model", "micro", "--precision", "fp32", "--threads", "1"]
+    _kill_midway(_cli(*args, *EVERY_ARGS), out, at=3)
+    killed_at = _records(out)
+    assert 3 <= killed_at < GOOD + len(BAD), "the kill came after the run had finished"
+    r = subprocess.run(_cli(*args, *EVERY_ARGS), capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert _records(out) == GOOD + len(BAD)
+    _assert_same_annotations(_coco(out), coco)
+    # the progress bar (images/s, ETA) on stderr, the summary on stdout
+    assert "img/s" in r.stderr and "annotate" in r.stderr
+    assert f"already in {out} (resumed)" in r.stdout
+    assert "images/s" in r.stdout and "2 images failed and were skipped" in r.stdout
+    assert "corrupt.jpg: image: " in r.stdout and "tiny.png: image: ValueError" in r.stdout
+
+
+# ----------------------------------------------------------------------------- prompts
+
+
+def _detections(scenes, keys: dict[int, str]) -> tuple[list[dict], list[tuple[str, tuple]]]:
+    from sam_widgets.evaluation import tight_box
+
+    dets, boxes = [], []
+    for i, s in enumerate(scenes[:3]):
+        for m in s.masks:
+            x0, y0, x1, y1 = (float(v) for v in tight_box(m))
+            if x1 - x0 >= 2 and y1 - y0 >= 2:
+                dets.append(
+                    {"image_id": i + 1, "bbox": [x0, y0, x1 - x0, y1 - y0], "category_id": 3, "score": 0.9}
+                )
+                boxes.append((keys[i], (x0, y0, x1, y1)))
+    return dets, boxes
+
+
+def test_box_prompts_reproduce_the_session_masks(scenes, image_dir, tmp_path):
+    from sam_widgets.models import load_sam
+    from sam_widgets.predictor import CachedPredictor
+    from sam_widgets.session import Session
+
+    keys = {i: f"scene{i:02d}.png" for i in range(3)}
+    dets, boxes = _detections(scenes, keys)
+    dets.append({"image_id": 1, "bbox": [500, 500, 20, 20], "category_id": 3, "score": 0.9})  # outside
+    x0, y0, x1, y1 = next(b for k, b in boxes if k == keys[1])
+    dets.append(
+        {"image_id": 2, "bbox": [x0, y0, 200, y1 - y0], "category_id": 3, "score": 0.9}
+    )  # reaches out
+    dets.append({"image_id": 3, "bbox": [5, 5, 20, 20], "category_id": 3, "score": 0.1})  # below --min-score
+    coco_in = {
+        "images": [{"id": i + 1, "file_name": k, "width": 96, "height": 96} for i, k in keys.items()],
+        "annotations": dets,
+        "categories": [{"id": 3, "name": "shape"}],
+    }
+    (tmp_path / "dets.json").write_text(json.dumps(coco_in))
+    out = tmp_path / "out"
+    s = annotate(image_dir, out, **COMMON, prompts=tmp_path / "dets.json", min_score=0.5)
+    assert s.skipped_prompts == 1
+    coco = _coco(out)
+    assert coco["categories"] == [{"id": 3, "name": "shape", "supercategory": "object"}]
+    ids = {im["file_name"]: im["id"] for im in coco["images"]}
+    anns = [a for a in coco["annotations"] if a["image_id"] in {ids[k] for k in keys.values()}]
+    assert len(anns) == len(boxes) + 1  # the box reaching out is clipped, not dropped
+    manifest = json.loads((out / "manifest.json").read_text())
+    skipped = {i["file_name"]: i.get("skipped_prompts") for i in manifest["images"]}
+    assert "outside the 96x96 image" in skipped["scene00.png"][0]["reason"]
+    # the widget's path: a Session on the same model, one set_box per object
+    sam = load_sam("micro", precision="fp32")
+    predictor = CachedPredictor(sam)
+    by_key: dict[str, list] = {}
+    for key, box in boxes:
+        by_key.setdefault(key, []).append(box)
+    for key, key_boxes in by_key.items():
+        session = Session(image_dir / key, predictor)
+        for box in key_boxes:
+            session.add_object()
+            obj = session.set_box(*box)
+            (ann,) = [a for a in anns if a["image_id"] == ids[key] and a["prompt"]["box"] == list(box)]
+            assert ann["category_id"] == 3 and ann["detector_score"] == 0.9
+            np.testing.assert_array_equal(_decode(ann["segmentation"]), obj.mask)
+            assert ann["score"] == pytest.approx(obj.score, abs=1e-6)
+    clipped = [a for a in coco["annotations"] if a["prompt"]["box"] == [x0, y0, 96.0, y1]]
+    assert len(clipped) == 1 and clipped[0]["image_id"] == ids[keys[1]]
+
+
+def test_detections_list_needs_the_image_ids_or_file_names(scenes, image_dir, tmp_path):
+    keys = [f"scene{i:02d}.png" for i in range(3)]
+    dets, _ = _detections(scenes, dict(enumerate(keys)))
+    (tmp_path / "dets.json").write_text(json.dumps(dets))
+    _, all_keys = list_images(image_dir)
+    with pytest.raises(PromptFileError, match="--image-ids"):
+        read_prompts(tmp_path / "dets.json", all_keys)
+    (tmp_path / "instances.json").write_text(
+        json.dumps({"images": [{"id": i + 1, "file_name": k} for i, k in enumerate(keys)]})
+    )
+    ps = read_prompts(tmp_path / "dets.json", all_keys, image_ids=tmp_path / "instances.json")
+    assert sum(len(v) for v in ps.by_image.values()) == len(dets)
+    by_name = [{**d, "image_id": keys[d["image_id"] - 1].replace(".png", ".jpg")} for d in dets]  # by stem
+    (tmp_path / "named.json").write_text(json.dumps(by_name))
+    assert read_prompts(tmp_path / "named.json", all_keys).by_image.keys() == ps.by_image.keys()
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(PromptFileError, match="not readable JSON"):
+        read_prompts(tmp_path / "bad.json", all_keys)
+    (tmp_path / "nobox.json").write_text(json.dumps([{"image_id": "scene00.png", "category_id": 1}]))
+    with pytest.raises(PromptFileError, match="neither 'bbox' nor 'points'"):
+        read_prompts(tmp_path / "nobox.json", all_keys)
+
+
+def test_yolo_labels_folder(image_dir, tmp_path):
+    labels = tmp_path / "labels"
+    (labels / "sub").mkdir(parents=True)
+    (labels / "classes.txt").write_text("circle\nsquare\n")
+    (labels / "scene00.txt").write_text("1 0.5 0.25 0.5 0.25\n0 0.5 0.5 0.2 0.2 0.3\n")
+    (labels / "sub" / "scene10.txt").write_text("0 0.1 0.1 0.3 0.1 0.3 0.3\n")  # a segment
+    (labels / "unknown.txt").write_text("0 0.5 0.5 0.1 0.1\n")
+    _, keys = list_images(image_dir)
+    ps = read_prompts(labels, keys, min_score=0.5)
+    assert ps.categories[:2] == [
+        {"id": 1, "name": "circle", "supercategory": "object"},
+        {"id": 2, "name": "square", "supercategory": "object"},
+    ]
+    assert ps.unmatched == ["unknown"]
+    (p,) = ps.by_image["scene00.png"]  # the 0.3-confidence line is below min_score
+    from sam_widgets.annotate.prompts import check_prompt
+
+    checked, _ = check_prompt(p, 96, 96)
+    assert checked.box == pytest.approx((24.0, 12.0, 72.0, 36.0)) and checked.category_id == 2
+    (seg,) = ps.by_image["sub/scene10.png"]
+    assert check_prompt(seg, 100, 100)[0].box == pytest.approx((10.0, 10.0, 30.0, 30.0))
+    (labels / "scene01.txt").write_text("0 0.5 0.5\n")
+    with pytest.raises(PromptFileError, match=r"scene01.txt:1"):
+        read_prompts(labels, keys)
+
+
+def test_points_prompts_follow_the_session_rule(image_dir, tmp_path):
+    dets = [
+        {"image_id": "scene00.png", "points": [[40, 40]], "category_id": 1},
+        {"image_id": "scene00.png", "points": [[40, 40], [10, 10]], "point_labels": [1, 0], "category_id": 1},
+        {"image_id": "scene00.png", "points": [[400, 40]], "category_id": 1},
+    ]
+    (tmp_path / "points.json").write_text(json.dumps(dets))
+    one = tmp_path / "one"
+    one.mkdir()
+    Image.open(image_dir / "scene00.png").save(one / "scene00.png")
+    s = annotate(one, tmp_path / "out", **COMMON, prompts=tmp_path / "points.json")
+    assert s.done == 1 and s.skipped_prompts == 1
+    anns = _coco(tmp_path / "out")["annotations"]
+    assert [a["prompt"]["points"] for a in anns] == [[[40.0, 40.0]], [[40.0, 40.0], [10.0, 10.0]]]
+
+
+# ----------------------------------------------------------------------------- formats
+
+
+def test_rle_is_exact_and_polygons_fill_holes_one_per_part():
+    m = np.zeros((40, 50), bool)
+    m[5:20, 10:30] = True
+    m[8:12, 15:20] = False  # a hole
+    m[30:35, 40:48] = True  # a second part
+    rle, area, bbox = formats.segmentation(m)
+    np.testing.assert_array_equal(_decode(rle), m)
+    assert area == m.sum() and bbox == [10.0, 5.0, 38.0, 30.0]
+    polys, parea, pbbox = formats.segmentation(m, "polygons")
+    assert (parea, pbbox) == (area, bbox)  # from the exact mask either way
+    assert len(polys) == 2 and all(len(p) % 2 == 0 and len(p) >= 6 for p in polys)
+    from pycocotools import mask as mask_utils
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        back = mask_utils.decode(mask_utils.merge(mask_utils.frPyObjects(polys, 40, 50))).astype(bool)
+    filled = m.copy()
+    filled[8:12, 15:20] = True
+    np.testing.assert_array_equal(back, filled)
+    assert formats.mask_to_polygons(np.zeros((5, 5))) == []
+    with pytest.raises(ValueError, match="2-D"):
+        formats.mask_to_rle(np.zeros((2, 5, 5)))
+    with pytest.raises(ValueError, match="rle, polygons"):
+        formats.segmentation(m, "png")
+
+
+def test_polygon_output_through_the_cli(image_dir, tmp_path):
+    one = tmp_path / "one"
+    one.mkdir()
+    Image.open(image_dir / "scene01.png").save(one / "scene01.png")
+    out = tmp_path / "out"
+    from sam_widgets.cli import main
+
+    assert (
+        main(
+            [
+                "annotate",
+                str(one),
+                "--out",
+                str(out),
+                "--model",
+                "micro",
+                "--format",
+                "polygons",
+                "-q",
+                *EVERY_ARGS,
+            ]
+        )
+        == 0
+    )
+    anns = _coco(out)["annotations"]
+    assert anns and all(isinstance(a["segmentation"], list) for a in anns)
+
+
+# ----------------------------------------------------------------------------- Ray
+
+
+@pytest.fixture
+def ray_shutdown():
+    yield
+    import ray
+
+    ray.shutdown()
+
+
+@needs_ray
+def test_ray_run_gives_the_local_annotations(reference, image_dir, tmp_path, ray_shutdown):
+    _, _, coco = reference
+    out = tmp_path / "out"
+    s = annotate(image_dir, out, **COMMON, ray="local", ray_num_cpus=2)
+    assert s.runner == "Ray, 2 workers x 1 CPU"
+    assert (s.done, s.failed) == (GOOD, len(BAD))
+    _assert_same_annotations(_coco(out), coco)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["ray"]["workers"] == 2 and manifest["counts"]["failed"] == len(BAD)
+    import ray
+
+    assert not ray.is_initialized()  # the runtime it started is stopped
+
+
+@needs_ray
+def test_a_killed_ray_run_resumes_without_duplicates_or_losses(reference, image_dir, tmp_path):
+    _, _, coco = reference
+    out = tmp_path / "out"
+    args = [str(image_dir), "--out", str(out), "--model", "micro", "--precision", "fp32", *EVERY_ARGS]
+    ray_args = ["--ray", "--ray-num-cpus", "2", "--threads", "1"]
+    _kill_midway(_cli(*args, *ray_args), out, at=3)
+    assert 3 <= _records(out) < GOOD + len(BAD), "the kill came after the run had finished"
+    r = subprocess.run(_cli(*args, *ray_args), capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert _records(out) == GOOD + len(BAD)
+    _assert_same_annotations(_coco(out), coco)
+    assert "Ray, 2 workers" in r.stdout and "(resumed)" in r.stdout
+
+
+@needs_ray
+def test_bench_ray_merges_per_image_iou_into_the_same_tables(tmp_path, capsys):
+    from sam_widgets.cli import main
+
+    common = ["bench", "--models", "micro", "--no-timing", "--samples", "3", "--precision", "fp32"]
+    assert main([*common, "--json", str(tmp_path / "local.json")]) == 0
+    assert main([*common, "--ray", "--ray-num-cpus", "2", "--json", str(tmp_path / "ray.json")]) == 0
+    local = json.loads((tmp_path / "local.json").read_text())["results"][0]["iou"]
+    on_ray = json.loads((tmp_path / "ray.json").read_text())
+    iou = on_ray["results"][0]["iou"]
+    assert on_ray["settings"]["ray"]["workers"] == 2
+    assert iou["objects"] == local["objects"] > 0 and iou["status"] == "measured"
+    assert [(o["sample"], o["object"]) for o in iou["per_object"]] == [
+        (o["sample"], o["object"]) for o in local["per_object"]
+    ]
+    for k, v in local["miou"].items():
+        assert iou["miou"][k] == pytest.approx(v, abs=0.02)
+    assert "IoU on synthetic" in capsys.readouterr().out
+
+
+def test_ray_missing_is_a_clear_error(monkeypatch, image_dir, tmp_path):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_ray(name, *a, **k):
+        if name == "ray" or name.startswith("ray."):
+            raise ImportError("No module named 'ray'")
+        return real_import(name, *a, **k)
+
+    monkeypatch.setattr(builtins, "__import__", no_ray)
+    with pytest.raises(OutputFolderError, match=r"pip install 'sam-widgets\[ray\]'"):
+        annotate(image_dir, tmp_path / "out", **COMMON, ray="local")
+
+
+def test_auto_model_on_a_cluster_must_be_named(image_dir, tmp_path):
+    with pytest.raises(OutputFolderError, match="name the model"):
+        annotate(image_dir, tmp_path / "out", model="auto", ray="10.0.0.1:6379", progress=False)
