@@ -418,19 +418,34 @@ def test_polygon_output_through_the_cli(image_dir, tmp_path):
 # ----------------------------------------------------------------------------- Ray
 
 
-@pytest.fixture
-def ray_shutdown():
-    yield
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """One local Ray runtime (2 CPUs) for the Ray tests of this module; its GCS address.
+
+    Runs started inside the test process use it (``connect`` leaves a runtime it did not start
+    alone); the CLI runs in subprocesses join it with ``--ray ADDRESS``, as on a real cluster.
+    """
+    if not HAS_RAY:
+        pytest.skip("Ray is not installed: pip install 'sam-widgets[ray]' (CI installs it)")
     import ray
 
-    ray.shutdown()
+    from sam_widgets.annotate import ray_runner
+
+    try:
+        ray_runner.start_local(num_cpus=2)
+    except Exception as e:  # noqa: BLE001 - Ray raises a bare Exception when its node cannot start
+        pytest.skip(f"Ray's local runtime could not start on this machine ({e}); see ray-project/ray#65983")
+    try:
+        yield ray.get_runtime_context().gcs_address
+    finally:
+        ray.shutdown()
 
 
 @needs_ray
-def test_ray_run_gives_the_local_annotations(reference, image_dir, tmp_path, ray_shutdown):
+def test_ray_run_gives_the_local_annotations(reference, image_dir, tmp_path, ray_cluster):
     _, _, coco = reference
     out = tmp_path / "out"
-    s = annotate(image_dir, out, **COMMON, ray="local", ray_num_cpus=2)
+    s = annotate(image_dir, out, **COMMON, ray="local")
     assert s.runner == "Ray, 2 workers x 1 CPU"
     assert (s.done, s.failed) == (GOOD, len(BAD))
     _assert_same_annotations(_coco(out), coco)
@@ -438,15 +453,15 @@ def test_ray_run_gives_the_local_annotations(reference, image_dir, tmp_path, ray
     assert manifest["ray"]["workers"] == 2 and manifest["counts"]["failed"] == len(BAD)
     import ray
 
-    assert not ray.is_initialized()  # the runtime it started is stopped
+    assert ray.is_initialized()  # a runtime it did not start is left running
 
 
 @needs_ray
-def test_a_killed_ray_run_resumes_without_duplicates_or_losses(reference, image_dir, tmp_path):
+def test_a_killed_ray_run_resumes_without_duplicates_or_losses(reference, image_dir, tmp_path, ray_cluster):
     _, _, coco = reference
     out = tmp_path / "out"
     args = [str(image_dir), "--out", str(out), "--model", "micro", "--precision", "fp32", *EVERY_ARGS]
-    ray_args = ["--ray", "--ray-num-cpus", "2", "--threads", "1"]
+    ray_args = ["--ray", ray_cluster, "--threads", "1"]
     _kill_midway(_cli(*args, *ray_args), out, at=3)
     assert 3 <= _records(out) < GOOD + len(BAD), "the kill came after the run had finished"
     r = subprocess.run(_cli(*args, *ray_args), capture_output=True, text=True, timeout=600)
@@ -457,12 +472,12 @@ def test_a_killed_ray_run_resumes_without_duplicates_or_losses(reference, image_
 
 
 @needs_ray
-def test_bench_ray_merges_per_image_iou_into_the_same_tables(tmp_path, capsys):
+def test_bench_ray_merges_per_image_iou_into_the_same_tables(tmp_path, capsys, ray_cluster):
     from sam_widgets.cli import main
 
     common = ["bench", "--models", "micro", "--no-timing", "--samples", "3", "--precision", "fp32"]
     assert main([*common, "--json", str(tmp_path / "local.json")]) == 0
-    assert main([*common, "--ray", "--ray-num-cpus", "2", "--json", str(tmp_path / "ray.json")]) == 0
+    assert main([*common, "--ray", ray_cluster, "--json", str(tmp_path / "ray.json")]) == 0
     local = json.loads((tmp_path / "local.json").read_text())["results"][0]["iou"]
     on_ray = json.loads((tmp_path / "ray.json").read_text())
     iou = on_ray["results"][0]["iou"]

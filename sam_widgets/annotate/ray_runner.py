@@ -16,6 +16,7 @@ every node (the cluster's image, or ``runtime_env``).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import pickle
 from collections.abc import Iterator
@@ -31,7 +32,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..bench.iou import IoUResult
     from ..datasets import Sample
 
-__all__ = ["connect", "disconnect", "plan_workers", "annotate_records", "evaluate_iou_ray"]
+log = logging.getLogger("sam_widgets")
+START_ATTEMPTS = 3  # starts of a local Ray runtime before giving up (see connect)
+
+__all__ = ["connect", "start_local", "disconnect", "plan_workers", "annotate_records", "evaluate_iou_ray"]
 
 
 def _ray() -> Any:
@@ -47,23 +51,57 @@ def _ray() -> Any:
     return ray
 
 
+def start_local(num_cpus: int | None = None) -> None:
+    """``ray.init`` of a local runtime, tried ``START_ATTEMPTS`` times.
+
+    On a loaded machine Ray's raylet can give up on its agents after a fixed 15 s and the start
+    fails with "The current node timed out during startup" (ray-project/ray#65983); a second
+    attempt often succeeds. Other errors are raised at once.
+    """
+    ray = _ray()
+    for attempt in range(1, START_ATTEMPTS + 1):
+        try:
+            ray.init(num_cpus=num_cpus, **_INIT)
+            break
+        except Exception as e:  # noqa: BLE001 - Ray raises a bare Exception for this
+            ray.shutdown()
+            if "timed out during startup" not in str(e) or attempt == START_ATTEMPTS:
+                raise
+            log.warning(
+                "Ray's local runtime did not start (attempt %d of %d: %s); trying again",
+                attempt,
+                START_ATTEMPTS,
+                e,
+            )
+    _quiet_data()
+
+
+def _quiet_data() -> None:
+    import ray.data
+
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False  # ours counts images; Ray's would count blocks
+    ctx.print_on_execution_start = False
+
+
+_INIT = {"include_dashboard": False, "log_to_driver": False, "logging_level": "WARNING"}
+
+
 def connect(address: str | None = None, *, num_cpus: int | None = None) -> bool:
     """Start a local Ray runtime (``address`` None/"local") or join a cluster at ``address``.
 
     Returns True when this call started or joined it (then ``disconnect`` when done); False when
-    Ray was already initialised by the caller (it is left as it is).
+    Ray was already initialised by the caller (it is used as it is, and left running).
     """
     ray = _ray()
     if ray.is_initialized():
+        _quiet_data()
         return False
-    common = {"include_dashboard": False, "log_to_driver": False, "logging_level": "WARNING"}
     if address in (None, "", "local"):
-        ray.init(num_cpus=num_cpus, **common)
+        start_local(num_cpus)
     else:
-        ray.init(address=address, **common)
-    ctx = ray.data.DataContext.get_current()
-    ctx.enable_progress_bars = False  # ours counts images; Ray's would count blocks
-    ctx.print_on_execution_start = False
+        ray.init(address=address, **_INIT)
+        _quiet_data()
     return True
 
 
