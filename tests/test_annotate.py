@@ -432,7 +432,10 @@ def ray_cluster():
     from sam_widgets.annotate import ray_runner
 
     try:
-        ray_runner.start_local(num_cpus=2)
+        if os.environ.get("RAY_ADDRESS"):  # a runtime started beforehand (`ray start --head --num-cpus 2`)
+            ray.init(address=os.environ["RAY_ADDRESS"], include_dashboard=False, log_to_driver=False)
+        else:
+            ray_runner.start_local(num_cpus=2)
     except Exception as e:  # noqa: BLE001 - Ray raises a bare Exception when its node cannot start
         pytest.skip(f"Ray's local runtime could not start on this machine ({e}); see ray-project/ray#65983")
     try:

@@ -15,10 +15,12 @@ every node (the cluster's image, or ``runtime_env``).
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
 import pickle
+import warnings
 from collections.abc import Iterator
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
@@ -65,6 +67,9 @@ def start_local(num_cpus: int | None = None) -> None:
             break
         except Exception as e:  # noqa: BLE001 - Ray raises a bare Exception for this
             ray.shutdown()
+            with warnings.catch_warnings():  # the failed node's process handles, dying as it goes
+                warnings.simplefilter("ignore", ResourceWarning)
+                gc.collect()
             if "timed out during startup" not in str(e) or attempt == START_ATTEMPTS:
                 raise
             log.warning(
