@@ -494,6 +494,46 @@ def test_bench_ray_merges_per_image_iou_into_the_same_tables(tmp_path, capsys, r
     assert "IoU on synthetic" in capsys.readouterr().out
 
 
+def test_the_ray_actors_work_as_the_local_runner_without_a_runtime(reference, image_dir, scenes):
+    """The callable classes Ray Data runs, called directly on batches as Ray passes them (numpy
+    columns): the same records as the local runner, bad images recorded. Runs where Ray cannot."""
+    from sam_widgets.annotate.ray_runner import _AnnotateActor, _IoUActor
+    from sam_widgets.annotate.worker import Settings
+
+    out, _, _ = reference
+    settings = Settings(model="micro", precision="fp32", threads=1, everything={**EVERY})
+    actor = _AnnotateActor(settings.as_dict(), str(image_dir))
+    keys = ["corrupt.jpg", "scene03.png", "sub/scene10.png"]
+    batch = {"key": np.array(keys, dtype=object), "prompts": np.array(["", "", ""], dtype=object)}
+    records = [json.loads(r) for r in actor(batch)["record"]]
+    from sam_widgets.annotate.output import record_name
+
+    for key, rec in zip(keys, records, strict=True):
+        local = json.loads((out / RECORDS / record_name(key)).read_text())
+        assert rec["status"] == local["status"] and rec.get("reason") == local.get("reason")
+        assert [a["segmentation"] for a in rec["annotations"]] == [
+            a["segmentation"] for a in local["annotations"]
+        ]
+    # bench --ray's actor: one image's IoU records, as evaluate_samples gives them locally
+    import pickle
+
+    from sam_widgets.evaluation import evaluate_samples
+    from sam_widgets.models import load_sam
+    from sam_widgets.predictor import CachedPredictor
+
+    iou = _IoUActor("micro", "pretrained", "cpu", "fp32", 1, 3, 100)
+    got = json.loads(
+        iou({"index": np.array([0]), "sample": np.array([pickle.dumps(scenes[0])], dtype=object)})["result"][
+            0
+        ]
+    )
+    want, _ = evaluate_samples(
+        CachedPredictor(load_sam("micro", precision="fp32")), [scenes[0]], progress=False
+    )
+    assert [r["iou_box"] for r in got["records"]] == pytest.approx([r["iou_box"] for r in want], abs=1e-4)
+    assert got["device"] == "cpu" and len(got["encoder_ms"]) == 1
+
+
 def test_ray_missing_is_a_clear_error(monkeypatch, image_dir, tmp_path):
     import builtins
 

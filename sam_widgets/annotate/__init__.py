@@ -111,16 +111,33 @@ class Summary:
     out: Path
     failures: list[tuple[str, str]] = field(default_factory=list)  # (image, reason), all of OUT
     skipped_prompts: int = 0
+    first_s: float | None = None  # seconds to the first record: loading the model(s) + one image
 
     @property
     def images_per_s(self) -> float:
+        """Images done or failed per second of the run, model loading included."""
         ran = self.done + self.failed
         return ran / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def steady_images_per_s(self) -> float | None:
+        """Images per second after the first record (without loading the model); None below 2 images."""
+        ran = self.done + self.failed
+        if self.first_s is None or ran < 2 or self.seconds <= self.first_s:
+            return None
+        return (ran - 1) / (self.seconds - self.first_s)
 
     def format(self, max_failures: int = 20) -> str:
         lines = [
             f"annotated {self.done + self.failed} of {self.total} images in {self.seconds:.1f} s "
-            f"({self.images_per_s:.2f} images/s, {self.runner}): {self.done} done, {self.failed} failed"
+            f"({self.images_per_s:.2f} images/s"
+            + (
+                f"; {self.steady_images_per_s:.2f} after the first, which loaded the model in "
+                f"{self.first_s:.1f} s"
+                if self.steady_images_per_s is not None
+                else ""
+            )
+            + f"; {self.runner}): {self.done} done, {self.failed} failed"
             + (f", {self.skipped_before} already in {self.out} (resumed)" if self.skipped_before else ""),
             f"{self.annotations} masks in {self.out / ANNOTATIONS}"
             + (
@@ -314,7 +331,10 @@ def annotate(
                 dynamic_ncols=True,
                 smoothing=0.1,
             ) as bar:
+                first_s = None
                 for rec in stream:
+                    if first_s is None:
+                        first_s = time.perf_counter() - t0
                     folder.write_record(rec)  # first: a record on disk is an image done for good
                     records[rec["file_name"]] = rec
                     if rec["status"] == "done":
@@ -345,5 +365,6 @@ def annotate(
         out=Path(out),
         failures=[(k, records[k]["reason"]) for k in keys if k in records and records[k]["status"] != "done"],
         skipped_prompts=sum(len(r.get("skipped_prompts", [])) for r in records.values()),
+        first_s=first_s,
     )
     return summary
