@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..errors import SamWidgetsError
 from .prompts import Prompt
 from .worker import Annotator, Settings, failed_record, load_image
 
@@ -37,7 +38,19 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger("sam_widgets")
 START_ATTEMPTS = 3  # starts of a local Ray runtime before giving up (see connect)
 
-__all__ = ["connect", "start_local", "disconnect", "plan_workers", "annotate_records", "evaluate_iou_ray"]
+__all__ = [
+    "RayMissingError",
+    "connect",
+    "start_local",
+    "disconnect",
+    "plan_workers",
+    "annotate_records",
+    "evaluate_iou_ray",
+]
+
+
+class RayMissingError(SamWidgetsError, ImportError):
+    """``--ray`` was asked for and Ray Data is not installed (the ``ray`` extra)."""
 
 
 def _ray() -> Any:
@@ -45,10 +58,9 @@ def _ray() -> Any:
         import ray
         import ray.data  # noqa: F401
     except ImportError:
-        from .output import OutputFolderError
-
-        raise OutputFolderError(
-            "--ray needs Ray Data: pip install 'sam-widgets[ray]' (or pip install 'ray[data]')."
+        raise RayMissingError(
+            "--ray needs Ray Data, which is not installed: pip install 'sam-widgets[ray]' "
+            "(or pip install 'ray[data]')."
         ) from None
     return ray
 
