@@ -109,6 +109,10 @@ def test_listing_finds_images_recursively_and_ignores_other_files(image_dir):
     assert len(keys) == GOOD + len(BAD)
     assert "sub/scene10.png" in keys and "notes.txt" not in keys
     assert keys == sorted(keys)
+    listing = image_dir.parent / "list.txt"
+    listing.write_text(f"# two images\n{image_dir.name}/sub/scene10.png\n\n{image_dir / 'scene00.png'}\n")
+    assert list_images(listing) == (image_dir, ["sub/scene10.png", "scene00.png"])
+    assert list_images(image_dir / "tiny.png") == (image_dir, ["tiny.png"])
 
 
 def test_local_run_writes_coco_and_manifest_and_skips_bad_images(reference, image_dir):

@@ -15,6 +15,7 @@ prompts (boxes outside the image) are recorded per image with the reason and ski
 from __future__ import annotations
 
 import hashlib
+import os
 import sys
 import time
 from collections import deque
@@ -75,21 +76,11 @@ def list_images(images: str | Path) -> tuple[Path, list[str]]:
         return path, keys
     if path.is_file() and path.suffix.lower() == ".txt":
         lines = [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines()]
-        entries = [Path(ln) for ln in lines if ln and not ln.startswith("#")]
-        if not entries:
+        files = [(path.parent / ln).resolve() for ln in lines if ln and not ln.startswith("#")]
+        if not files:
             raise ImageListError(f"{path} lists no images (one path a line).")
-        root = path.parent
-        keys = [
-            (e if not e.is_absolute() else e.relative_to(root) if e.is_relative_to(root) else e).as_posix()
-            for e in entries
-        ]
-        if any(Path(k).is_absolute() for k in keys):
-            root = Path("/")
-            keys = [
-                (e if e.is_absolute() else (path.parent / e).resolve()).as_posix().lstrip("/")
-                for e in entries
-            ]
-        return root, list(dict.fromkeys(keys))
+        root = Path(os.path.commonpath([f.parent for f in files]))
+        return root, list(dict.fromkeys(f.relative_to(root).as_posix() for f in files))
     if path.is_file():
         return path.parent, [path.name]
     raise ImageListError(
@@ -275,7 +266,7 @@ def annotate(
         "settings": {k: v for k, v in settings.as_dict().items() if k not in ("device", "threads")},
         "prompts": None
         if prompt_set is None
-        else {"source": str(prompts), "sha256": _digest(Path(prompts).expanduser()), "min_score": min_score},
+        else {"sha256": _digest(Path(prompts).expanduser()), "min_score": min_score},
     }
     if settings.mode == "prompts":
         identity["settings"].pop("everything")
@@ -294,7 +285,11 @@ def annotate(
         records = folder.done(keys, retry_failed=retry_failed)
         before = len(records)
         todo = [k for k in keys if k not in records]
-        extra: dict[str, Any] = {"images_root": str(root), "categories": categories}
+        extra: dict[str, Any] = {
+            "images_root": str(root),
+            "prompts_source": None if prompts is None else str(prompts),
+            "categories": categories,
+        }
         started_ray = False
         runner = "local"
         try:
