@@ -441,17 +441,34 @@ def ray_cluster():
 
     from sam_widgets.annotate import ray_runner
 
+    failed = None
     try:
         if os.environ.get("RAY_ADDRESS"):  # a runtime started beforehand (`ray start --head --num-cpus 2`)
             ray.init(address=os.environ["RAY_ADDRESS"], include_dashboard=False, log_to_driver=False)
         else:
             ray_runner.start_local(num_cpus=2)
     except Exception as e:  # noqa: BLE001 - Ray raises a bare Exception when its node cannot start
-        pytest.skip(f"Ray's local runtime could not start on this machine ({e}); see ray-project/ray#65983")
+        failed = str(e)
+    if failed is not None:
+        # The failed node's process handles are freed here, not at the end of the session, where
+        # pytest would report their ResourceWarnings as errors (the processes are dying anyway).
+        _collect_quietly()
+        pytest.skip(
+            f"Ray's local runtime could not start on this machine ({failed}); see ray-project/ray#65983"
+        )
     try:
         yield ray.get_runtime_context().gcs_address
     finally:
         ray.shutdown()
+        _collect_quietly()
+
+
+def _collect_quietly() -> None:
+    import gc
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        gc.collect()
 
 
 @needs_ray

@@ -69,8 +69,8 @@ def start_local(num_cpus: int | None = None) -> None:
     """``ray.init`` of a local runtime, tried ``START_ATTEMPTS`` times.
 
     On a loaded machine Ray's raylet can give up on its agents after a fixed 15 s and the start
-    fails with "The current node timed out during startup" (ray-project/ray#65983); a second
-    attempt often succeeds. Other errors are raised at once.
+    fails with "The current node timed out during startup" (ray-project/ray#65983); a later
+    attempt may succeed when the load drops. Other errors are raised at once.
     """
     ray = _ray()
     for attempt in range(1, START_ATTEMPTS + 1):
@@ -79,17 +79,20 @@ def start_local(num_cpus: int | None = None) -> None:
             break
         except Exception as e:  # noqa: BLE001 - Ray raises a bare Exception for this
             ray.shutdown()
-            with warnings.catch_warnings():  # the failed node's process handles, dying as it goes
-                warnings.simplefilter("ignore", ResourceWarning)
-                gc.collect()
             if "timed out during startup" not in str(e) or attempt == START_ATTEMPTS:
                 raise
-            log.warning(
-                "Ray's local runtime did not start (attempt %d of %d: %s); trying again",
-                attempt,
-                START_ATTEMPTS,
-                e,
-            )
+            reason = str(e)
+        # Out of the except block the failed node's frames are gone: free its process handles now,
+        # quietly (the processes are dying), not at some later garbage collection.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ResourceWarning)
+            gc.collect()
+        log.warning(
+            "Ray's local runtime did not start (attempt %d of %d: %s); trying again",
+            attempt,
+            START_ATTEMPTS,
+            reason,
+        )
     _quiet_data()
 
 
