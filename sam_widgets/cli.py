@@ -346,7 +346,10 @@ def add_annotate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("images", type=Path, help="a folder of images (recursive), an image, or a .txt list")
     parser.add_argument("--out", type=Path, required=True, help="output folder (resumed if it exists)")
     parser.add_argument(
-        "--model", default="auto", help="auto (by free memory), micro, vit_b, vit_l, vit_h (default: auto)"
+        "--model",
+        default="auto",
+        help="auto (load_sam's rule: by free memory and what is cached), micro, mobile_sam, vit_b, "
+        "vit_l, vit_h (default: auto)",
     )
     parser.add_argument(
         "--weights", default="pretrained", choices=["pretrained", "random"], help="random: timing only"

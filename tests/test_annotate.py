@@ -587,6 +587,13 @@ def test_ray_missing_is_a_clear_error(monkeypatch, image_dir, tmp_path):
         annotate(image_dir, tmp_path / "out", **COMMON, ray="local")
 
 
+def test_auto_model_is_resolved_by_load_sams_rule_before_the_run():
+    from sam_widgets.annotate import _resolve_model
+
+    assert _resolve_model("auto", None) == "micro"  # offline, nothing cached (the tests' cache)
+    assert _resolve_model("vit_h", "10.0.0.1:6379") == "vit_h"
+
+
 def test_auto_model_on_a_cluster_must_be_named(image_dir, tmp_path):
     with pytest.raises(OutputFolderError, match="name the model"):
         annotate(image_dir, tmp_path / "out", model="auto", ray="10.0.0.1:6379", progress=False)

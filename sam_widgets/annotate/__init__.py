@@ -156,21 +156,30 @@ def _digest(path: Path) -> str:
     return h.hexdigest()
 
 
-def _resolve_model(model: str, ray: str | None) -> str:
-    """``auto`` -> a name, by the rule of ``load_sam("auto")`` on this machine (the driver)."""
+def _resolve_model(model: str, ray: str | None, weights: str = "pretrained", device: str = "auto") -> str:
+    """``auto`` -> a name, by ``load_sam("auto")``'s rule on this machine (the driver), so that the
+    manifest names the model and every worker loads the same one."""
     if model != "auto":
         return model
     if ray not in (None, "", "local"):
         raise OutputFolderError(
             "--model auto picks by the memory of this machine, not the cluster's workers: with "
-            "--ray ADDRESS name the model (--model vit_h, vit_l, vit_b or micro)."
+            "--ray ADDRESS name the model (--model vit_h, vit_l, vit_b, mobile_sam or micro)."
         )
     from .. import checkpoints, models
 
-    pick = models.pick_model(models.free_memory_bytes(models.pick_device("auto")))
-    if pick not in checkpoints.cached_models() and checkpoints.is_offline():
-        return "micro"
-    return pick
+    dev = models.pick_device(device)
+    wanted = models.pick_model(models.free_memory_bytes(dev))
+    if weights == "random":
+        return wanted
+    cached = checkpoints.cached_models()
+    if dev.type == "cpu" and "mobile_sam" in cached:
+        return "mobile_sam"
+    order = ["vit_b", "vit_l", "vit_h"]
+    for candidate in reversed(order[: order.index(wanted) + 1]):
+        if candidate in cached:
+            return candidate
+    return "micro" if checkpoints.is_offline() else wanted
 
 
 def annotate_records(
@@ -252,7 +261,7 @@ def annotate(
     if prompts is not None:
         prompt_set = read_prompts(prompts, keys, image_ids=image_ids, min_score=min_score)
     settings = Settings(
-        model=_resolve_model(model, ray),
+        model=_resolve_model(model, ray, weights, device),
         weights=weights,
         device=device,
         precision=precision,
