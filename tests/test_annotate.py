@@ -446,7 +446,7 @@ def ray_cluster():
         if os.environ.get("RAY_ADDRESS"):  # a runtime started beforehand (`ray start --head --num-cpus 2`)
             ray.init(address=os.environ["RAY_ADDRESS"], include_dashboard=False, log_to_driver=False)
         else:
-            ray_runner.start_local(num_cpus=2)
+            ray_runner.start_local(num_cpus=2, attempts=2)  # a skip costs ~2 min on a saturated machine
     except Exception as e:  # noqa: BLE001 - Ray raises a bare Exception when its node cannot start
         failed = str(e)
     if failed is not None:

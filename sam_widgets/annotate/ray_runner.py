@@ -65,21 +65,21 @@ def _ray() -> Any:
     return ray
 
 
-def start_local(num_cpus: int | None = None) -> None:
-    """``ray.init`` of a local runtime, tried ``START_ATTEMPTS`` times.
+def start_local(num_cpus: int | None = None, attempts: int = START_ATTEMPTS) -> None:
+    """``ray.init`` of a local runtime, tried ``attempts`` times.
 
     On a loaded machine Ray's raylet can give up on its agents after a fixed 15 s and the start
     fails with "The current node timed out during startup" (ray-project/ray#65983); a later
     attempt may succeed when the load drops. Other errors are raised at once.
     """
     ray = _ray()
-    for attempt in range(1, START_ATTEMPTS + 1):
+    for attempt in range(1, attempts + 1):
         try:
             ray.init(num_cpus=num_cpus, **_INIT)
             break
         except Exception as e:  # noqa: BLE001 - Ray raises a bare Exception for this
             ray.shutdown()
-            if "timed out during startup" not in str(e) or attempt == START_ATTEMPTS:
+            if "timed out during startup" not in str(e) or attempt == attempts:
                 raise
             reason = str(e)
         # Out of the except block the failed node's frames are gone: free its process handles now,
@@ -90,7 +90,7 @@ def start_local(num_cpus: int | None = None) -> None:
         log.warning(
             "Ray's local runtime did not start (attempt %d of %d: %s); trying again",
             attempt,
-            START_ATTEMPTS,
+            attempts,
             reason,
         )
     _quiet_data()
