@@ -120,6 +120,15 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
         "coco:<annotation.json>:<image_dir> (default: synthetic)",
     )
     parser.add_argument("--samples", type=int, default=10, help="images of the dataset to use (default: 10)")
+    parser.add_argument(
+        "--noc",
+        action="store_true",
+        help="clicks-to-IoU on --dataset: NoC@85, NoC@90, failures, mIoU after 1/3/5/10 clicks, with "
+        "95%% bootstrap intervals (RITM's clicker, SAM's previous logits fed back)",
+    )
+    parser.add_argument(
+        "--max-clicks", type=int, default=20, help="with --noc: clicks per object, the cap (default: 20)"
+    )
     parser.add_argument("--min-area", type=int, default=100, help="skip objects smaller than this, pixels")
     parser.add_argument(
         "--out", type=Path, default=None, help="write bench.json, summary.csv, per_object.csv here"
@@ -180,6 +189,10 @@ def _bench(args: argparse.Namespace) -> int:
         raise SystemExit("--samples must be at least 1")
     if not (args.timing or args.iou):
         raise SystemExit("--no-timing and --no-iou together leave nothing to measure")
+    if args.noc and not args.iou:
+        raise SystemExit("--noc measures on --dataset: drop --no-iou")
+    if args.max_clicks < 1:
+        raise SystemExit(f"--max-clicks {args.max_clicks}: give at least 1 (the literature uses 20)")
     from .models import MODEL_NAMES
 
     unknown = [m for m in models if m not in MODEL_NAMES]
@@ -201,6 +214,8 @@ def _bench(args: argparse.Namespace) -> int:
         iou_samples=samples if ray_address is None else None,
         dataset=args.dataset,
         min_area=args.min_area,
+        noc=args.noc,
+        max_clicks=args.max_clicks,
         device=args.device,
         precision=args.precision,
         fast=args.fast,
@@ -229,6 +244,9 @@ def _bench(args: argparse.Namespace) -> int:
         d = out["dataset"]
         print(f"\nIoU on {d['name']}: {d['samples']} images, objects of >= {args.min_area} pixels")
         print(bench.format_iou_table(objects))
+        if args.noc:
+            print(f"\nClicks to IoU on {d['name']}, at most {args.max_clicks} clicks per object")
+            print(bench.format_noc_table(objects))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(out, indent=2))

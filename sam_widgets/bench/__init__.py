@@ -21,6 +21,8 @@ IoU (``evaluate_iou``): every object of samples with ground truth, loaded by the
 (``sam_widgets.datasets``; from ``--dataset`` on the command line, ``sam_widgets.cli``), through
 the protocol of ``sam_widgets.evaluation`` (1 click, 3 clicks, box), with the encoder time of each
 image. Never from random weights: those give timing only, marked "random weights: no IoU".
+With ``noc=True`` (``--noc``): clicks-to-IoU, NoC@85/90, failures and mIoU@1/3/5/10 per model
+(``bench.noc``), every object through up to ``max_clicks`` simulated clicks.
 ``python -m sam_widgets.bench --help``.
 """
 
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 from .floor import encoder_gflop, format_floor, gemm_floor
 from .iou import NO_IOU_RANDOM, IoUResult, evaluate_iou
+from .noc import NOC_COLUMNS, format_noc_table
 from .plots import QUOTED, QUOTED_HARDWARE, plot_examples, plot_speed_vs_iou
 from .report import (
     PER_OBJECT_COLUMNS,
@@ -59,6 +62,8 @@ __all__ = [
     "format_table",
     "format_iou_table",
     "format_prompt_table",
+    "format_noc_table",
+    "NOC_COLUMNS",
     "SUMMARY_COLUMNS",
     "PER_OBJECT_COLUMNS",
     "write_results",

@@ -32,7 +32,8 @@ class IoUResult:
     resizing or hashing) for each sample (measured) or for ``repeats`` encodings (random weights),
     after a warm-up encoding that is not timed. ``miou`` maps ``1_click``,
     ``2_clicks``, ``3_clicks``, ``box`` to the mean IoU over objects, ``ci95`` to its 95% bootstrap
-    interval; ``pearson_r`` correlates predicted and true IoU over every mask returned.
+    interval; ``pearson_r`` correlates predicted and true IoU over every mask returned. ``noc``
+    (with ``noc=True``): ``evaluation.noc_summary`` of every object's IoU-after-each-click curve.
     """
 
     model: str
@@ -51,6 +52,7 @@ class IoUResult:
     click_ms_median: float | None = None
     min_area_px: int = 0
     per_object: list[dict[str, Any]] = field(default_factory=list)
+    noc: dict[str, Any] = field(default_factory=dict)
 
 
 def _sync_for(sam: Sam) -> Callable[[], None] | None:
@@ -73,6 +75,9 @@ def evaluate_iou(
     repeats: int = 3,
     warmup: bool = True,
     progress: bool = True,
+    noc: bool = False,
+    max_clicks: int = 20,
+    feed_logits: bool = True,
 ) -> IoUResult:
     """IoU of one model on ``samples`` (1 click, ``n_clicks`` clicks, box) and its encoder time.
 
@@ -88,15 +93,27 @@ def evaluate_iou(
       min_area: objects smaller than this many pixels are skipped.
       repeats: timed encodings for a model with random weights (no IoU is measured for those).
       warmup: encode the first sample once, untimed, before timing (allocator, kernels).
+      noc: clicks-to-IoU: every object gets ``max_clicks`` clicks (instead of ``n_clicks``) and
+        ``result.noc`` NoC@85/90, failures and mIoU@1/3/5/10 (``evaluation.noc_summary``).
+      feed_logits: the previous low-res logits go back with each corrective click (SAM's setting).
 
     A model with random weights gets ``status=NO_IOU_RANDOM`` and timing only: its masks are noise.
     """
-    from ..evaluation import evaluate_samples, set_image_timed, summarize
+    from ..evaluation import (
+        NOC_THRESHOLDS,
+        curves_of,
+        evaluate_samples,
+        noc_summary,
+        set_image_timed,
+        summarize,
+    )
     from ..models import load_sam
     from ..predictor import CachedPredictor
 
     if not samples:
         raise ValueError("evaluate_iou needs at least one sample.")
+    if noc and max_clicks < 1:
+        raise ValueError(f"max_clicks must be >= 1, got {max_clicks}.")
     if isinstance(sam, str):
         sam = load_sam(
             sam, weights=weights or "pretrained", device=device, precision=precision, progress=progress
@@ -129,17 +146,21 @@ def evaluate_iou(
         records, result.encoder_ms_runs = evaluate_samples(
             predictor,
             samples,
-            n_clicks=n_clicks,
+            n_clicks=max_clicks if noc else n_clicks,
             min_area=min_area,
             progress=progress,
-            desc=f"IoU {name}",
+            desc=f"{'NoC' if noc else 'IoU'} {name}",
             sync=sync,
+            feed_logits=feed_logits,
+            noc_thresholds=NOC_THRESHOLDS if noc else None,
         )
         summary = summarize(records)
         result.objects = summary["objects"]
         result.miou, result.ci95 = summary["miou"], summary["ci95"]
         result.pearson_r, result.click_ms_median = summary["pearson_r"], summary["click_ms_median"]
         result.per_object = [{"model": name, **r} for r in records]
+        if noc:
+            result.noc = {"model": name, **noc_summary(curves_of(records), max_clicks=max_clicks)}
     if result.encoder_ms_runs:
         result.encoder_ms = asdict(Timing.of(result.encoder_ms_runs))
     return result

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from .noc import NOC_COLUMNS, noc_row
 from .timing import ModelResult
 
 __all__ = [
@@ -108,6 +109,7 @@ SUMMARY_COLUMNS = [
         for s in ("", "_ci95_lo", "_ci95_hi")
     ],
     "pearson_r",
+    *NOC_COLUMNS,
     "set_image_ms_stock",
     "set_image_ms_ours",
     "click_ms_ours",
@@ -155,6 +157,7 @@ def _summary_row(r: dict[str, Any], machine: dict[str, Any]) -> dict[str, Any]:
         ci = iou.get("ci95", {}).get(p)
         if ci:
             row[f"miou_{p}_ci95_lo"], row[f"miou_{p}_ci95_hi"] = ci
+    row.update(noc_row(iou))
     if r.get("stock"):
         row.update(
             set_image_ms_stock=r["stock"]["set_image_ms"]["median"],

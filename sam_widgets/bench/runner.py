@@ -25,6 +25,8 @@ def run(
     dataset: str = "",
     n_clicks: int = 3,
     min_area: int = 100,
+    noc: bool = False,
+    max_clicks: int = 20,
     **kwargs: Any,
 ) -> dict[str, Any]:
     """Bench each model; return ``{"machine", "settings", "dataset", "results", "skipped"}``.
@@ -34,6 +36,7 @@ def run(
         ``"skipped"`` with the way to get its weights.
       timing: time stock SamPredictor against CachedPredictor (``bench_model``).
       iou_samples: when given, also ``evaluate_iou`` on them (``results[i]["iou"]``).
+      noc, max_clicks: clicks-to-IoU on them too (``evaluate_iou``'s; ``results[i]["iou"]["noc"]``).
       kwargs: ``bench_model``'s device, precision, repeats, clicks, image_size, progress.
     """
     from ..models import load_sam
@@ -69,6 +72,8 @@ def run(
                 dataset=dataset,
                 n_clicks=n_clicks,
                 min_area=min_area,
+                noc=noc,
+                max_clicks=max_clicks,
                 repeats=kwargs.get("repeats", 3),
                 progress=kwargs.get("progress", True),
             )
@@ -78,6 +83,8 @@ def run(
     settings = dict(kwargs, weights=weights, random_weights=random_weights, timing=timing)
     if iou_samples is not None:
         settings.update(n_clicks=n_clicks, min_area=min_area)
+        if noc:
+            settings.update(noc=True, max_clicks=max_clicks)
     return {
         "machine": machine_info(),
         "settings": settings,
