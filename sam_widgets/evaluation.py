@@ -586,13 +586,15 @@ def _session_from_folder(folder: Any, images: Any, predictor: Any) -> Any:
             f"replay of the saved folder {folder} needs the images it was made on: pass images=[...] "
             "(arrays or paths, as given to the widget) or images=<folder holding them>."
         )
+    ann = folder / ANNOTATIONS_FILE
+    if not ann.is_file():
+        raise FileNotFoundError(f"No {ANNOTATIONS_FILE} in {folder}: is it a folder written by Session.save?")
+    try:
+        saved = json.loads(ann.read_text(encoding="utf-8"))["sam_widgets"]["images"]
+        names = [str(s["name"]) for s in saved]
+    except (ValueError, KeyError, TypeError):
+        names = None  # Session.from_folder says what is wrong with the file
     if isinstance(images, (str, Path)) and Path(images).is_dir():
-        ann = folder / ANNOTATIONS_FILE
-        if not ann.is_file():
-            raise FileNotFoundError(
-                f"No {ANNOTATIONS_FILE} in {folder}: is it a folder written by Session.save?"
-            )
-        saved = json.loads(ann.read_text(encoding="utf-8")).get("sam_widgets", {}).get("images", [])
         image_dir = Path(images)
         paths = [image_dir / s["file_name"] for s in saved]
         missing = [str(p) for p in paths if not p.is_file()]
@@ -600,8 +602,15 @@ def _session_from_folder(folder: Any, images: Any, predictor: Any) -> Any:
             raise FileNotFoundError(
                 f"images named in {ann} are not in {image_dir}: {missing[:3]}; pass images=[...] instead."
             )
-        return Session.from_folder(folder, paths, predictor, names=[s["name"] for s in saved])
-    return Session.from_folder(folder, images, predictor)
+        return Session.from_folder(folder, paths, predictor, names=names)
+    if isinstance(images, np.ndarray) and images.ndim == 3:
+        images = [images]
+    images = list(images)
+    # arrays have no file names: they take the saved names, in the saved order
+    arrays = (
+        names is not None and len(images) == len(names) and all(isinstance(i, np.ndarray) for i in images)
+    )
+    return Session.from_folder(folder, images, predictor, names=names if arrays else None)
 
 
 def replay(

@@ -186,3 +186,147 @@ def test_summarize():
     assert s["pearson_r"] == pytest.approx(np.corrcoef([0.1, 0.9, 0.5], [0.2, 0.8, 0.4])[0, 1])
     assert s["click_ms_median"] == 4.0 and s["ci95"]["3_clicks"][0] <= 0.7 <= s["ci95"]["3_clicks"][1]
     assert ev.summarize([])["miou"] == {} and ev.summarize([])["pearson_r"] is None
+
+
+# ----------------------------------------------------------------------------- next_click (RITM)
+
+
+def test_next_click_first_click_is_the_farthest_point_of_the_object():
+    gt = box_mask((20, 30), 5, 12, 10, 17)  # a 7x7 square
+    assert ev.next_click(np.zeros_like(gt), gt) == ((13, 8), True)
+    # padded by 1 px: the image edge is boundary, so a full image's click is its center
+    full = np.ones((9, 9), bool)
+    assert ev.next_click(np.zeros_like(full), full) == ((4, 4), True)
+    # 7 rows x 9 columns: columns 3-5 of the middle row tie at distance 4; the first one wins
+    assert ev.next_click(np.zeros((7, 9), bool), np.ones((7, 9), bool)) == ((3, 3), True)
+    # the same point as center_point, which the 1-click measure used before
+    m = box_mask((40, 40), 0, 40, 0, 3) | box_mask((40, 40), 20, 36, 10, 26)
+    assert ev.next_click(np.zeros_like(m), m)[0] == ev.center_point(m)
+
+
+def test_next_click_sides_by_distance_not_by_area():
+    gt = box_mask((40, 80), 2, 11, 2, 11)  # a 9x9 object
+    pred = box_mask((40, 80), 30, 33, 10, 70)  # missed it all; a 3x60 false positive (180 px > 81 px)
+    (x, y), positive = ev.next_click(pred, gt)
+    # the miss is deeper (5 px from its boundary) than the thin strip (2 px): positive, at its center
+    assert positive and (x, y) == (6, 6)
+    # the old clicker went by area and clicked the strip: the two rules differ here
+    assert ev.corrective_click(pred, gt)[1] == 0
+    # make the false positive deeper: the click turns negative, at its deepest pixel
+    pred = box_mask((40, 80), 20, 39, 20, 60)
+    (x, y), positive = ev.next_click(pred, gt)
+    assert not positive and pred[y, x] and not gt[y, x] and (x, y) == (29, 29)
+
+
+def test_next_click_tie_is_negative_as_ritm():
+    gt = box_mask((20, 40), 4, 9, 4, 9)  # 5x5 object, missed
+    pred = box_mask((20, 40), 4, 9, 24, 29)  # 5x5 false positive elsewhere: equal depth 3
+    assert ev.next_click(pred, gt)[1] is False
+
+
+def test_next_click_excludes_clicked_pixels():
+    gt = box_mask((20, 20), 5, 12, 5, 12)  # 7x7: center (8, 8) at distance 4
+    empty = np.zeros_like(gt)
+    first, _ = ev.next_click(empty, gt)
+    assert first == (8, 8)
+    second, positive = ev.next_click(empty, gt, clicked=[first])
+    assert positive and second != first and gt[second[1], second[0]]
+    # labels may ride along (x, y, label), and a bool mask works as well
+    assert ev.next_click(empty, gt, clicked=[(8, 8, 1)])[0] == second
+    done = np.zeros_like(gt)
+    done[8, 8] = True
+    assert ev.next_click(empty, gt, clicked=done)[0] == second
+    # every wrong pixel clicked: nothing is left; a perfect mask: nothing to click
+    assert ev.next_click(empty, gt, clicked=gt) is None
+    assert ev.next_click(gt, gt) is None
+    with pytest.raises(ValueError, match="shape"):
+        ev.next_click(gt, gt[:, :5])
+
+
+# ----------------------------------------------------------------------------- NoC
+
+
+def test_noc_counts_clicks_and_caps_failures():
+    curve = [0.5, 0.86, 0.88, 0.95]
+    assert ev.noc(curve, 0.85) == 2 and ev.noc(curve, 0.9) == 4 and ev.noc(curve, 0.99) == 4
+    assert ev.noc(curve, 0.99, max_clicks=20) == 20 and ev.noc([0.95], 0.9) == 1
+    assert ev.noc(curve, 0.9, max_clicks=3) == 3  # reached only after the cap: a failure
+    s = ev.noc_summary([curve, [0.9, 0.9, 0.9, 0.9]], max_clicks=4)
+    assert s["noc"] == {"85": 1.5, "90": 2.5} and s["failures"] == {"85": 0.0, "90": 0.0}
+    assert s["miou_at"]["1"] == pytest.approx(0.7) and "5" not in s["miou_at"]
+    assert s["curve"] == pytest.approx([0.7, 0.88, 0.89, 0.925])
+    with pytest.raises(ValueError, match="lengths"):
+        ev.noc_summary([[0.1], [0.1, 0.2]])
+    assert ev.noc_summary([])["noc"] == {}
+
+
+class OraclePredictor:
+    """Returns the ground truth, whatever the prompt."""
+
+    def __init__(self, gt):
+        self.gt, self.calls = gt, 0
+
+    def set_image(self, image):
+        pass
+
+    def predict(self, point_coords=None, point_labels=None, box=None, mask_input=None, multimask_output=True):
+        self.calls += 1
+        n = 3 if multimask_output else 1
+        return np.repeat(self.gt[None], n, 0), np.full(n, 0.9), np.zeros((n, 8, 8), np.float32)
+
+
+class NothingPredictor(OraclePredictor):
+    """Returns empty masks; records every set of points it is sent."""
+
+    def __init__(self, gt):
+        super().__init__(gt)
+        self.points = []
+
+    def predict(self, point_coords=None, point_labels=None, box=None, mask_input=None, multimask_output=True):
+        self.points.append(point_coords)
+        m, s, low = super().predict(point_coords, point_labels, box, mask_input, multimask_output)
+        return np.zeros_like(m), s, low
+
+
+def _objects():
+    return [
+        box_mask((48, 64), 4, 20, 6, 30),
+        box_mask((48, 64), 25, 45, 40, 60),
+        box_mask((48, 64), 10, 40, 10, 14) | box_mask((48, 64), 30, 40, 10, 35),
+    ]
+
+
+def test_an_oracle_reaches_every_threshold_in_one_click():
+    curves = []
+    for gt in _objects():
+        p = OraclePredictor(gt)
+        curve = ev.click_curve(p, np.zeros((48, 64, 3), np.uint8), gt, max_clicks=20)
+        assert curve == [1.0] * 20 and p.calls == 1  # perfect: no corrective click is sent
+        curves.append(curve)
+    s = ev.noc_summary(curves)
+    assert s["noc"] == {"85": 1.0, "90": 1.0} and s["failures"] == {"85": 0.0, "90": 0.0}
+    assert s["miou_at"] == {"1": 1.0, "3": 1.0, "5": 1.0, "10": 1.0} and s["max_clicks"] == 20
+
+
+def test_a_predictor_returning_nothing_fails_every_object():
+    curves = []
+    for gt in _objects():
+        p = NothingPredictor(gt)
+        curve = ev.click_curve(p, None, gt, max_clicks=20)
+        assert curve == [0.0] * 20 and ev.noc(curve, 0.85) == 20
+        # 20 predicts, each with one more positive click, never the same pixel twice
+        assert len(p.points) == 20 and len(p.points[-1]) == 20
+        assert len({tuple(q) for q in p.points[-1]}) == 20 and all(gt[y, x] for x, y in p.points[-1])
+        curves.append(curve)
+    s = ev.noc_summary(curves)
+    assert s["noc"] == {"85": 20.0, "90": 20.0} and s["failures"] == {"85": 1.0, "90": 1.0}
+    assert s["failed"] == {"85": 3, "90": 3} and s["noc_ci95"]["90"] == [20.0, 20.0]
+
+
+def test_feed_logits_is_a_switch():
+    gt = box_mask((32, 32), 8, 24, 8, 24)
+    on, off = ScriptedPredictor(gt), ScriptedPredictor(gt)
+    ev.click_curve(on, None, gt, max_clicks=2)
+    ev.click_curve(off, None, gt, max_clicks=2, feed_logits=False)
+    assert on.calls[1]["mask_input"] is not None and off.calls[1]["mask_input"] is None
+    assert len(on.calls) == 2  # click_curve measures no box
