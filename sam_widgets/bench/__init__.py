@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from .floor import encoder_gflop, format_floor, gemm_floor
 from .iou import NO_IOU_RANDOM, IoUResult, evaluate_iou
-from .noc import NOC_COLUMNS, format_noc_table
+from .noc import NOC_COLUMNS, PUBLISHED_NOC, format_noc_table
 from .plots import QUOTED, QUOTED_HARDWARE, plot_examples, plot_speed_vs_iou
 from .report import (
     PER_OBJECT_COLUMNS,
@@ -64,6 +64,7 @@ __all__ = [
     "format_prompt_table",
     "format_noc_table",
     "NOC_COLUMNS",
+    "PUBLISHED_NOC",
     "SUMMARY_COLUMNS",
     "PER_OBJECT_COLUMNS",
     "write_results",
