@@ -115,6 +115,19 @@ def _clicked_map(clicked: Any, shape: tuple[int, int]) -> np.ndarray:
     return done
 
 
+def _depth(err: np.ndarray) -> np.ndarray:
+    """L2 distance of each pixel of ``err`` (HxW bool) to the nearest pixel outside it, the image edge
+    counting as outside (padded by 1 px); 0 outside ``err``. Computed on ``err``'s bounding box plus a
+    1-pixel ring, which gives the same distances: any outside pixel is at least as far as the ring."""
+    out = np.zeros(err.shape)
+    ys, xs = np.nonzero(err)
+    if len(ys) == 0:
+        return out
+    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+    out[y0:y1, x0:x1] = ndimage.distance_transform_edt(np.pad(err[y0:y1, x0:x1], 1))[1:-1, 1:-1]
+    return out
+
+
 def next_click(
     pred_mask: np.ndarray, gt_mask: np.ndarray, clicked: Any = None
 ) -> tuple[tuple[int, int], bool] | None:
@@ -137,10 +150,7 @@ def next_click(
     if pred.shape != gt.shape or pred.ndim != 2:
         raise ValueError(f"pred_mask and gt_mask must be HxW of one shape, got {pred.shape} and {gt.shape}.")
     free = ~_clicked_map(clicked, gt.shape)
-    dists = []
-    for err in (gt & ~pred, pred & ~gt):
-        d = ndimage.distance_transform_edt(np.pad(err, 1))[1:-1, 1:-1] if err.any() else np.zeros(gt.shape)
-        dists.append(d * free)
+    dists = [_depth(err) * free for err in (gt & ~pred, pred & ~gt)]
     fn_max, fp_max = float(dists[0].max()), float(dists[1].max())
     if fn_max == 0 and fp_max == 0:
         return None
