@@ -65,7 +65,7 @@ def format_noc_table(results: list[Any]) -> str:
     if not rows:
         return "(no NoC: no model with trained weights was measured)"
     head = (
-        f"{'model':<7} {'objects':>7} {'NoC@85':>19} {'NoC@90':>19} {'fail@85':>8} {'fail@90':>8} "
+        f"{'model':<10} {'objects':>7} {'NoC@85':>19} {'NoC@90':>19} {'fail@85':>8} {'fail@90':>8} "
         f"{'mIoU@1':>7} {'mIoU@3':>7} {'mIoU@5':>7} {'mIoU@10':>7}"
     )
     lines = [head, "-" * len(head)]
@@ -75,7 +75,7 @@ def format_noc_table(results: list[Any]) -> str:
         fails = [f"{n['failures'].get(k, 0):.1%}" for k in ("85", "90")]
         at = [f"{n['miou_at'][k]:.3f}" if k in n["miou_at"] else "-" for k in ("1", "3", "5", "10")]
         lines.append(
-            f"{iou['model']:<7} {n['objects']:>7} {nocs[0]:>19} {nocs[1]:>19} {fails[0]:>8} {fails[1]:>8} "
+            f"{iou['model']:<10} {n['objects']:>7} {nocs[0]:>19} {nocs[1]:>19} {fails[0]:>8} {fails[1]:>8} "
             f"{at[0]:>7} {at[1]:>7} {at[2]:>7} {at[3]:>7}"
         )
     cap = rows[0]["noc"]["max_clicks"]
