@@ -7,7 +7,15 @@ which costs no memory and no time), never typed in from a paper or a blog:
   the neck, embedding and mask sizes;
 - ``param_counts`` and ``flop_counts``: per component, FLOPs from torch's FlopCounterMode (one
   multiply-add counts 2 FLOPs);
-- ``attention_cost``: the attention FLOPs of a windowed block against a global block;
+- ``attention_cost``: the attention FLOPs (QK^T and AV only) of a windowed block against a
+  global block;
+- ``block_costs``: whole blocks (projections, attention, MLP) measured by FlopCounterMode, and
+  what an all-global encoder would cost; ``attention_memory``: the bytes of one block's
+  attention maps, the real reason for windows;
+- ``receptive_field``: which tokens can have reached a query token after each block;
+- ``trace_pipeline``: every tensor shape from the image to the masks, recorded by forward hooks;
+- ``decoder_attention`` and ``click_position_match``: what the decoder's output tokens look at,
+  and how a click's positional code finds its place on the image grid;
 - ``attention_map``: what one query patch attends to in a given block, captured with a forward
   hook and recomputed with the block's own weights and relative positions;
 - ``preprocess_steps``: the image as the encoder receives it (resize, normalise, pad).
@@ -37,6 +45,12 @@ __all__ = [
     "param_counts",
     "flop_counts",
     "attention_cost",
+    "block_costs",
+    "attention_memory",
+    "receptive_field",
+    "trace_pipeline",
+    "decoder_attention",
+    "click_position_match",
     "attention_map",
     "preprocess_steps",
     "meta_model",
@@ -208,6 +222,235 @@ def attention_cost(model: Sam | str | SamConfig) -> dict[str, float]:
         "global_block": float(global_block),
         "ratio": global_block / window_block,
     }
+
+
+def block_costs(model: Sam | str | SamConfig) -> dict[str, float]:
+    """FLOPs of whole encoder blocks, windowed against global, measured by FlopCounterMode.
+
+    A block is qkv and output projections, attention and the MLP; only attention grows with the
+    tokens attended, so a global block costs far less than ``attention_cost``'s ratio suggests.
+    Returns ``window_block`` and ``global_block`` (FLOPs of one block of each kind), ``ratio``,
+    ``encoder`` (the whole encoder), ``all_global_encoder`` (the encoder if every block were
+    global) and ``all_global_increase`` (``all_global_encoder / encoder - 1``).
+    """
+    a = describe(model)
+    flops = flop_counts(model)
+    n_global = len(a.global_blocks)
+    n_window = a.depth - n_global
+    if not n_global or not n_window:
+        raise ValueError(
+            f"this model has {n_global} global and {n_window} windowed blocks: nothing to compare."
+        )
+    window_block = flops["encoder.windowed_blocks"] / n_window
+    global_block = flops["encoder.global_blocks"] / n_global
+    all_global = flops["encoder"] + n_window * (global_block - window_block)
+    return {
+        "window_block": window_block,
+        "global_block": global_block,
+        "ratio": global_block / window_block,
+        "encoder": flops["encoder"],
+        "all_global_encoder": all_global,
+        "all_global_increase": all_global / flops["encoder"] - 1,
+    }
+
+
+def attention_memory(model: Sam | str | SamConfig, bytes_per_value: int = 4) -> dict[str, float]:
+    """Bytes of the attention maps (heads x queries x keys) one block materialises, per image.
+
+    ``global_block``: heads x grid^4 values (vit_b fp32: 12 x 4096^2 x 4 B = 805 MB);
+    ``window_block``: windows x heads x window^4 values; ``ratio``: global / window. Stock
+    segment_anything makes each map more than once (logits, relative positions, softmax), so
+    its peak is a multiple of this.
+    """
+    a = describe(model)
+    glob = a.num_heads * (a.grid**2) ** 2 * bytes_per_value
+    if not a.window_size:
+        return {"global_block": float(glob), "window_block": float(glob), "ratio": 1.0}
+    window = a.windows * a.num_heads * (a.window_size**2) ** 2 * bytes_per_value
+    return {"global_block": float(glob), "window_block": float(window), "ratio": glob / window}
+
+
+def receptive_field(model: Sam | str | SamConfig, query: tuple[int, int]) -> np.ndarray:
+    """Which tokens can have influenced token ``query`` (row, col) after each encoder block.
+
+    Returns a bool array (depth, grid, grid): entry k is the set after block k. A windowed block
+    mixes tokens only inside its (fixed, never shifted) windows; a global block mixes all; the
+    MLP is per token. So the set stays the query's window until the first global block.
+    """
+    a = describe(model)
+    r, c = query
+    if not (0 <= r < a.grid and 0 <= c < a.grid):
+        raise ValueError(f"query {query} is outside the {a.grid}x{a.grid} token grid.")
+    reach = np.zeros((a.grid, a.grid), bool)
+    reach[r, c] = True
+    out = np.zeros((a.depth, a.grid, a.grid), bool)
+    for k in range(a.depth):
+        if k in a.global_blocks or not a.window_size:
+            reach = np.ones_like(reach)
+        else:
+            w = a.window_size
+            new = np.zeros_like(reach)
+            for r0 in range(0, a.grid, w):
+                for c0 in range(0, a.grid, w):
+                    if reach[r0 : r0 + w, c0 : c0 + w].any():
+                        new[r0 : r0 + w, c0 : c0 + w] = True
+            reach = new
+        out[k] = reach
+    return out
+
+
+def trace_pipeline(
+    model: Sam | str | SamConfig, image_hw: tuple[int, int], point: tuple[float, float]
+) -> list[tuple[str, tuple[int, ...]]]:
+    """Every tensor shape from an image to its masks, recorded by forward hooks on the modules.
+
+    ``image_hw``: (height, width) of the original image in pixels; ``point``: one positive click
+    (X, Y) in those pixels. The image encoder runs on the meta device (shapes, no memory, no
+    time; the shapes do not depend on the weights); prompt encoder and decoder on the CPU with
+    uninitialised weights. Returns (stage, shape) pairs in the order the data flows, ending with
+    the 3 candidate masks at the image's size.
+    """
+    from segment_anything.utils.transforms import ResizeLongestSide
+
+    sam = meta_model(model) if not isinstance(model, Sam) else model
+    meta = copy.deepcopy(sam).to("meta") if not next(sam.parameters()).is_meta else sam
+    a = describe(meta)
+    enc = meta.image_encoder
+    shapes: list[tuple[str, tuple[int, ...]]] = [("image (H, W, RGB)", (*image_hw, 3))]
+    h, w = image_hw
+    scale = a.img_size / max(h, w)
+    resized = (int(h * scale + 0.5), int(w * scale + 0.5))
+    shapes.append(("resized, normalised, padded", (1, 3, a.img_size, a.img_size)))
+    hooks = []
+
+    def record(name: str, pick=lambda out: out):
+        def hook(_module, _args, out):
+            shapes.append((name, tuple(pick(out).shape)))
+
+        return hook
+
+    hooks.append(enc.patch_embed.register_forward_hook(record("patch embedding (tokens, B x H x W x C)")))
+    windowed = [i for i in range(a.depth) if i not in a.global_blocks]
+    if windowed and a.window_size:
+        hooks.append(
+            enc.blocks[windowed[0]].attn.register_forward_pre_hook(
+                lambda _m, args: shapes.append(
+                    (f"block {windowed[0]} attention input: padded, cut into windows", tuple(args[0].shape))
+                )
+            )
+        )
+    for i in sorted({0, *a.global_blocks[:1]}):
+        kind = "global" if i in a.global_blocks else f"windows of {a.window_size}"
+        hooks.append(enc.blocks[i].register_forward_hook(record(f"encoder block {i} ({kind})")))
+    hooks.append(enc.blocks[-1].register_forward_hook(record(f"encoder block {a.depth - 1} (last)")))
+    hooks.append(enc.neck.register_forward_hook(record("neck: image embedding")))
+    try:
+        with torch.no_grad():
+            enc(torch.zeros(1, 3, a.img_size, a.img_size, device="meta"))
+    finally:
+        for handle in hooks:
+            handle.remove()
+    # The prompt side branches on label values, which meta tensors do not have: run it on the CPU.
+    pe = copy.deepcopy(meta.prompt_encoder).to_empty(device="cpu").requires_grad_(False)
+    dec = copy.deepcopy(meta.mask_decoder).to_empty(device="cpu").requires_grad_(False)
+    xy = ResizeLongestSide(a.img_size).apply_coords(np.array([point], float), image_hw)
+    coords = torch.as_tensor(xy, dtype=torch.float32)[None]
+    labels = torch.ones(1, 1, dtype=torch.int)
+    hooks = [
+        dec.transformer.register_forward_hook(record("two-way transformer: tokens", lambda out: out[0])),
+        dec.output_upscaling.register_forward_hook(record("upscaled image embedding")),
+    ]
+    try:
+        with torch.no_grad():
+            sparse, dense = pe(points=(coords, labels), boxes=None, masks=None)
+            shapes.append(("prompt tokens (click + padding point)", tuple(sparse.shape)))
+            shapes.append(("dense prompt embedding (no mask)", tuple(dense.shape)))
+            emb = torch.zeros(1, *a.embedding_shape)
+            low, _iou = dec(emb, pe.get_dense_pe(), sparse, dense, multimask_output=True)
+    finally:
+        for handle in hooks:
+            handle.remove()
+    shapes.append(("low-res mask logits (3 candidates)", tuple(low.shape)))
+    up = torch.nn.functional.interpolate(low, (a.img_size, a.img_size), mode="bilinear", align_corners=False)
+    up = up[..., : resized[0], : resized[1]]
+    full = torch.nn.functional.interpolate(up, image_hw, mode="bilinear", align_corners=False)
+    shapes.append(("masks at the image's size", tuple(full.shape)))
+    return shapes
+
+
+def _decoder_inputs(sam: Sam, image: Any, points: np.ndarray, labels: np.ndarray):
+    """Image embedding, positional encoding and prompt tokens for ``points`` (N x 2, X Y pixels)."""
+    from segment_anything.utils.transforms import ResizeLongestSide
+
+    rgb = as_rgb_uint8(image)
+    dev = sam.device
+    x = torch.as_tensor(preprocess_steps(sam, rgb)["padded"]).permute(2, 0, 1)[None].to(dev)
+    xy = ResizeLongestSide(sam.image_encoder.img_size).apply_coords(np.asarray(points, float), rgb.shape[:2])
+    coords = torch.as_tensor(xy, dtype=torch.float32, device=dev)[None]
+    lab = torch.as_tensor(np.asarray(labels), dtype=torch.int, device=dev)[None]
+    with torch.no_grad():
+        emb = sam.image_encoder(x.to(next(sam.image_encoder.parameters()).dtype)).float()
+        sparse, dense = sam.prompt_encoder(points=(coords, lab), boxes=None, masks=None)
+    return emb, sam.prompt_encoder.get_dense_pe(), sparse, dense
+
+
+def decoder_attention(
+    sam: Sam, image: Any, points: np.ndarray, labels: np.ndarray
+) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    """Where each of the decoder's tokens looks in the image, in its last token-to-image attention.
+
+    ``points``: N x 2 (X, Y) pixels of ``image``; ``labels``: N (1 on the object, 0 not). Captured
+    with a forward pre-hook on ``mask_decoder.transformer.final_attn_token_to_image`` and
+    recomputed with that module's own projections. Returns (maps, low-res logits 4 x S x S,
+    predicted IoUs 4): maps is token name -> an embedding-grid (h x w) array averaged over heads,
+    each summing to 1, for "IoU token", "mask 0".."mask 3" and "point 0".. (the prompt tokens,
+    padding point included).
+    """
+    emb, pe, sparse, dense = _decoder_inputs(sam, image, points, labels)
+    attn = sam.mask_decoder.transformer.final_attn_token_to_image
+    captured: dict[str, torch.Tensor] = {}
+
+    def grab(_module, args, kwargs):
+        q, k = (kwargs["q"], kwargs["k"]) if "q" in kwargs else args[:2]
+        captured.update(q=q, k=k)
+
+    handle = attn.register_forward_pre_hook(grab, with_kwargs=True)
+    try:
+        with torch.no_grad():
+            low, iou = sam.mask_decoder.predict_masks(emb, pe, sparse, dense)
+    finally:
+        handle.remove()
+    with torch.no_grad():
+        q = attn._separate_heads(attn.q_proj(captured["q"]), attn.num_heads)
+        k = attn._separate_heads(attn.k_proj(captured["k"]), attn.num_heads)
+        weights = torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1]), -1).mean(1)[0]
+    h, w = emb.shape[-2:]
+    n_mask = sam.mask_decoder.num_mask_tokens
+    names = ["IoU token", *(f"mask {i}" for i in range(n_mask))]
+    names += [f"point {i}" for i in range(weights.shape[0] - len(names))]
+    maps = {name: weights[i].reshape(h, w).cpu().numpy() for i, name in enumerate(names)}
+    return maps, low[0].cpu().numpy(), iou[0].cpu().numpy()
+
+
+def click_position_match(sam: Sam, point: tuple[float, float], image_hw: tuple[int, int]) -> np.ndarray:
+    """Cosine similarity of a click's positional code with the code of every image-embedding cell.
+
+    ``point``: (X, Y) in pixels of an image of ``image_hw`` (height, width). The prompt encoder
+    codes the click with random Fourier features of its position; the image's keys get the same
+    features of each grid cell (``get_dense_pe``). Returns an h x w array in [-1, 1]: it peaks
+    where the click is, which is how attention can find the click's place without being told.
+    """
+    from segment_anything.utils.transforms import ResizeLongestSide
+
+    size = sam.image_encoder.img_size
+    xy = ResizeLongestSide(size).apply_coords(np.array([point], float), image_hw)
+    pe_layer = sam.prompt_encoder.pe_layer
+    with torch.no_grad():
+        coords = torch.as_tensor(xy + 0.5, dtype=torch.float32, device=sam.device)[None]
+        click = pe_layer.forward_with_coords(coords, (size, size))[0, 0]  # C
+        grid = sam.prompt_encoder.get_dense_pe()[0]  # C x h x w
+        sim = torch.nn.functional.cosine_similarity(grid, click[:, None, None], dim=0)
+    return sim.cpu().numpy()
 
 
 def preprocess_steps(model: Sam | str | SamConfig, image: Any) -> dict[str, np.ndarray]:

@@ -87,3 +87,54 @@ def test_meta_model_and_unknown_name():
         anatomy.meta_model("vit_x")
     assert all("source" in q for q in anatomy.QUOTED.values())
     assert CONFIGS["vit_h"].encoder_depth == anatomy.describe("vit_h").depth
+
+
+def test_block_costs_whole_blocks_not_just_attention():
+    # Issue 19: QK^T and AV alone say 17.5x; whole blocks (projections, MLP) say 1.7x for vit_b.
+    b = anatomy.block_costs("vit_b")
+    assert b["ratio"] == pytest.approx(1.70, abs=0.01)
+    assert b["all_global_increase"] == pytest.approx(0.374, abs=0.005)
+    assert b["encoder"] == pytest.approx(anatomy.flop_counts("vit_b")["encoder"])
+    assert anatomy.block_costs("vit_h")["ratio"] == pytest.approx(1.40, abs=0.01)
+
+
+def test_attention_memory_is_the_reason_for_windows():
+    m = anatomy.attention_memory("vit_b")
+    assert m["global_block"] == 12 * 4096**2 * 4  # ~805 MB in fp32
+    assert m["window_block"] == 25 * 12 * 196**2 * 4
+    assert anatomy.attention_memory("vit_b", bytes_per_value=2)["global_block"] == 12 * 4096**2 * 2
+
+
+def test_receptive_field_stays_in_the_window_until_a_global_block():
+    rf = anatomy.receptive_field("vit_b", (10, 12))
+    assert rf.shape == (12, 64, 64)
+    assert rf[0].sum() == rf[1].sum() == 14 * 14 and rf[0][:14, :14].all()
+    assert rf[2].all() and rf[-1].all()  # block 2 is the first global block
+    edge = anatomy.receptive_field("vit_b", (63, 63))[0]
+    assert edge.sum() == 8 * 8  # the last window is cut by the image (56..63): 8x8 real tokens
+    with pytest.raises(ValueError, match="outside"):
+        anatomy.receptive_field("vit_b", (64, 0))
+
+
+def test_trace_pipeline_shapes_vit_b():
+    shapes = dict(anatomy.trace_pipeline("vit_b", (300, 451), (170, 115)))
+    assert shapes["resized, normalised, padded"] == (1, 3, 1024, 1024)
+    assert shapes["patch embedding (tokens, B x H x W x C)"] == (1, 64, 64, 768)
+    assert shapes["block 0 attention input: padded, cut into windows"] == (25, 14, 14, 768)
+    assert shapes["neck: image embedding"] == (1, 256, 64, 64)
+    assert shapes["two-way transformer: tokens"] == (1, 1 + 4 + 2, 256)
+    assert shapes["low-res mask logits (3 candidates)"] == (1, 3, 256, 256)
+    assert shapes["masks at the image's size"] == (1, 3, 300, 451)
+
+
+def test_decoder_attention_and_click_position(tiny_sam, rgb_image):
+    h, w = rgb_image.shape[:2]
+    maps, low, iou = anatomy.decoder_attention(tiny_sam, rgb_image, np.array([[w / 2, h / 2]]), np.array([1]))
+    assert list(maps)[:5] == ["IoU token", "mask 0", "mask 1", "mask 2", "mask 3"]
+    assert "point 0" in maps and "point 1" in maps  # the click and the padding point
+    grid = anatomy.describe(tiny_sam).grid
+    for amap in maps.values():
+        assert amap.shape == (grid, grid) and np.isclose(amap.sum(), 1, atol=1e-4)
+    assert low.shape == (4, 4 * grid, 4 * grid) and iou.shape == (4,)
+    sim = anatomy.click_position_match(tiny_sam, (w - 1, 0), (h, w))  # top right corner
+    assert sim.shape == (grid, grid) and np.unravel_index(sim.argmax(), sim.shape) == (0, grid - 1)
