@@ -320,6 +320,7 @@ def compare(
     *,
     random_timing: Iterable[str] = OFFICIAL,
     repeats: int = 1,
+    warmup: int | None = None,
     device: str = "auto",
     precision: str = "auto",
     check_memory: bool = True,
@@ -332,6 +333,9 @@ def compare(
     ``random_timing``, times measured with random weights (``weights="random"``, no masks). A
     model whose encoding would not fit in the RAM free here (``ENCODE_PEAK_RAM``, CPU only) is not
     run. Each model is freed before the next one is loaded. ``log`` gets one line per model.
+    ``repeats`` timed encodings per model after ``warmup`` untimed ones (``run_model``'s default:
+    1 on a GPU, 0 on the CPU); ``precision="auto"`` times the project's fast path, ``"fp32"``
+    stock segment_anything (``load_sam``).
     """
     from .models import load_sam, pick_device
 
@@ -367,7 +371,7 @@ def compare(
         weights = "pretrained" if trained else "random"
         sam = load_sam(name, weights=weights, device=dev, precision=precision, progress=False)
         note = line if trained else f"{line}; {RANDOM_LABEL}"
-        result = run_model(sam, image, prompts, repeats=repeats, note=note)
+        result = run_model(sam, image, prompts, repeats=repeats, warmup=warmup, note=note)
         del sam
         gc.collect()
         results.append(result)

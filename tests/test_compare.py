@@ -330,3 +330,26 @@ def test_a_downloaded_model_that_does_not_fit_says_so_in_its_panel(cached_tiny_v
     fig = compare.plot_masks([vit_b], rgb_image, PROMPTS[:1])
     assert "too little RAM" in " ".join(t.get_text() for t in fig.axes[0].texts)
     plt.close(fig)
+
+
+def test_compare_warms_up_untimed_then_times_each_repeat(tiny_official, rgb_image, monkeypatch):
+    # Issue 19: timings warm up first and take a median over repeats; warm-ups are not timed.
+    from sam_widgets.predictor import CachedPredictor
+
+    calls = []
+    real = CachedPredictor.set_image
+    monkeypatch.setattr(
+        CachedPredictor, "set_image", lambda self, *a, **k: (calls.append(1), real(self, *a, **k))[1]
+    )
+    (vit_h,) = compare.compare(
+        rgb_image,
+        PROMPTS[:1],
+        ["vit_h"],
+        random_timing=["vit_h"],
+        repeats=3,
+        warmup=2,
+        device="cpu",
+        log=None,
+    )
+    assert len(calls) == 2 + 3 and len(vit_h.encode_ms) == 3
+    assert vit_h.encode_median_ms == sorted(vit_h.encode_ms)[1]
