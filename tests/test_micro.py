@@ -287,3 +287,22 @@ def test_learning_curve_script_fits_and_extrapolates(tmp_path):
     shipped = json.loads((path.parents[1] / "docs" / "micro_training_record.json").read_text())
     steps = [s["steps"] for s in shipped["stages"]]
     assert steps == sorted(steps) and all(set(script.SETTINGS) <= set(s) for s in shipped["stages"])
+
+
+def test_min_loss_assignment_trains_the_best_candidate_only():
+    # Notebook 05's exercise: without min-loss assignment a single click trains all three
+    # candidates on the one target, so the loss of the same step can only be higher.
+    from sam_widgets.micro import build_micro
+    from sam_widgets.micro.train import make_batch, step_loss
+
+    sam = build_micro()
+    batch = make_batch(0, 0, 2, sam.image_encoder.img_size, np.random.default_rng(0))
+    losses = {}
+    for min_loss in (True, False):
+        torch.manual_seed(0)
+        gen = torch.Generator().manual_seed(0)
+        with torch.no_grad():
+            losses[min_loss], _ = step_loss(
+                sam, batch, gen, objects=3, rounds=1, loss_size=64, min_loss=min_loss
+            )
+    assert losses[True] < losses[False]

@@ -171,10 +171,13 @@ def step_loss(
     train_encoder: bool = True,
     emb: torch.Tensor | None = None,
     focal_weight: float = 20.0,
+    min_loss: bool = True,
 ):
     """Loss of one step over all scenes, objects and rounds; also stats for the log.
 
     `emb`: the scenes' image embeddings when they are already known (a fixed encoder).
+    `min_loss`: a single click trains only the best of masks 1-3 (SAM's min-loss assignment);
+    False trains all three on the one target (the ablation notebook 05 asks about).
     """
     if emb is None:
         x = torch.stack([sam.preprocess(img) for img, _ in batch])  # (B, 3, S, S)
@@ -243,7 +246,7 @@ def step_loss(
             best = per[:, 1:].argmin(1) + 1
             sel = torch.where(multi, best, torch.zeros_like(best))
             ar = torch.arange(m)
-            loss_m = per[ar, sel]
+            loss_m = per[ar, sel] if min_loss else torch.where(multi, per[:, 1:].mean(1), per[:, 0])
             loss_i = torch.where(multi, iou_l[:, 1:].mean(1), iou_l[:, 0])
             losses.append((loss_m + loss_i).mean())
             prev_logits = low[ar, sel][:, None]  # (M, 1, S/2, S/2)
@@ -446,6 +449,7 @@ def train_decoder(
     loss_size: int | None = 128,
     progress: bool = True,
     focal_weight: float = 20.0,
+    min_loss: bool = True,
 ) -> list[dict]:
     """Train `sam`'s prompt encoder and mask decoder in place, its image encoder fixed.
 
@@ -453,7 +457,8 @@ def train_decoder(
     then costs only prompts, decoder and loss, so a few minutes on a CPU show the decoder learning.
     `scenes` training scenes are made from seeds >= TRAIN_SEED_START (never the held-out ones);
     training stops after `minutes` or `steps`, whichever comes first, on a constant learning rate
-    after `warmup` steps. Returns the log rows (step, loss, iou_r0, iou_last, iou_mse, elapsed_s).
+    after `warmup` steps; `min_loss` as in `step_loss`. Returns the log rows (step, loss, iou_r0,
+    iou_last, iou_mse, elapsed_s).
     """
     from tqdm.auto import tqdm
 
@@ -496,6 +501,7 @@ def train_decoder(
             train_encoder=False,
             emb=embs[idx],
             focal_weight=focal_weight,
+            min_loss=min_loss,
         )
         opt.zero_grad(set_to_none=True)
         loss.backward()
