@@ -28,18 +28,20 @@ def figure_tags(nb: nbformat.NotebookNode) -> list[str]:
     return [t.removeprefix("figure-") for t in tags if t.startswith("figure-")]
 
 
-def tagged_figures(nb: nbformat.NotebookNode) -> dict[str, bytes]:
-    """NAME -> PNG bytes of the first image of each cell tagged ``figure-NAME``."""
+def tagged_figures(source: nbformat.NotebookNode, executed: nbformat.NotebookNode) -> dict[str, bytes]:
+    """NAME -> PNG bytes: the first image of each cell of ``source`` tagged ``figure-NAME``, taken
+    from the same code cell of ``executed`` (tags are read from the source, so retagging needs no
+    new run)."""
+    ran = [c for c in executed.cells if c.cell_type == "code"]
     out = {}
-    for cell in nb.cells:
+    for n, cell in enumerate(c for c in source.cells if c.cell_type == "code"):
         for tag in cell.get("metadata", {}).get("tags", []):
             if not tag.startswith("figure-"):
                 continue
-            pngs = [
-                o["data"]["image/png"] for o in cell.get("outputs", []) if "image/png" in o.get("data", {})
-            ]
+            outputs = ran[n].get("outputs", []) if n < len(ran) and ran[n].source == cell.source else []
+            pngs = [o["data"]["image/png"] for o in outputs if "image/png" in o.get("data", {})]
             if not pngs:
-                raise ValueError(f"the cell tagged {tag} has no figure: was the notebook executed?")
+                raise ValueError(f"the cell tagged {tag} has no figure in the executed copy: run it again")
             out[tag.removeprefix("figure-")] = base64.b64decode(pngs[0])
     return out
 
@@ -57,13 +59,14 @@ def small_png(data: bytes, max_width: int = MAX_WIDTH) -> bytes:
 def main(executed: Path, docs: Path = ROOT / "docs") -> list[Path]:
     written = []
     for source in sorted((ROOT / "notebooks").glob("*.ipynb")):
-        if not figure_tags(nbformat.read(source, as_version=4)):
+        if not figure_tags(nbformat.read(source, as_version=4)):  # nothing to copy
             continue
         done = executed / source.name
         if not done.is_file():
             print(f"skipped {source.name}: {done} is missing (run scripts/docs or scripts/test first)")
             continue
-        for name, png in tagged_figures(nbformat.read(done, as_version=4)).items():
+        source_nb, done_nb = nbformat.read(source, as_version=4), nbformat.read(done, as_version=4)
+        for name, png in tagged_figures(source_nb, done_nb).items():
             path = docs / f"{name}.png"
             path.write_bytes(small_png(png))
             written.append(path)

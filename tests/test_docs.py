@@ -198,3 +198,24 @@ def test_built_site_shows_every_figure_in_chromium():
             assert not outside, f"the built site fetches from the network: {outside[:5]}"
         finally:
             browser.close()
+
+
+def test_docs_figures_takes_the_tagged_cells_figure_from_the_executed_copy(tmp_path):
+    spec = importlib.util.spec_from_file_location("docs_figures", ROOT / "scripts" / "docs_figures.py")
+    figures = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(figures)
+    import base64
+
+    source = nbformat.read(_notebook(tmp_path / "a.ipynb", "1", "plot()"), as_version=4)
+    source.cells[4].metadata["tags"] = ["figure-demo"]
+    executed = nbformat.read(tmp_path / "a.ipynb", as_version=4)
+    png = (ROOT / "docs" / "widget.png").read_bytes()
+    executed.cells[4].outputs = [
+        nbformat.v4.new_output("display_data", data={"image/png": base64.b64encode(png).decode()})
+    ]
+    assert figures.tagged_figures(source, executed) == {"demo": png}
+    small = figures.small_png(png, max_width=300)
+    assert len(small) < len(png) and small[:8] == b"\x89PNG\r\n\x1a\n"
+    executed.cells[4].source = "plot(other)"  # a stale run: its figure is not this cell's
+    with pytest.raises(ValueError, match="figure-demo has no figure"):
+        figures.tagged_figures(source, executed)

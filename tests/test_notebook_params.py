@@ -160,3 +160,18 @@ def test_05_sets_threads_plots_the_iou_head_and_measures_a_step_against_an_encod
     assert "step_ms / encode_ms" in code
     assert "a fraction of one image encoding" not in md and "The IoU head learns last" not in md
 
+
+def test_key_figures_are_committed_small_and_shown_in_the_readme():
+    readme = (ROOT / "README.md").read_text()
+    names = []
+    for path in NOTEBOOKS:
+        for cell in _cells(path):
+            names += [
+                t.removeprefix("figure-") for t in cell["metadata"].get("tags", []) if t.startswith("figure-")
+            ]
+    assert {"quickstart", "pipeline", "windows", "decoder", "candidates"} <= set(names)
+    for name in names:
+        png = ROOT / "docs" / f"{name}.png"
+        assert png.is_file(), f"run scripts/docs, then python scripts/docs_figures.py ({png} is missing)"
+        assert png.stat().st_size < 200_000, f"{png} is large: scripts/docs_figures.py makes small PNGs"
+        assert f"(docs/{name}.png)" in readme
