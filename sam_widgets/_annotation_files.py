@@ -42,7 +42,6 @@ class _Image(Protocol):  # what is read of a session's image slot
 
 def coco(slots: Sequence[_Image], category: Callable[[str], str] | None = None) -> dict[str, Any]:
     """The masks of all images as a COCO dict (see ``Session.to_coco``)."""
-    category = category or (lambda label: label)
     images, annotations, categories = [], [], {}
     for image_id, slot in enumerate(slots, start=1):
         images.append(
@@ -51,7 +50,7 @@ def coco(slots: Sequence[_Image], category: Callable[[str], str] | None = None) 
         for obj in slot.state.objects:
             if obj.mask is None or not obj.mask.any():
                 continue
-            name = str(category(obj.label))
+            name = str(category(obj.label)) if category is not None else obj.category_name
             cat_id = categories.setdefault(name, len(categories) + 1)
             rle = rle_encode(obj.mask)
             annotations.append(
@@ -114,6 +113,7 @@ def write_folder(
             objects.append(
                 {
                     "label": obj.label,
+                    "category": obj.category,
                     "color": list(obj.color),
                     "points": [list(p) for p in obj.points],
                     "point_labels": list(obj.point_labels),
@@ -350,6 +350,9 @@ def _parse_object(o: dict[str, Any], width: int, height: int) -> dict[str, Any]:
         if not (0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height):
             raise ValueError(f"bad box {o['box']!r}")
         box = (x0, y0, x1, y1)
+    category = o.get("category")  # absent in folders saved before classes existed
+    if category is not None and (not isinstance(category, str) or not category.strip()):
+        raise ValueError(f"bad class {category!r}")
     candidates = scores = chosen = None
     if o["candidates"] is not None:
         candidates = np.stack([_decode_rle(r, width, height) for r in o["candidates"]])
@@ -368,6 +371,7 @@ def _parse_object(o: dict[str, Any], width: int, height: int) -> dict[str, Any]:
         "candidates": candidates,
         "scores": scores,
         "chosen": chosen,
+        "category": category,
     }
 
 

@@ -41,10 +41,12 @@ from typing import Any, Protocol
 import numpy as np
 
 from . import _annotation_files as _files
+from . import export as _export
 from ._annotation_files import ANNOTATIONS_FILE
 from ._images import _is_pil, as_rgb_uint8
 from ._io import rle_pack, rle_unpack
 from .errors import AnnotationFileError, ImageMismatchError, SamWidgetsError
+from .export import FORMATS, ExportError, ExportFolderError, MissingMaskError, default_category
 from .viz import PALETTE
 
 __all__ = [
@@ -55,7 +57,14 @@ __all__ = [
     "ImageMismatchError",
     "EVENTS",
     "ANNOTATIONS_FILE",
+    "EXPORT_FORMATS",
+    "ExportError",
+    "ExportFolderError",
+    "MissingMaskError",
+    "default_category",
 ]
+
+EXPORT_FORMATS = FORMATS  # what Session.export(folder, format=...) writes
 
 # What ``on_change`` callbacks receive, in the order they are sent after one change:
 #   image    the current image changed: redraw everything
@@ -108,6 +117,9 @@ class SessionObject:
       scores: N predicted IoUs of the candidates (float32), or None.
       chosen: index of the candidate that is the object's mask, or None.
       logits: Nx256x256 low-res logits, kept only when the session refines with them.
+      category: the object's class (COCO category, YOLO class, labelme label), or None: then its
+        label without a trailing number (``category_name``; ``"cat 2"`` -> ``"cat"``). Two
+        objects ``"cat 1"`` and ``"cat 2"`` are two instances of one class. ``Session.set_category``.
     """
 
     label: str
@@ -119,6 +131,12 @@ class SessionObject:
     scores: np.ndarray | None = None
     chosen: int | None = None
     logits: np.ndarray | None = field(default=None, repr=False)
+    category: str | None = None
+
+    @property
+    def category_name(self) -> str:
+        """The object's class: ``category`` if set, else ``export.default_category(label)``."""
+        return self.category if self.category is not None else default_category(self.label)
 
     @property
     def mask(self) -> np.ndarray | None:
@@ -144,6 +162,7 @@ class SessionObject:
         return (
             (self.label, self.color, self.points, self.point_labels, self.box, self.chosen)
             == (other.label, other.color, other.points, other.point_labels, other.box, other.chosen)
+            and self.category == other.category
             and _same_array(self.candidates, other.candidates)
             and _same_array(self.scores, other.scores)
             and _same_array(self.logits, other.logits)
@@ -677,6 +696,7 @@ class Session:
                 "objects": [
                     {
                         "label": o.label,
+                        "category": o.category_name,
                         "color": list(o.color),
                         "points": [list(p) for p in o.points],
                         "labels": list(o.point_labels),
@@ -695,7 +715,9 @@ class Session:
         """The masks of all images as a COCO instance-segmentation dict (``json.dumps`` works).
 
         Segmentations are compressed RLE (pycocotools), bbox is [x, y, width, height] in pixels.
-        ``category`` maps a label to its category name (default: the label itself). Objects
+        ``category`` maps a label to its category name (default: each object's
+        ``category_name``: the class set with ``set_category``, else the label without a
+        trailing number, so ``"cat 1"`` and ``"cat 2"`` are one category ``"cat"``). Objects
         without a mask, or with an empty one, are left out. Each annotation also carries its
         ``label`` and SAM's ``score``.
         """
@@ -746,6 +768,77 @@ class Session:
                 changed = changed or index == self._current
         if changed:
             self._emit(["objects", "active", "prompts", "mask", "history"])
+
+    @_locked
+    def set_category(self, label: str, category: str | None) -> SessionObject:
+        """Set the class of object ``label`` on the current image (None: back to the default rule,
+        the label without a trailing number). One undo step; saved by ``save``, used by
+        ``to_coco`` and ``export``. Returns the updated object."""
+        state = self._slot.state
+        obj = self._get(state, label)
+        if category is not None:
+            if not isinstance(category, str) or not category.strip():
+                raise LabelError(
+                    f"A class must be a non-empty string (or None for the default rule), got {category!r}."
+                )
+            category = category.strip()
+        if category == obj.category:
+            return obj
+        new = dataclasses.replace(obj, category=category)
+        objects = tuple(new if o is obj else o for o in state.objects)
+        self._commit(_State(objects, state.active))
+        return new
+
+    def export(
+        self,
+        folder: str | os.PathLike,
+        format: str = "coco",
+        *,
+        overwrite: bool = False,
+        skip_unmasked: bool = False,
+    ) -> Path:
+        """Write all images and their masks into ``folder`` in a format other tools load.
+
+        ``format``: one of ``EXPORT_FORMATS``: ``"coco"`` (RLE, exact), ``"coco-polygons"``
+        (outer outlines, holes filled), ``"yolo"`` (segmentation labels + data.yaml),
+        ``"labelme"`` (one JSON per image), ``"cutouts"`` (one RGBA PNG per object); layouts in
+        ``sam_widgets.export``. Classes are the objects' ``category_name``. Images are written
+        with the labels (files copied, arrays as PNG). Returns ``folder``.
+
+        All or nothing, with the folder rules of ``save``: a folder holding files an export did
+        not write is refused (``ExportFolderError``) unless ``overwrite=True``, and no file of
+        yours is ever replaced. An object without a mask (or with an empty one) raises
+        ``MissingMaskError`` naming it, unless ``skip_unmasked=True`` leaves such objects out.
+        """
+        _export.check_format(format)
+        with self._state_lock:
+            images, missing = [], []
+            for slot in self._slots:
+                objects = []
+                for o in slot.state.objects:
+                    if o.mask is None or not o.mask.any():
+                        missing.append(f"{o.label!r} on image {slot.name!r}")
+                    else:
+                        objects.append((o.label, o.category_name, o.mask))
+                images.append(
+                    _export._Image(slot.name, slot.width, slot.height, objects, slot._path, slot.pixels)
+                )
+            if missing and not skip_unmasked:
+                raise MissingMaskError(
+                    f"Nothing exported: {len(missing)} object(s) have no mask: {', '.join(missing[:5])}"
+                    f"{', ...' if len(missing) > 5 else ''}. Click on them, delete them, or pass "
+                    "skip_unmasked=True to leave them out."
+                )
+            try:
+                for slot in self._slots:
+                    slot.pixels()  # a file changed since it was opened is refused here, naming it
+                    if slot is not self._slot:
+                        slot.release()
+                return _export.write(folder, images, format, overwrite=overwrite)
+            finally:
+                for slot in self._slots:
+                    if slot is not self._slot:
+                        slot.release()
 
     # ------------------------------------------------------------------ internals
 
@@ -956,7 +1049,9 @@ def _new_color(state: _State) -> tuple[int, int, int]:
 def _changes(old: _State, new: _State) -> list[str]:
     """The events that tell a view what differs between two states of one image."""
     events = []
-    if [(o.label, o.color) for o in old.objects] != [(o.label, o.color) for o in new.objects]:
+    if [(o.label, o.color, o.category) for o in old.objects] != [
+        (o.label, o.color, o.category) for o in new.objects
+    ]:
         events.append("objects")
     if old.active != new.active:
         events.append("active")

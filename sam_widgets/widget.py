@@ -769,3 +769,8 @@ class SegmentWidget(W.VBox):
         text = html.escape(self.status_text())
         color = "#b00020" if self.error else "#555"
         self._status.value = f"<span style='color:{color};font-size:90%'>{text}</span>"
+
+    def export(self, folder: str | Path, format: str = "coco", **kwargs: Any) -> Path:
+        """``Session.export`` after queued clicks: coco, coco-polygons, yolo, labelme or cutouts."""
+        self.wait()
+        return self.session.export(folder, format=format, **kwargs)
