@@ -406,6 +406,12 @@ def write(
         os.replace(staging / MANIFEST, folder / MANIFEST)  # last: the export is complete
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    for rel in set(ours) - set(files) - {MANIFEST}:
+    for rel in set(ours) - set(files) - {MANIFEST}:  # an earlier export's files, unchanged since
         (folder / rel).unlink(missing_ok=True)
+        parent = (folder / rel).parent
+        if parent != folder:
+            try:
+                parent.rmdir()  # only when empty: images/ or labels/ of another format
+            except OSError:
+                pass
     return folder

@@ -410,6 +410,7 @@ def test_export_again_replaces_its_own_files_only(session, tmp_path):
         "second__object_1.png",
         export_module.MANIFEST,
     }
+    assert not (folder / "images").exists() and not (folder / "labels").exists()
     (folder / "first__rex.png").write_bytes(b"edited by the user")
     with pytest.raises(ExportFolderError, match="first__rex.png"):
         session.export(folder, format="cutouts")
