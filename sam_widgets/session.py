@@ -683,7 +683,8 @@ class Session:
     def annotations(self) -> list[dict[str, Any]]:
         """All images' work as plain data, one dict per image.
 
-        ``{"image": name, "file_name", "width", "height", "objects": [{"label", "color", "points"
+        ``{"image": name, "file_name", "width", "height", "objects": [{"label", "category" (the
+        class, ``category_name``), "color", "points"
         ([[x, y], ...] in pixels), "labels" (1/0 per point), "box" ([x0, y0, x1, y1] or None),
         "mask" (HxW bool or None), "score" (float or None)}]}``.
         """

@@ -445,7 +445,13 @@ def test_files_get_the_users_umask(session, tmp_path):
     assert (out / "images").stat().st_mode & 0o777 == 0o750
 
 
-def test_widget_delegates_export():
+def test_widget_export_delegates_to_the_session(tmp_path):
     from sam_widgets.widget import SegmentWidget
 
-    assert "format" in SegmentWidget.export.__code__.co_varnames
+    w = SegmentWidget(rgb(0), NoModel(), background=False)
+    w.session.add_mask(disc(30, 30, 15), label="cat 1")
+    out = w.export(tmp_path / "w", format="yolo")
+    assert (out / "labels" / "image_0.txt").read_text().startswith("0 ")
+    assert yaml.safe_load((out / "data.yaml").read_text())["names"] == {0: "cat"}
+    with pytest.raises(ExportError, match="use one of"):
+        w.export(tmp_path / "v", format="VOC")
