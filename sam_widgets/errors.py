@@ -12,6 +12,9 @@ __all__ = [
     "ArchitectureMismatchError",
     "AnnotationFileError",
     "ImageMismatchError",
+    "ExportError",
+    "ExportFolderError",
+    "MissingMaskError",
 ]
 
 
@@ -49,3 +52,15 @@ class AnnotationFileError(SamWidgetsError, ValueError):
 
 class ImageMismatchError(AnnotationFileError):
     """A saved annotations folder belongs to other images (names or sizes differ)."""
+
+
+class ExportError(SamWidgetsError, ValueError):
+    """An export cannot be done as asked (an unknown format); nothing was written."""
+
+
+class ExportFolderError(ExportError):
+    """The export folder holds files an export did not write, or cannot be written; nothing was written."""
+
+
+class MissingMaskError(ExportError):
+    """An object to export has no mask (or an empty one); nothing was written."""

@@ -48,7 +48,7 @@ from pathlib import Path
 import numpy as np
 
 from ._annotation_files import _safe
-from .errors import SamWidgetsError
+from .errors import ExportError, ExportFolderError, MissingMaskError
 from .formats import mask_to_polygons, segmentation
 
 __all__ = [
@@ -65,18 +65,6 @@ FORMATS = ("coco", "coco-polygons", "yolo", "labelme", "cutouts")
 MANIFEST = "sam_widgets_export.json"
 _STAGING_PREFIX = ".sam-widgets-exporting-"
 _LABELME_VERSION = "5.5.0"  # the labelme file format these JSONs follow (LabelFile keys)
-
-
-class ExportError(SamWidgetsError, ValueError):
-    """An export cannot be done as asked (unknown format); nothing was written."""
-
-
-class ExportFolderError(ExportError):
-    """The export folder holds files an export did not write, or cannot be written; nothing was written."""
-
-
-class MissingMaskError(ExportError):
-    """An object has no mask (or an empty one) to export; nothing was written."""
 
 
 def default_category(label: str) -> str:
