@@ -366,6 +366,7 @@ def write(
             f"Not exporting into {folder}: it holds files of yours named {', '.join(clash)}, which "
             f"a {format!r} export must write. Export into another folder."
         )
+    created = not folder.exists()
     try:
         folder.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=folder, prefix=_STAGING_PREFIX))
@@ -392,8 +393,14 @@ def write(
             (folder / rel).parent.mkdir(parents=True, exist_ok=True)
             os.replace(staging / rel, folder / rel)
         os.replace(staging / MANIFEST, folder / MANIFEST)  # last: the export is complete
+        created = False
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        if created:  # failed in a folder it made: leave no empty folder behind
+            try:
+                folder.rmdir()
+            except OSError:
+                pass
     for rel in set(ours) - set(files) - {MANIFEST}:  # an earlier export's files, unchanged since
         (folder / rel).unlink(missing_ok=True)
         parent = (folder / rel).parent

@@ -432,6 +432,10 @@ def test_a_failing_write_leaves_nothing(session, tmp_path, monkeypatch):
     with pytest.raises(ExportFolderError, match="No space left.*nothing in the folder changed"):
         session.export(folder, format="cutouts")
     assert list(folder.iterdir()) == []
+    calls.clear()
+    with pytest.raises(ExportFolderError, match="No space left"):
+        session.export(tmp_path / "new", format="cutouts")
+    assert not (tmp_path / "new").exists()  # a folder it made for a failed export is gone
 
 
 def test_files_get_the_users_umask(session, tmp_path):
