@@ -136,6 +136,12 @@ def write_folder(
                 "objects": objects,
             }
         )
+        proposals = getattr(slot.state, "proposals", None)
+        if proposals:  # "everything" mode's masks (Session.propose), kept with the work
+            section["images"][-1]["proposals"] = [
+                {"segmentation": rle_encode(p.mask), "score": p.score, "stability": p.stability}
+                for p in proposals
+            ]
     data = coco(slots, category)
     data["sam_widgets"] = section
     payload = json.dumps(data).encode()
@@ -301,6 +307,30 @@ def parse_images(
         raise
     except (KeyError, TypeError, ValueError, IndexError) as e:
         raise AnnotationFileError(f"{path} is damaged or not written by Session.save: {e!r}.") from e
+
+
+def parse_proposals(
+    data: Any, path: Path, images: Sequence[_Image]
+) -> dict[int, list[tuple[np.ndarray, float, float]]]:
+    """Per image index: the saved "everything" proposals as (HxW bool mask, score, stability).
+    Call after ``parse_images`` (which checks names and sizes)."""
+    by_name = {slot.name: i for i, slot in enumerate(images)}
+    out: dict[int, list[tuple[np.ndarray, float, float]]] = {}
+    try:
+        for entry in data["sam_widgets"]["images"]:
+            if entry["name"] in by_name and entry.get("proposals"):
+                slot = images[by_name[entry["name"]]]
+                out[by_name[entry["name"]]] = [
+                    (
+                        _decode_rle(p["segmentation"], slot.width, slot.height),
+                        float(p["score"]),
+                        float(p["stability"]),
+                    )
+                    for p in entry["proposals"]
+                ]
+    except (KeyError, TypeError, ValueError, IndexError) as e:
+        raise AnnotationFileError(f"{path} has damaged proposals: {e!r}.") from e
+    return out
 
 
 def unique_name(name: str, taken: set[str], sep: str = "-") -> str:

@@ -34,7 +34,7 @@ from ._images import as_rgb_uint8
 from ._io import atomic_write, cuda_sync
 from .models import precision_label
 
-__all__ = ["CachedPredictor", "PredictorStats"]
+__all__ = ["CachedPredictor", "PredictorStats", "as_predictor"]
 
 MB = 1024**2
 
@@ -223,6 +223,32 @@ class CachedPredictor(SamPredictor):
         with self._lock:
             path = self._disk_path(key)
             return key in self._cache or (path is not None and path.is_file())
+
+    def precompute(self, image: Any, image_format: str = "RGB") -> bool:
+        """Encode ``image`` into the cache without making it the current image; False if cached.
+
+        For encoding ahead (the next image of a list) while clicks go on: the encoder pass runs
+        outside the predictor's lock, so ``predict`` on the current image is never queued behind
+        it (the two share the CPU). A later ``set_image(image)`` is then a cache hit.
+        """
+        image = as_rgb_uint8(image)
+        if image_format != self.model.image_format:
+            image = np.ascontiguousarray(image[..., ::-1])
+        key = self._key(_digest(image))
+        with self._lock:
+            path = self._disk_path(key)
+            if key in self._cache or (path is not None and path.is_file()):
+                return False
+        input_torch = torch.as_tensor(self.transform.apply_image(image), device=self.device)
+        input_torch = input_torch.permute(2, 0, 1).contiguous()[None, :, :, :]
+        with torch.no_grad():  # the steps of SamPredictor.set_torch_image, into an entry of our own
+            features = self.model.image_encoder(self.model.preprocess(input_torch))
+        _sync(self.device)
+        entry = _Entry(features, tuple(image.shape[:2]), tuple(input_torch.shape[-2:]))
+        with self._lock:
+            self._remember(key, entry)
+        self._save_to_disk(key, entry)
+        return True
 
     def clear_cache(self) -> None:
         """Forget every in-memory embedding (the disk cache is left alone)."""
@@ -449,6 +475,23 @@ class CachedPredictor(SamPredictor):
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+def as_predictor(model: Any = "micro", *, device: str = "auto", precision: str = "auto") -> Any:
+    """The predictor a view runs: a ``CachedPredictor`` from a model name (``load_sam``), from a
+    segment_anything ``Sam``, or any object with ``set_image`` and ``predict`` passed through."""
+    from .models import load_sam
+
+    if isinstance(model, str):
+        return CachedPredictor(load_sam(model, device=device, precision=precision))
+    if isinstance(model, Sam):
+        return CachedPredictor(model)
+    if hasattr(model, "set_image") and hasattr(model, "predict"):
+        return model
+    raise TypeError(
+        f"model must be a name for load_sam ('micro', 'vit_b', ...), a segment_anything Sam or a "
+        f"CachedPredictor; got {type(model).__name__}."
+    )
 
 
 def _digest(arr: np.ndarray, extra: tuple = ()) -> str:

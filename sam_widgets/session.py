@@ -52,6 +52,7 @@ from .viz import PALETTE
 __all__ = [
     "Session",
     "SessionObject",
+    "Proposal",
     "LabelError",
     "AnnotationFileError",
     "ImageMismatchError",
@@ -72,8 +73,16 @@ EXPORT_FORMATS = FORMATS  # what Session.export(folder, format=...) writes
 #   active   another object is active (or none)
 #   prompts  points or a box changed on some object of the current image
 #   mask     a mask (candidates or chosen candidate) changed on some object of the current image
+#   proposals  the "everything" proposals of the current image changed (see ``propose``)
 #   history  what undo() / redo() can do may have changed
-EVENTS = ("image", "objects", "active", "prompts", "mask", "history")
+EVENTS = ("image", "objects", "active", "prompts", "mask", "proposals", "history")
+
+#: ``Session.propose``'s defaults: segment_anything's SamAutomaticMaskGenerator with the seed's thresholds.
+PROPOSE_DEFAULTS = {"points_per_side": 32, "pred_iou_thresh": 0.86, "stability_score_thresh": 0.92}
+#: A positive click farther than this from the active object's mask (outside its bounding box grown
+#: by this fraction of its longer side, at least FAR_MIN_PX) starts a new object (``Session.click``).
+FAR_MARGIN = 0.25
+FAR_MIN_PX = 8.0
 
 MIN_BOX_SIDE = 2.0  # pixels; a smaller drag is a click, not a box
 MAX_HISTORY_BYTES = 256 * 2**20  # default cap of all images' undo/redo history together
@@ -185,12 +194,40 @@ def _same_array(a: np.ndarray | None, b: np.ndarray | None) -> bool:
     return a is b or (a.shape == b.shape and a.dtype == b.dtype and np.array_equal(a, b))
 
 
+@dataclass(frozen=True, eq=False)
+class Proposal:
+    """One mask of "everything" mode (``Session.propose``), not yet an object. Immutable.
+
+    Attributes:
+      mask: HxW bool, read-only, in pixels of the original image.
+      score: SAM's predicted IoU. stability: SAM's stability score.
+      area: pixels in the mask. bbox: (X0, Y0, X1, Y1) in pixels, X1/Y1 exclusive.
+    """
+
+    mask: np.ndarray = field(repr=False)
+    score: float
+    stability: float
+    area: int
+    bbox: tuple[int, int, int, int]
+
+    @classmethod
+    def of(cls, mask: np.ndarray, score: float, stability: float) -> Proposal:
+        mask = np.array(mask, dtype=bool)
+        mask.setflags(write=False)
+        rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+        bbox = (0, 0, 0, 0)
+        if len(rows):
+            bbox = (int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1)
+        return cls(mask, float(score), float(stability), int(mask.sum()), bbox)
+
+
 @dataclass(frozen=True)
 class _State:
     """Everything undo restores for one image."""
 
     objects: tuple[SessionObject, ...] = ()
     active: str | None = None
+    proposals: tuple[Proposal, ...] | None = None  # None: those of the state it replaces (see _push)
 
 
 class _Packed:
@@ -228,6 +265,7 @@ class _Step:
     active: str | None
     nbytes: int
     seq: int  # order of creation across images: the smallest is dropped first
+    proposals: tuple[Proposal, ...] | None = None  # shared with the states that hold them
 
 
 def _locked(method: Callable) -> Callable:
@@ -400,6 +438,10 @@ class Session:
         """The current image, HxWx3 uint8 RGB."""
         return self._slot.pixels()
 
+    def image_at(self, index: int) -> np.ndarray:
+        """Image ``index``, HxWx3 uint8 RGB (read from its file if it is a path)."""
+        return self._slots[self._check_index(index)].pixels()
+
     @property
     def width(self) -> int:
         """Width of the current image in pixels."""
@@ -543,6 +585,19 @@ class Session:
         self._emit(["active"])
 
     @_locked
+    def drop_empty(self, keep: str | None = None) -> list[str]:
+        """Remove the current image's objects that have no prompt and no mask (but ``keep``); their
+        labels. Not an undo step. A view calls it when the user moves on (new object, another
+        object or image), so that pressing n several times leaves no empty objects behind."""
+        state = self._slot.state
+        new = _without_empty(state, keep)
+        if new is state:
+            return []
+        self._slot.state = new
+        self._emit(_changes(state, new))
+        return [o.label for o in state.objects if o not in new.objects]
+
+    @_locked
     def rename(self, old: str, new: str) -> None:
         """Rename object ``old`` to ``new`` (which must be new on this image)."""
         state = self._slot.state
@@ -630,6 +685,130 @@ class Session:
         if index == obj.chosen:
             return obj
         return self._apply(self._slot.state, obj, dataclasses.replace(obj, chosen=index))
+
+    # ------------------------------------------------------------------ clicks as a view means them
+
+    @_locked
+    def object_at(self, x: float, y: float) -> SessionObject | None:
+        """The topmost object of the current image whose mask holds pixel (x, y), or None."""
+        xi, yi = self._pixel(x, y)
+        return next((o for o in reversed(self.objects) if o.mask is not None and o.mask[yi, xi]), None)
+
+    @_locked
+    def click(self, x: float, y: float, positive: bool = True, *, new_point: bool = False) -> str:
+        """A click on the image, with the rules of the widget; returns what it did.
+
+        With ``new_point`` False (a plain click), unless the active object was just made and is
+        still empty (then the click is its first point):
+
+        - ``"select"``: a positive click inside another object's mask selects that object;
+        - ``"adopt"``: a positive click inside a proposal (``propose``), on no object, adopts it;
+        - ``"new"``: a positive click far from the active object's mask (outside its bounding box
+          grown by ``FAR_MARGIN`` of its longer side, at least ``FAR_MIN_PX``) starts a new object
+          there: two things are never merged into one mask by default;
+        - ``"point"``: otherwise a point on the active object (a new one if none), as ``add_point``.
+
+        ``new_point=True`` (the widget: alt+click) always adds the point to the active object.
+        """
+        x, y = self._check_point(x, y)
+        active = self.active
+        fresh = active is not None and not active.has_prompts and active.mask is None
+        if not new_point and positive and not fresh:
+            hit = self.object_at(x, y)
+            if hit is not None and (active is None or hit.label != active.label):
+                self.select(hit.label)
+                return "select"
+            index = self.proposal_at(x, y) if hit is None else None
+            if index is not None:
+                self.adopt(index)
+                return "adopt"
+            if hit is None and active is not None and active.mask is not None and _far(active, x, y):
+                self._new_object_with_point(x, y)
+                return "new"
+        self.add_point(x, y, positive)
+        return "point"
+
+    def _new_object_with_point(self, x: float, y: float) -> SessionObject:
+        state = _without_empty(self._slot.state)
+        obj = SessionObject(_new_label(state), _new_color(state))
+        state = _State(state.objects + (obj,), obj.label)
+        changed = dataclasses.replace(obj, points=((x, y),), point_labels=(1,))
+        return self._apply(state, obj, self._predict(changed, obj))
+
+    # ------------------------------------------------------------------ "everything" proposals
+
+    @property
+    def proposals(self) -> tuple[Proposal, ...]:
+        """The current image's "everything" proposals (``propose``), largest first."""
+        return self._slot.state.proposals or ()
+
+    def propose(self, **settings: Any) -> tuple[Proposal, ...]:
+        """Segment everything in the current image: the masks become ``proposals``. One undo step.
+
+        Runs segment_anything's ``SamAutomaticMaskGenerator`` on this session's predictor (a
+        cached embedding is reused) with ``PROPOSE_DEFAULTS`` (points_per_side=32,
+        pred_iou_thresh=0.86, stability_score_thresh=0.92); ``settings`` override them (any of its
+        arguments). Needs a predictor with a segment_anything ``model`` (a CachedPredictor).
+        Returns the proposals, largest first; none when no mask passed the thresholds (try lower
+        ones: micro needs e.g. pred_iou_thresh=0.5, stability_score_thresh=0.5).
+        """
+        from segment_anything import SamAutomaticMaskGenerator
+        from segment_anything.modeling import Sam
+
+        model = getattr(self.predictor, "model", None)
+        if not isinstance(model, Sam):
+            raise TypeError(
+                "propose needs a predictor with a segment_anything model (a CachedPredictor or "
+                f"SamPredictor); this session's is a {type(self.predictor).__name__}."
+            )
+        params = {**PROPOSE_DEFAULTS, **settings}
+        slot = self._slot
+        with self._lock:  # the generator drives the predictor itself (the state stays free meanwhile)
+            generator = SamAutomaticMaskGenerator(model, **params)
+            generator.predictor = self.predictor  # reuse the cached embedding
+            found = generator.generate(slot.pixels())
+        proposals = tuple(
+            sorted(
+                (Proposal.of(m["segmentation"], m["predicted_iou"], m["stability_score"]) for m in found),
+                key=lambda p: -p.area,
+            )
+        )
+        with self._state_lock:  # commits to the image it started on, even if another is current now
+            if proposals or slot.state.proposals:
+                self._commit(dataclasses.replace(slot.state, proposals=proposals), slot)
+        return proposals
+
+    @_locked
+    def proposal_at(self, x: float, y: float) -> int | None:
+        """Index of the smallest proposal holding pixel (x, y), or None."""
+        xi, yi = self._pixel(x, y)
+        hits = [i for i, p in enumerate(self.proposals) if p.mask[yi, xi]]
+        return min(hits, key=lambda i: self.proposals[i].area) if hits else None
+
+    @_locked
+    def adopt(self, index: int, label: str | None = None) -> SessionObject:
+        """Make proposal ``index`` a new, active object (its mask, no prompts). One undo step."""
+        proposals = self.proposals
+        index = operator.index(index)
+        if not 0 <= index < len(proposals):
+            raise IndexError(
+                f"There is no proposal {index}: image {self.image_name!r} has {len(proposals)}"
+                + (" (run propose() first)." if not proposals else f" (0 to {len(proposals) - 1}).")
+            )
+        p = proposals[index]
+        return self.add_mask(p.mask, p.score, label)
+
+    @_locked
+    def clear_proposals(self) -> bool:
+        """Stop offering the current image's proposals (one undo step); False if there were none."""
+        if not self.proposals:
+            return False
+        self._commit(dataclasses.replace(self._slot.state, proposals=()))
+        return True
+
+    def _pixel(self, x: float, y: float) -> tuple[int, int]:
+        x, y = self._check_point(x, y)
+        return min(int(x), self.width - 1), min(int(y), self.height - 1)
 
     # ------------------------------------------------------------------ undo / redo
 
@@ -736,7 +915,8 @@ class Session:
         Writes one PNG per object mask (``<image>__<label>.png``, 0/255 grayscale, names made
         safe for any file system, long ones shortened with a hash) and ``annotations.json``: the
         COCO dict of ``to_coco`` plus a ``"sam_widgets"`` section with the prompts, all candidates,
-        the chosen ones and each image's sha256, from which ``load`` continues the work.
+        the chosen ones, each image's sha256 and its "everything" proposals (RLE), from which ``load``
+        continues the work.
 
         All or nothing: every file is written into a staging folder first and moved into place
         only when all were written, so a failed save (disk full, a bad name) changes nothing.
@@ -761,6 +941,9 @@ class Session:
         """
         data, path = _files.read_folder(folder)
         states = self._parse_saved(data, path)  # checks everything before anything changes
+        for index, proposals in _files.parse_proposals(data, path, self._slots).items():
+            found = tuple(Proposal.of(mask, score, stability) for mask, score, stability in proposals)
+            states[index] = dataclasses.replace(states.get(index, self._slots[index].state), proposals=found)
         changed = False
         for index, state in states.items():
             slot = self._slots[index]
@@ -970,6 +1153,8 @@ class Session:
             self._emit(_changes(old, state) + ["history"])
 
     def _push(self, slot: _Slot, state: _State) -> None:
+        if state.proposals is None:  # a change to objects keeps the proposals shown
+            state = dataclasses.replace(state, proposals=slot.state.proposals)
         slot.undo.append(self._freeze(slot.state))
         del slot.undo[: max(0, len(slot.undo) - self.max_history)]
         slot.redo.clear()
@@ -991,7 +1176,7 @@ class Session:
                 nbytes += o.logits.nbytes
             objects.append((dataclasses.replace(o, candidates=None), packed))
             nbytes += 256 + 16 * len(o.points)
-        return _Step(tuple(objects), state.active, nbytes, next(self._seq))
+        return _Step(tuple(objects), state.active, nbytes, next(self._seq), state.proposals)
 
     def _trim_history(self) -> None:
         """Drop the oldest undo steps of any image (then redo steps) while over the byte cap."""
@@ -1025,7 +1210,18 @@ def _thaw(step: _Step) -> _State:
         o if packed is None else dataclasses.replace(o, candidates=packed.array())
         for o, packed in step.objects
     )
-    return _State(objects, step.active)
+    return _State(objects, step.active, step.proposals)
+
+
+def _far(obj: SessionObject, x: float, y: float) -> bool:
+    """Is (x, y) outside ``obj``'s mask's bounding box grown by FAR_MARGIN (see Session.click)?"""
+    mask = obj.mask
+    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+    if not len(rows):
+        return False
+    x0, x1, y0, y1 = cols[0], cols[-1] + 1, rows[0], rows[-1] + 1
+    margin = max(FAR_MARGIN * max(x1 - x0, y1 - y0), FAR_MIN_PX)
+    return not (x0 - margin <= x <= x1 + margin and y0 - margin <= y <= y1 + margin)
 
 
 def _find(state: _State, label: str) -> SessionObject | None:
@@ -1069,7 +1265,19 @@ def _changes(old: _State, new: _State) -> list[str]:
         events.append("prompts")
     if masks(old) != masks(new):
         events.append("mask")
+    if (old.proposals or ()) is not (new.proposals or ()) and (old.proposals or new.proposals):
+        events.append("proposals")
     return events
+
+
+def _without_empty(state: _State, keep: str | None = None) -> _State:
+    """``state`` without its objects that have no prompt and no mask (but ``keep``)."""
+    objects = tuple(o for o in state.objects if o.has_prompts or o.mask is not None or o.label == keep)
+    if len(objects) == len(state.objects):
+        return state
+    labels = {o.label for o in objects}
+    active = state.active if state.active in labels else None
+    return dataclasses.replace(state, objects=objects, active=active)
 
 
 def _open_images(images: Any, names: Sequence[str] | None) -> list[_Slot]:

@@ -6,24 +6,57 @@ import numpy as np
 
 from ._images import as_rgb_uint8
 
-__all__ = ["PALETTE", "overlay_masks", "mask_border", "mask_iou"]
+__all__ = [
+    "PALETTE",
+    "POSITIVE",
+    "NEGATIVE",
+    "RING",
+    "overlay_masks",
+    "mask_border",
+    "mask_iou",
+    "hex_color",
+    "text_color",
+    "proposal_color",
+]
 
-# Colour-blind-safe (Okabe-Ito), then a few more; cycled for many objects.
+# Ten saturated colours, far apart from each other (every pair differs by > 80 in RGB) and from
+# the greys and browns of photos, in an order where neighbours differ in hue; cycled for more
+# objects. Only one green: the positive point marker is green too (and has a ring).
 PALETTE = np.array(
     [
-        (230, 159, 0),
-        (86, 180, 233),
-        (0, 158, 115),
-        (240, 228, 66),
-        (0, 114, 178),
-        (213, 94, 0),
-        (204, 121, 167),
-        (120, 120, 255),
-        (255, 90, 90),
-        (90, 200, 90),
+        (255, 59, 48),  # red
+        (0, 174, 255),  # sky blue
+        (255, 230, 0),  # yellow
+        (175, 82, 222),  # violet
+        (0, 219, 138),  # green
+        (255, 130, 0),  # orange
+        (255, 45, 170),  # magenta
+        (30, 60, 255),  # blue
+        (160, 255, 60),  # lime
+        (0, 255, 255),  # cyan
     ],
     dtype=np.uint8,
 )
+POSITIVE, NEGATIVE = "#19c35a", "#e8384f"  # point markers (fill), drawn with RING and a white ring
+RING = "#111111"
+PROPOSAL_ALPHA = 0.5  # proposals ("everything") are drawn this much fainter than objects
+
+
+def hex_color(rgb) -> str:
+    """(R, G, B) 0-255 -> "#rrggbb"."""
+    return "#" + "".join(f"{int(v):02x}" for v in rgb)
+
+
+def text_color(rgb) -> str:
+    """Black or white, whichever reads better on ``rgb`` (WCAG relative luminance)."""
+    lin = [(v / 255) / 12.92 if v <= 10 else ((v / 255 + 0.055) / 1.055) ** 2.4 for v in rgb]
+    luminance = 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
+    return "#000000" if luminance > 0.179 else "#ffffff"
+
+
+def proposal_color(i: int) -> tuple[int, int, int]:
+    """The colour of proposal ``i`` ("everything" mode): the palette, cycled."""
+    return tuple(int(v) for v in PALETTE[i % len(PALETTE)])  # type: ignore[return-value]
 
 
 def overlay_masks(image, masks, alpha: float = 0.5, colors=None, outline: bool = True) -> np.ndarray:

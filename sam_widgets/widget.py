@@ -1,113 +1,107 @@
 """SegmentWidget: click on an image in a notebook, get SAM masks. A thin view over a Session.
 
-Layers of the canvas (ipycanvas MultiCanvas; the mouse goes to a wrapper of its size, see __init__):
+What is here: layout, browser events -> public methods, drawing, and keeping the controls in step.
+The state and every rule about objects, prompts and "everything" proposals live in ``Session``
+(plain pytest tests them); long jobs run in order on ``background.Background``; the model comes
+from ``predictor.as_predictor``; the page side of the mouse, keys, focus and size is ``_surface``.
 
-    0 image    sent once per image, as RGBA so ipycanvas sends PNG (RGB would go as lossy JPEG)
-    1 masks    all objects' masks as one RGBA overlay, redrawn when a mask or colour changes
-    2 prompts  points, box and the box being dragged
+Layers of the canvas (ipycanvas MultiCanvas), drawn at the device pixel ratio:
 
-Mouse and keys come from ipyevents (ipycanvas' own callbacks carry no button or modifier keys).
-Every gesture ends in a public method (``click``, ``drag_box``, ``undo``, ``next_image``, ...), so
-tests and scripts drive the widget without a browser. Images are encoded in a worker thread; the
-widget says so, and clicks made meanwhile are queued and applied when the embedding is ready.
+    0 image    the visible region of the full-resolution image, as RGBA so ipycanvas sends PNG
+    1 masks    the objects' masks and outlines (and proposals) of the visible region, and labels
+    2 prompts  points, box, the box being dragged, clicks waiting for the encoder
+
+The view: the canvas is the image fitted into ``display_size`` and the width the page gives it;
+``zoom`` (1 = fitted) and ``center`` (image pixels) choose the region shown. Prompts and masks stay
+in image pixels; only drawing and the mapping of events use the view.
 """
 
 from __future__ import annotations
 
 import asyncio
-import atexit
+import contextlib
 import html
+import math
 import threading
 import time
-import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import ipywidgets as W
 import numpy as np
+import traitlets as T
 from ipycanvas import MultiCanvas, hold_canvas
-from ipyevents import Event
+from PIL import Image
+from scipy import ndimage
 
+from ._surface import SURFACE_CLASS, Surface
+from .background import Background, Job
+from .predictor import as_predictor
 from .session import Session
-from .viz import PALETTE, mask_border
+from .viz import NEGATIVE, POSITIVE, PROPOSAL_ALPHA, RING, hex_color, proposal_color, text_color
 
-__all__ = ["SegmentWidget", "HELP"]
+__all__ = ["SegmentWidget", "HELP", "KEYS"]
 
-HELP = (
-    "<b>Left click</b> add to object · <b>right click</b> or <b>shift+click</b> remove · "
-    "<b>drag</b> box · keys: <b>z</b> undo, <b>y</b> redo, <b>n</b> new object, <b>x</b> delete "
-    "object, <b>1 2 3</b> candidate mask, <b>← →</b> image, <b>e</b> everything"
-)
-DRAG_MIN = 4  # canvas pixels a press must move to be a box rather than a click
-CANVAS_CLASS = "sam-widgets-canvas"
-CANVAS_CSS = f"<style>.{CANVAS_CLASS} {{ pointer-events: none; }}</style>"
+#: Every gesture and key, as the "?" button shows them (README "The widget" says the same).
+HELP = """
+<b>Mouse</b> (on the image): <b>click</b> add a point to the active object ·
+<b>right click</b> or <b>shift+click</b> a negative point · <b>drag</b> a box (it may end past the
+image's edge: it is clipped) · a <b>click inside another object</b> selects it ·
+<b>alt+click</b> always adds a point to the active object · a <b>click far from the active
+object</b> starts a new object · <b>wheel</b> zoom around the pointer ·
+<b>middle drag</b> or <b>space+drag</b> pan (or the pan tool).<br>
+<b>Keys</b> (after a click on the image: a blue ring shows the widget has the keys):
+<b>z</b> undo · <b>y</b> redo · <b>n</b> new object · <b>x</b> delete object ·
+<b>1 2 3</b> candidate mask · <b>← →</b> previous/next image · <b>e</b> everything on/off ·
+<b>+ −</b> zoom · <b>0</b> fit · <b>arrows ↑ ↓</b> pan · <b>p</b> pan tool · <b>?</b> this help.
+Ctrl/Cmd keys, Shift+Enter and Esc go to the notebook as usual.
+"""
+KEYS = ["z", "y", "Z", "n", "x", "e", "p", "1", "2", "3", "+", "=", "-", "_", "0", "?"]
+KEYS += ["ArrowLeft", "ArrowRight", "ArrowUp", "ArrowDown"]
+DRAG_MIN = 4  # CSS pixels a press must move to be a box rather than a click
+MAX_PIXEL = 32  # the most CSS pixels one image pixel is zoomed to
+WHEEL_STEP = 0.002  # zoom factor per wheel pixel: exp(-dy * WHEEL_STEP), 100 px = x1.22
+KEY_ZOOM = 1.5
+ENCODE_AHEAD_S = 1.0  # encode the next image ahead when the current one took longer than this
 #: After a redraw caused by the browser, the controls (object list, candidate buttons, status line)
-#: follow this much later, so that the page paints the mask first: sent together, their updates
-#: kept the page and the kernel busy while the overlay waited (click to mask on screen ~10 ms
-#: slower at p50, BENCHMARKS.md).
+#: follow this much later, so that the page paints the mask first (BENCHMARKS.md).
 CONTROLS_DELAY_S = 0.04
-POSITIVE, NEGATIVE = "#19c35a", "#e8384f"
-
-
-def _as_predictor(model: Any, device: str, precision: str):
-    """A CachedPredictor from a model name, a Sam, or a predictor passed through."""
-    from segment_anything.modeling import Sam
-
-    from .models import load_sam
-    from .predictor import CachedPredictor
-
-    if isinstance(model, str):
-        return CachedPredictor(load_sam(model, device=device, precision=precision))
-    if isinstance(model, Sam):
-        return CachedPredictor(model)
-    if hasattr(model, "set_image") and hasattr(model, "predict"):
-        return model
-    raise TypeError(
-        f"model must be a name for load_sam ('micro', 'vit_b', ...), a segment_anything Sam or a "
-        f"CachedPredictor; got {type(model).__name__}."
-    )
-
-
-_WORKERS: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
-
-
-@atexit.register
-def _join_workers() -> None:
-    # A worker killed inside torch at interpreter exit aborts the process: let it finish.
-    for thread in list(_WORKERS):
-        thread.join(timeout=120)
-
-
-class _Job:
-    """A long job queued behind another (e.g. "everything" asked for while encoding)."""
-
-    def __init__(self, fn: Callable[[], Any], label: str) -> None:
-        self.fn, self.label = fn, label
 
 
 class SegmentWidget(W.VBox):
-    """Interactive SAM segmentation of one image or a list of images.
+    """Interactive SAM segmentation of one image or a list of images, in a notebook.
 
     Arguments:
       images: an image or a list (HxWx3 uint8 arrays, PIL images or paths; see ``Session``).
       model: a model name for ``load_sam`` (default ``"micro"``, the bundled model: offline), a
-        segment_anything ``Sam``, or a ``CachedPredictor``.
-      display_size: the longest side shown, in screen pixels; larger images are scaled to fit
-        (prompts and masks stay in original image pixels), smaller ones are shown 1:1, unblurred.
-      background: encode images in a worker thread (the notebook stays responsive). Off, encoding
-        happens in the call that needs it.
+        segment_anything ``Sam``, or a ``CachedPredictor`` (see ``predictor.as_predictor``).
+      session: a ``Session`` to show instead of ``images`` and ``model`` (its predictor is used).
+      display_size: the longest side of the fitted view, in CSS pixels; the canvas is also never
+        wider than the notebook gives it. Images are never enlarged to fit.
+      background: encode images (and run "everything") in a worker thread, the notebook staying
+        responsive; clicks made meanwhile wait in order and are drawn hollow. Off, all runs in
+        the call that needs it.
       device, precision: passed to ``load_sam`` when ``model`` is a name.
 
-    Results: ``masks`` (label -> bool HxW, current image), ``annotations`` (all images),
-    ``to_coco()``, ``save(folder)``, ``load(folder)``. ``session`` holds the state.
+    View settings (traitlets, linked to their controls): ``opacity``, ``zoom`` (1 = fitted),
+    ``center`` (image pixels), ``tool`` ("prompt" or "pan"), ``display_size``.
+    Results: ``masks`` (label -> bool HxW, current image), ``annotations``, ``to_coco()``,
+    ``save(folder)``, ``load(folder)``; ``session`` holds the state.
     """
+
+    opacity = T.Float(0.5, min=0.0, max=1.0, help="opacity of the masks, 0 to 1")
+    zoom = T.Float(1.0, min=1.0, help="magnification over the fitted view (1: whole image)")
+    center = T.Tuple(T.Float(), T.Float(), default_value=(0.0, 0.0), help="view centre, image px")
+    tool = T.Enum(["prompt", "pan"], "prompt", help="what a left drag does")
+    display_size = T.Int(768, help="longest side of the fitted view, CSS pixels")
 
     def __init__(
         self,
-        images: Any,
-        model: Any = "micro",
+        images: Any = None,
+        model: Any = None,
         *,
+        session: Session | None = None,
         display_size: int = 768,
         background: bool = True,
         device: str = "auto",
@@ -115,49 +109,55 @@ class SegmentWidget(W.VBox):
     ) -> None:
         if int(display_size) < 64:
             raise ValueError(f"display_size must be at least 64 pixels, got {display_size}.")
-        self.display_size = int(display_size)
-        self.background = bool(background)
-        self.predictor = _as_predictor(model, device, precision)
-        self.session = Session(images, self.predictor)
-        self.opacity = 0.5
-        self._lock = threading.RLock()
-        self._pending: list[Callable[[], Any]] = []  # actions queued while encoding
-        self._encoding: threading.Thread | None = None
-        self._encode_started = 0.0
-        self._busy_label = ""
-        self.proposals: list[dict[str, Any]] = []  # "everything" masks of the current image
-        self.show_proposals = False
-        self._drag: tuple[float, float, bool] | None = None  # canvas x, y, negative
-        self._drag_rect: tuple[float, float, float, float] | None = None
-        self._dirty: set[str] = set()
-        self._depth = 0
+        if session is not None:
+            if images is not None or model is not None:
+                raise ValueError(
+                    "Give either session=... or images (and model), not both: a session brings "
+                    "its images and predictor."
+                )
+            self.session = session
+            self.predictor = session.predictor
+        else:
+            if images is None:
+                raise ValueError("SegmentWidget needs images (or session=...).")
+            self.predictor = as_predictor(
+                "micro" if model is None else model, device=device, precision=precision
+            )
+            self.session = Session(images, self.predictor)
+        self._jobs = Background(background, on_error=self._job_failed, on_change=self._jobs_changed)
         self.error: str | None = None  # the last error shown in the status line
-        self._ui = 0  # > 0 while handling a browser event or a control: errors are shown, not raised
-        self._controls_due = False  # a deferred _sync_controls_now is scheduled
+        self.message = ""  # what the last action did, in plain words
+        self._drag: dict[str, Any] | None = None  # the gesture under way (press to release)
+        self._dirty: set[str] = set()
+        self._batch = 0  # > 0 while an action runs: its redraws are made once, at the end
+        self._in_event = False  # handling a browser event: controls follow CONTROLS_DELAY_S later
+        self._controls_due = False
+        self._lock = threading.RLock()  # drawing and the view's own state (kernel vs worker thread)
+        self._ticking = False
+        self._css = (64, 64)  # canvas size in CSS pixels
+        self._dpr = 1.0
+        self._fitted: tuple[tuple, np.ndarray] | None = None  # (key, RGBA) of the fitted image
+        self._ahead: threading.Thread | None = None
 
+        self._surface_events = Surface(shortcuts=KEYS)
+        self._surface_events.on_msg(lambda _, msg, __: self._from_ui(self._on_input, msg))
+        self._surface_events.observe(lambda _: self._from_ui(self._on_room), ["width", "dpr"])
         self.canvas = MultiCanvas(3, width=64, height=64, layout=W.Layout(margin="0"))
-        # The mouse goes to a wrapper exactly the canvas' size, not to the canvas: ipycanvas' view
-        # sends every mouse move, press and release of its canvas to the kernel (for callbacks this
-        # widget does not use), which queued ahead of ipyevents' messages; CANVAS_CSS makes the
-        # canvas transparent to the mouse. The border goes on an outer wrapper: on the canvas
-        # itself (border-box sizing) it would shrink the drawing by 2 CSS pixels, blurring it and
-        # shifting clicks; on the event wrapper it would shift the event coordinates.
-        self.canvas.add_class(CANVAS_CLASS)
         self._surface = W.Box([self.canvas], layout=W.Layout(width="fit-content", margin="0", padding="0"))
+        self._surface.add_class(SURFACE_CLASS)
         self._frame = W.Box([self._surface], layout=W.Layout(border="1px solid #ccc", width="fit-content"))
+        self._frame.layout.max_width = "100%"
         self._build_controls()
-        self._clicks = Event(
-            source=self._surface,
-            watched_events=["mousedown", "mouseup", "contextmenu", "mouseleave", "keydown"],
-            prevent_default_action=True,
+        super().__init__(
+            [self._toolbar, self._frame, self._object_bar, self._status, self._help, self._surface_events],
+            layout=W.Layout(max_width="100%"),
         )
-        self._clicks.on_dom_event(lambda e: self._from_ui(self._on_dom_event, e))
-        self._moves = Event(
-            source=self._surface, watched_events=["mousemove"], throttle_or_debounce="throttle", wait=40
-        )
-        self._moves.on_dom_event(lambda e: self._from_ui(self._on_dom_event, e))
+        self.add_class("sam-widgets-root")
+        self.display_size = int(display_size)
+        self.observe(self._on_view_trait, ["zoom", "center", "display_size"])
+        self.observe(lambda _: self._redraw({"mask"}), ["opacity"])
+        self.observe(self._on_tool, ["tool"])
         self.canvas.on_client_ready(lambda: self._redraw({"image"}))
-        super().__init__([self._toolbar, self._frame, self._object_bar, self._status, self._help])
         self.session.on_change(self._on_session)
         self._show_image()
 
@@ -177,20 +177,34 @@ class SegmentWidget(W.VBox):
         self._new = button("New object", "new object (n)", self.new_object, "plus")
         self._delete = button("Delete", "delete the active object (x)", self.delete_object, "trash")
         self._clear = button("Clear", "delete every object of this image", self.clear, "eraser")
+        self._fit = button(
+            "Fit", "show the whole image (0); zoom with the wheel, + and -", self.fit, "expand"
+        )
+        self._zoom_label = W.HTML()
+        self._tool = W.ToggleButtons(
+            options=[("Prompt", "prompt"), ("Pan", "pan")],
+            tooltips=["left drag: box, click: point", "left drag pans (p); also middle drag, space+drag"],
+            style={"button_width": "60px"},
+        )
+        W.link((self, "tool"), (self._tool, "value"))
         self._opacity = W.FloatSlider(
-            value=self.opacity,
             min=0.0,
             max=1.0,
             step=0.05,
             description="opacity",
             readout_format=".2f",
-            layout=W.Layout(width="220px"),
+            layout=W.Layout(width="200px"),
         )
-        self._opacity.observe(lambda ch: self._from_ui(self.set_opacity, ch["new"]), "value")
+        W.link((self, "opacity"), (self._opacity, "value"))
         self._everything = W.ToggleButton(
             description="Everything", icon="th", tooltip="segment everything; click a region to adopt it (e)"
         )
-        self._everything.observe(lambda ch: self._from_ui(self._on_everything, ch), "value")
+        self._everything.observe(lambda ch: self._from_ui(self._on_everything, ch["new"]), "value")
+        self._help_button = W.ToggleButton(
+            description="?", tooltip="gestures and keys (?)", layout=W.Layout(width="32px")
+        )
+        self._help_button.observe(lambda ch: self._show_help(ch["new"]), "value")
+        wrap = W.Layout(flex_flow="row wrap", align_items="center", max_width="100%")
         self._toolbar = W.HBox(
             [
                 self._prev,
@@ -202,73 +216,81 @@ class SegmentWidget(W.VBox):
                 self._delete,
                 self._clear,
                 self._everything,
+                self._fit,
+                self._zoom_label,
+                self._tool,
                 self._opacity,
+                self._help_button,
             ],
-            layout=W.Layout(flex_flow="row wrap", align_items="center"),
+            layout=wrap,
         )
-        self._objects = W.Dropdown(description="object", layout=W.Layout(width="220px"))
-        self._objects.observe(lambda ch: self._from_ui(self._on_pick_object, ch), "value")
+        self._objects = W.HBox(layout=W.Layout(flex_flow="row wrap", align_items="center"))
+        self._objects.add_class("sam-widgets-objects")
         self._label_edit = W.Text(
-            placeholder="label", continuous_update=False, layout=W.Layout(width="160px")
+            placeholder="label", continuous_update=False, layout=W.Layout(width="140px")
         )
-        self._label_edit.observe(lambda ch: self._from_ui(self._on_rename, ch), "value")
+        self._label_edit.observe(lambda ch: self._from_ui(self._on_rename, ch["new"]), "value")
         self._candidates = W.ToggleButtons(options=[], description="masks", style={"button_width": "90px"})
-        self._candidates.observe(lambda ch: self._from_ui(self._on_pick_candidate, ch), "value")
-        self._object_bar = W.HBox([self._objects, self._label_edit, self._candidates])
+        self._candidates.observe(lambda ch: self._from_ui(self._on_pick_candidate, ch["new"]), "value")
+        self._object_bar = W.HBox([self._objects, self._label_edit, self._candidates], layout=wrap)
         self._status = W.HTML()
-        self._help = W.HTML(f"{CANVAS_CSS}<small>{HELP}</small>")
-        self._syncing = False  # True while the widget itself sets control values
+        self._help = W.HTML(f"<small>{HELP}</small>", layout=W.Layout(display="none"))
+        self._chips: dict[str, W.Button] = {}
+
+    def _show_help(self, shown: bool) -> None:
+        self._help.layout.display = None if shown else "none"
 
     # ------------------------------------------------------------------ public gestures
 
-    def click(self, x: float, y: float, positive: bool = True) -> None:
-        """A click at (x, y) in original image pixels: a positive or negative point.
-
-        While "everything" masks are shown, a positive click on one adopts it as a new object.
-        """
-        hit = self._proposal_at(x, y) if positive else None
-        if hit is not None:
-            self.adopt(hit)
-            return
-        self._act(lambda: self.session.add_point(x, y, positive))
+    def click(self, x: float, y: float, positive: bool = True, *, new_point: bool = False) -> str | None:
+        """A click at (x, y) in original image pixels, with the rules of ``Session.click``: inside
+        another object it selects it, on a proposal it adopts it, far from the active object's
+        mask it starts a new object, else it adds a point. ``new_point=True`` (alt+click) always
+        adds the point. Returns what it did (None when queued behind the encoder)."""
+        what = self._act(
+            lambda: self.session.click(x, y, positive, new_point=new_point), "click", (x, y, positive)
+        )
+        if what is not None:
+            self._say_click(what)
+        return what
 
     def drag_box(self, x0: float, y0: float, x1: float, y1: float) -> None:
         """A dragged box between two corners, in original image pixels, any direction."""
-        self._act(lambda: self.session.set_box(x0, y0, x1, y1))
+        self._act(lambda: self.session.set_box(x0, y0, x1, y1), "box")
 
     def undo(self) -> bool:
         """Undo the last action on this image."""
-        return self._act(self.session.undo)
+        return self._act(self.session.undo, "undo")
 
     def redo(self) -> bool:
         """Redo the last undone action on this image."""
-        return self._act(self.session.redo)
+        return self._act(self.session.redo, "redo")
 
     def new_object(self, label: str | None = None) -> None:
-        """Start a new object; the next prompts go to it."""
-        self._act(lambda: self.session.add_object(label))
+        """Start a new object; the next prompts go to it (an empty active object is replaced)."""
+        self._act(lambda: (self.session.drop_empty(), self.session.add_object(label)), "new object")
 
     def select(self, label: str) -> None:
-        """Make ``label`` the active object."""
-        self._act(lambda: self.session.select(label))
+        """Make ``label`` the active object (an empty active object is not kept)."""
+        self._act(lambda: (self.session.drop_empty(keep=label), self.session.select(label)), "select")
 
     def delete_object(self, label: str | None = None) -> None:
         """Delete ``label`` (default: the active object)."""
         label = label if label is not None else (self.session.active.label if self.session.active else None)
         if label is not None:
-            self._act(lambda: self.session.delete(label))
+            self._act(lambda: self.session.delete(label), "delete")
 
     def rename(self, old: str, new: str) -> None:
         """Give an object another label."""
-        self._act(lambda: self.session.rename(old, new))
+        self._act(lambda: self.session.rename(old, new), "rename")
 
     def clear(self) -> None:
         """Delete every object of the current image (undoable)."""
-        self._act(self.session.clear)
+        self._act(self.session.clear, "clear")
 
     def choose(self, index: int) -> None:
         """Show candidate mask ``index`` (0-based) for the active object."""
-        self._act(lambda: self.session.choose(index))
+        self._act(lambda: self.session.choose(index), "choose")
 
     def next_image(self) -> bool:
         """Go to the next image (its objects are kept); False at the last one."""
@@ -282,304 +304,368 @@ class SegmentWidget(W.VBox):
         """Go to image ``index``."""
         self._navigate(lambda: self.session.go(index))
 
-    def everything(self, **settings: Any) -> None:
-        """Segment everything in the current image and show it; click a region to adopt it.
+    def everything(self, **settings: Any) -> Job:
+        """Segment everything in the current image (``Session.propose``; ``settings`` go to it).
 
-        Runs segment_anything's SamAutomaticMaskGenerator on the widget's predictor (the cached
-        embedding is reused) with the seed's settings: points_per_side=32, pred_iou_thresh=0.86,
-        stability_score_thresh=0.92; ``settings`` overrides them (any of its arguments). The
-        masks land in ``proposals`` (largest first); ``adopt(i)`` makes one an object.
+        Runs in the background, after a running encoding; the proposals are drawn and a click on
+        one adopts it. Returns the job (``job.future.result()`` is the proposals).
         """
-        params = {"points_per_side": 32, "pred_iou_thresh": 0.86, "stability_score_thresh": 0.92}
-        params.update(settings)
         index = self.session.current
 
-        def job() -> None:
-            from segment_anything import SamAutomaticMaskGenerator
+        def job() -> Any:
+            if self.session.current != index:
+                return ()
+            found = self._guard(lambda: self.session.propose(**settings))
+            self._say(
+                f"Everything: {len(found)} regions; click one to make it an object"
+                if found
+                else "Everything found no region that passed the thresholds: try lower ones, e.g. "
+                "w.everything(pred_iou_thresh=0.5, stability_score_thresh=0.5) (micro needs them)"
+            )
+            if not found:
+                self.error = self.message
+            self._sync_controls_now()
+            return found
 
-            with self.session._lock:  # the generator drives the predictor itself
-                generator = SamAutomaticMaskGenerator(self.predictor.model, **params)
-                generator.predictor = self.predictor  # reuse the cached embedding
-                found = generator.generate(self.session.image)
-            found.sort(key=lambda m: -int(m["area"]))
-            with self._lock:
-                if self.session.current == index:
-                    self.proposals = found
-                    self.show_proposals = True
-                    self._guard(lambda: self._dirty.add("mask"))
-                    if not found:
-                        self._show_error(
-                            "everything: no mask passed the filters; try lower thresholds, e.g. "
-                            "w.everything(pred_iou_thresh=0.5, stability_score_thresh=0.5) (micro needs them)"
-                        )
-
-        self._set_toggle(True)
-        self._run_busy(job, "segmenting everything")
+        return self._jobs.submit(job, "Segmenting everything")
 
     def hide_everything(self) -> None:
-        """Stop showing the "everything" masks (they are kept in ``proposals``)."""
-        self.show_proposals = False
-        self._set_toggle(False)
-        self._redraw({"mask"})
+        """Stop offering the proposals of this image (undoable: ``Session.clear_proposals``)."""
+        self._act(self.session.clear_proposals, "hide everything")
 
     def adopt(self, index: int, label: str | None = None) -> None:
         """Make proposal ``index`` (see ``everything``) an object of the current image."""
-        if not 0 <= index < len(self.proposals):
-            self._show_error(f"no proposal {index}: there are {len(self.proposals)}.")
-            return
-        p = self.proposals[index]
-        self._act(lambda: self.session.add_mask(p["segmentation"], p["predicted_iou"], label))
+        self._act(lambda: self.session.adopt(index, label), "adopt")
 
-    def _proposal_at(self, x: float, y: float) -> int | None:
-        """The smallest shown proposal containing image pixel (x, y), or None."""
-        if not self.show_proposals:
-            return None
-        xi = min(int(x), self.session.width - 1)
-        yi = min(int(y), self.session.height - 1)
-        hits = [i for i, p in enumerate(self.proposals) if p["segmentation"][yi, xi]]
-        return min(hits, key=lambda i: self.proposals[i]["area"]) if hits else None
-
-    def _set_toggle(self, value: bool) -> None:
-        self._syncing = True
-        try:
-            self._everything.value = value
-        finally:
-            self._syncing = False
-
-    def set_opacity(self, value: float) -> None:
-        """Opacity of the mask overlay, 0 to 1."""
-        self.opacity = float(np.clip(value, 0.0, 1.0))
-        self._redraw({"mask"})
+    @property
+    def proposals(self) -> tuple:
+        """The current image's "everything" proposals (``Session.proposals``), largest first."""
+        return self.session.proposals
 
     def set_model(self, model: Any, *, device: str = "auto", precision: str = "auto") -> None:
         """Switch model (a name, a Sam or a predictor). Objects and masks are kept; the next
         prompt on an object runs the new model."""
         self.wait()
-        self.predictor = _as_predictor(model, device, precision)
+        self.predictor = as_predictor(model, device=device, precision=precision)
         self.session.predictor = self.predictor
         self._show_image()
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Wait until the current image is encoded and queued clicks are applied; True if so."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while (thread := self._encoding) is not None and thread is not threading.current_thread():
-            left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and left <= 0:
-                return False
-            thread.join(left)
-        return True
-
-    # ------------------------------------------------------------------ results
-
-    @property
-    def masks(self) -> dict[str, np.ndarray]:
-        """label -> bool HxW mask (original image pixels) of each object of the current image.
-
-        Waits for a running encoding and the clicks queued behind it, so a script sees them."""
-        self.wait()
-        return self.session.masks
-
-    @property
-    def annotations(self) -> list[dict[str, Any]]:
-        """Every image's objects with prompts, masks and scores (after queued clicks)."""
-        self.wait()
-        return self.session.annotations
-
-    def to_coco(self, **kwargs: Any) -> dict[str, Any]:
-        """COCO JSON (RLE masks) of all images: ``json.dump(w.to_coco(), f)``. Each object label is
-        its own category unless ``category=`` maps labels to class names."""
-        self.wait()
-        return self.session.to_coco(**kwargs)
-
-    def save(self, folder: str | Path, **kwargs: Any) -> Path:
-        """Write one PNG per mask and annotations.json (COCO + prompts) into ``folder``.
-
-        Returns the path of ``annotations.json``. Waits for queued clicks first."""
-        self.wait()
-        return self.session.save(folder, **kwargs)
-
-    def load(self, folder: str | Path) -> None:
-        """Continue work saved with ``save`` (no model run); undoable."""
-        self.wait()
-        self._act(lambda: self.session.load(folder))
-
-    # ------------------------------------------------------------------ encoding
-
-    def _show_image(self) -> None:
-        s = self.session
-        h, w = s.height, s.width
-        self.scale = min(1.0, self.display_size / max(h, w))
-        cw, ch = max(1, round(w * self.scale)), max(1, round(h * self.scale))
-        # Index maps from canvas pixels to image pixels (nearest): masks scale with one gather.
-        self._rows = np.minimum((np.arange(ch) + 0.5) / self.scale, h - 1).astype(np.intp)
-        self._cols = np.minimum((np.arange(cw) + 0.5) / self.scale, w - 1).astype(np.intp)
-        self.canvas.width, self.canvas.height = cw, ch
-        self.canvas.layout.width, self.canvas.layout.height = f"{cw}px", f"{ch}px"
-        self._redraw({"image"})
-        self._start_encoding()
-
-    def _start_encoding(self) -> None:
-        if not self.session.is_encoded:
-            self._run_busy(self.session.ensure_encoded, "encoding")
-
-    def _run_busy(self, job: Callable[[], Any], label: str) -> None:
-        """Run a long job (encoding, "everything") off the UI path; clicks meanwhile are queued."""
-        with self._lock:
-            if self._encoding is not None and self.background:  # one job at a time, in order
-                self._pending.append(_Job(job, label))
-                return
-            self._encode_started = time.perf_counter()
-            self._busy_label = label
-            self._encoding = threading.Thread(
-                target=self._busy, args=(job, label), daemon=True, name=f"sam-{label}"
-            )
-            self._update_status()
-        if self.background:
-            _WORKERS.add(self._encoding)
-            self._encoding.start()
-            threading.Thread(target=self._tick, daemon=True, name="sam-busy-clock").start()
-        else:
-            self._encoding.run()
-
-    def _busy(self, job: Callable[[], Any], label: str) -> None:
-        try:
-            job()  # outside the widget lock: clicks get queued meanwhile
-        except Exception as e:  # shown to the user; the next click tries again
-            self._show_error(f"{label} failed: {e}")
-        next_job = None
-        with self._lock:
-            try:
-                while self._pending and next_job is None:
-                    action = self._pending.pop(0)
-                    if isinstance(action, _Job):
-                        next_job = action  # its worker applies what is queued after it
-                        continue
-                    try:
-                        self._guard(action)
-                    except Exception as e:  # a worker thread has nobody to raise to: show it
-                        self._show_error(f"{type(e).__name__}: {e}")
-            finally:
-                if self._encoding is threading.current_thread() or not self.background:
-                    self._encoding = None
-        if next_job is not None:
-            self._run_busy(next_job.fn, next_job.label)
-        self._update_status()
-
-    def _tick(self) -> None:
-        while self._encoding is not None:
-            self._update_status()
-            time.sleep(0.5)
+        """Wait until background jobs (encoding, "everything", clicks queued behind them) are done;
+        False if ``timeout`` seconds passed first."""
+        return self._jobs.wait(timeout)
 
     @property
     def encoding(self) -> bool:
-        """True while the current image is being encoded."""
-        return self._encoding is not None
+        """True while a background job runs or waits (encoding, "everything", queued clicks)."""
+        return self._jobs.busy
+
+    # ------------------------------------------------------------------ the view
+
+    def fit(self) -> None:
+        """Show the whole image (zoom 1)."""
+        with self._batched(), self.hold_trait_notifications():
+            self.zoom = 1.0
+            self.center = (self.session.width / 2, self.session.height / 2)
+
+    def zoom_to(self, x0: float, y0: float, x1: float, y1: float) -> None:
+        """Show the region between two corners (original image pixels) as large as it fits."""
+        x0, x1 = sorted((float(x0), float(x1)))
+        y0, y1 = sorted((float(y0), float(y1)))
+        if not (x1 - x0 > 0 and y1 - y0 > 0):
+            raise ValueError(f"zoom_to needs a region of some size, got ({x0:g}, {y0:g}, {x1:g}, {y1:g}).")
+        fit = self._fit_scale()
+        zoom = min(self._css[0] / ((x1 - x0) * fit), self._css[1] / ((y1 - y0) * fit))
+        with self._batched(), self.hold_trait_notifications():
+            self.zoom = float(np.clip(zoom, 1.0, self.max_zoom))
+            self.center = ((x0 + x1) / 2, (y0 + y1) / 2)
+
+    def zoom_by(self, factor: float, around: tuple[float, float] | None = None) -> None:
+        """Zoom by ``factor`` keeping image pixel ``around`` (default: the view's centre) in place."""
+        zoom = float(np.clip(self.zoom * factor, 1.0, self.max_zoom))
+        cx, cy = self.center
+        if around is not None and zoom != self.zoom:
+            ax, ay = around
+            keep = self.zoom / zoom  # the point's offset from the centre shrinks by this much
+            cx, cy = ax - (ax - cx) * keep, ay - (ay - cy) * keep
+        with self._batched(), self.hold_trait_notifications():
+            self.zoom = zoom
+            self.center = (cx, cy)
+
+    def pan_by(self, dx: float, dy: float) -> None:
+        """Move the view by (dx, dy) CSS pixels (the image moves the other way)."""
+        k = self.pixel_size
+        self.center = (self.center[0] + dx / k, self.center[1] + dy / k)
+
+    @property
+    def max_zoom(self) -> float:
+        return max(1.0, MAX_PIXEL / self._fit_scale())
+
+    @property
+    def pixel_size(self) -> float:
+        """CSS pixels per image pixel at the current zoom."""
+        return self._fit_scale() * self.zoom
+
+    @property
+    def visible(self) -> tuple[float, float, float, float]:
+        """The image region shown: (x0, y0, x1, y1) in original image pixels."""
+        k = self.pixel_size
+        w, h = self._css[0] / k, self._css[1] / k
+        cx, cy = self.center
+        return (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2)
+
+    @property
+    def scale(self) -> float:
+        """Canvas (device) pixels per image pixel."""
+        return self.pixel_size * self._dpr
+
+    def to_image(self, x: float, y: float) -> tuple[float, float]:
+        """CSS pixels from the canvas' top left -> original image pixels (not clamped)."""
+        x0, y0, _, _ = self.visible
+        k = self.pixel_size
+        return x0 + x / k, y0 + y / k
+
+    def _fit_scale(self) -> float:
+        s = self.session
+        room = self._surface_events.width - 4 if self._surface_events.width else None  # the frame's border
+        scale = min(1.0, self.display_size / max(s.height, s.width))
+        if room:
+            scale = min(scale, max(room, 32) / s.width)
+        return scale
+
+    @T.validate("center")
+    def _clamp_center(self, proposal: dict) -> tuple[float, float]:
+        s = self.session
+        cx, cy = proposal["value"]
+        k = self._fit_scale() * self.zoom
+        half_w, half_h = self._css[0] / k / 2, self._css[1] / k / 2
+        cx = float(np.clip(cx, min(half_w, s.width / 2), max(s.width - half_w, s.width / 2)))
+        cy = float(np.clip(cy, min(half_h, s.height / 2), max(s.height - half_h, s.height / 2)))
+        return (cx, cy)
+
+    @T.validate("zoom")
+    def _clamp_zoom(self, proposal: dict) -> float:
+        return float(np.clip(proposal["value"], 1.0, self.max_zoom))
+
+    def _on_view_trait(self, change: dict) -> None:
+        if change["name"] == "display_size":
+            if change["new"] < 64:
+                raise T.TraitError(f"display_size must be at least 64 pixels, got {change['new']}.")
+            self._layout_canvas()
+        with self._batched():
+            if change["name"] == "zoom":
+                self.center = self.center  # clamp again for the new zoom
+            self._redraw({"image"})
+
+    def _on_room(self) -> None:
+        with self._batched():
+            if self._layout_canvas():
+                self._redraw({"image"})
+
+    def _on_tool(self, change: dict) -> None:
+        if change["new"] == "pan":
+            self._surface.add_class("sam-widgets-pan")
+        else:
+            self._surface.remove_class("sam-widgets-pan")
+
+    def _layout_canvas(self) -> bool:
+        """Size the canvas for the image, the room and the pixel ratio; True if it changed."""
+        s = self.session
+        fit = self._fit_scale()
+        css = (max(1, round(s.width * fit)), max(1, round(s.height * fit)))
+        dpr = float(np.clip(self._surface_events.dpr or 1.0, 1.0, 3.0))
+        if (css, dpr) == (self._css, self._dpr) and self.canvas.width == round(css[0] * dpr):
+            return False
+        self._css, self._dpr = css, dpr
+        self.canvas.width, self.canvas.height = round(css[0] * dpr), round(css[1] * dpr)
+        self.canvas.layout.width, self.canvas.layout.height = f"{css[0]}px", f"{css[1]}px"
+        self.center = self.center
+        return True
+
+    def _grid(self) -> tuple[np.ndarray, np.ndarray]:
+        """Image row and column of each canvas pixel (nearest): the view as two index arrays."""
+        x0, y0, _, _ = self.visible
+        k = self.scale
+        s = self.session
+        cols = np.clip(np.floor(x0 + (np.arange(self.canvas.width) + 0.5) / k), 0, s.width - 1).astype(
+            np.intp
+        )
+        rows = np.clip(np.floor(y0 + (np.arange(self.canvas.height) + 0.5) / k), 0, s.height - 1).astype(
+            np.intp
+        )
+        return rows, cols
 
     # ------------------------------------------------------------------ plumbing
 
-    def _act(self, action: Callable[[], Any]) -> Any:
-        """Run a session action now, or queue it while the image is being encoded."""
+    def _act(self, action: Callable[[], Any], label: str, point: tuple | None = None) -> Any:
+        """Run a session action now, or queue it behind the background jobs (in order)."""
+        if self._jobs.busy and not self._jobs.in_worker():
+            self._jobs.submit(lambda: self._guard(action), label, kind="click", data=point)
+            self._redraw({"prompts"})  # the click waiting shows at once, hollow
+            return None
+        return self._guard(action)
+
+    @contextlib.contextmanager
+    def _batched(self) -> Iterator[None]:
+        """Redraws asked for inside are made once, at the end."""
         with self._lock:
-            if self._encoding is not None and self.background:
-                self._pending.append(action)
-                self._update_status()
-                return None
-            return self._guard(action)
+            self._batch += 1
+            try:
+                yield
+            finally:
+                self._batch -= 1
+                if self._batch == 0 and self._dirty:
+                    dirty, self._dirty = self._dirty, set()
+                    self._redraw(dirty)
 
     def _guard(self, action: Callable[[], Any]) -> Any:
-        """Run ``action``, batch the redraws it causes, and show (not raise) errors of the UI."""
-        with self._lock:
-            self._depth += 1
+        """Run ``action``, batch the redraws it causes, show an error in the status line (and
+        raise it to the caller: a browser event or a background job catches it there)."""
+        with self._batched():
             try:
                 result = action()
                 self.error = None
                 return result
-            except (ValueError, KeyError, RuntimeError) as e:
-                self._show_error(str(e))
-                if self._ui == 0 and not threading.current_thread().name.startswith("sam-"):
-                    raise  # called from code: the caller hears of it (the status line shows it too)
-                return None
-            finally:
-                self._depth -= 1
-                if self._depth == 0 and self._dirty:
-                    dirty, self._dirty = self._dirty, set()
-                    self._redraw(dirty)
+            except Exception as e:
+                self._show_error(e)
+                raise
 
     def _from_ui(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run a browser event or control callback: errors go to the status line, never raise
         into the comm handler (nobody would see them there)."""
-        self._ui += 1
+        self._in_event = True
         try:
             return fn(*args)
         except Exception as e:
-            self._show_error(f"{type(e).__name__}: {e}" if not isinstance(e, ValueError) else str(e))
+            if self.error is None:
+                self._show_error(e)
             return None
         finally:
-            self._ui -= 1
+            self._in_event = False
+
+    def _job_failed(self, job: Job, error: BaseException) -> None:
+        if self.error is None or job.kind == "long":
+            self._show_error(error, f"{job.label} failed: ")
+
+    def _jobs_changed(self) -> None:
+        if self._jobs.busy and not self._ticking:
+            self._ticking = True
+            threading.Thread(target=self._tick, daemon=True).start()
+        self._redraw({"prompts"}) if not self._jobs.busy else None
+        self._update_status()
+
+    def _tick(self) -> None:
+        try:
+            while self._jobs.busy:
+                self._update_status()
+                time.sleep(0.5)
+        finally:
+            self._ticking = False
+        self._update_status()
 
     def _navigate(self, move: Callable[[], Any]) -> Any:
-        if self._pending:
-            self.wait()  # clicks queued on this image are applied to it before leaving
-        self._drag = self._drag_rect = None
-        return self._guard(move)
+        self.wait()  # clicks queued on this image are applied to it before leaving
+        self._drag = None
+        return self._guard(lambda: (self.session.drop_empty(), move())[1])
 
     def _on_session(self, event: str) -> None:
         if event == "image":
             self._dirty.discard("image")
-            self.proposals, self.show_proposals = [], False
-            self._set_toggle(False)
             self._show_image()
             return
         self._dirty.add(event)
-        if self._depth == 0:  # a change made on the session directly, not through the widget
+        if self._batch == 0:  # a change made on the session directly, not through the widget
             dirty, self._dirty = self._dirty, set()
             self._redraw(dirty)
 
-    def _show_error(self, message: str) -> None:
-        self.error = message
+    def _show_error(self, error: BaseException | str, prefix: str = "") -> None:
+        if isinstance(error, BaseException):
+            plain = isinstance(error, (ValueError, LookupError)) and not isinstance(error, IndexError)
+            error = str(error) if plain else f"{type(error).__name__}: {error}"
+        self.error = prefix + error
         self._update_status()
+
+    def _say(self, message: str) -> None:
+        self.message = message
+        self._update_status()
+
+    def _say_click(self, what: str) -> None:
+        active = self.session.active
+        name = active.label if active is not None else ""
+        if what == "select":
+            self._say(f"Selected {name} (alt+click adds a point to it instead)")
+        elif what == "adopt":
+            self._say(f"Adopted the region as {name}")
+        elif what == "new":
+            self._say(f"New object {name}: the click was far from the last one (alt+click adds to it)")
+        else:
+            ms = _click_ms(self.session)
+            self._say(f"Mask in {ms:.0f} ms" if ms is not None else "Mask ready")
 
     # ------------------------------------------------------------------ browser events
 
-    def _to_canvas(self, event: dict) -> tuple[float, float]:
-        """Event position (CSS pixels, maybe scaled by the page) -> canvas pixels."""
-        sx = self.canvas.width / max(float(event.get("boundingRectWidth") or self.canvas.width), 1e-6)
-        sy = self.canvas.height / max(float(event.get("boundingRectHeight") or self.canvas.height), 1e-6)
-        return float(event["relativeX"]) * sx, float(event["relativeY"]) * sy
-
-    def _to_image(self, cx: float, cy: float) -> tuple[float, float]:
-        """Canvas pixels -> original image pixels, clamped inside the image."""
-        x = float(np.clip(cx / self.scale, 0, self.session.width))
-        y = float(np.clip(cy / self.scale, 0, self.session.height))
-        return x, y
-
-    def _on_dom_event(self, event: dict) -> None:
-        kind = event.get("type")
-        if kind == "keydown":
-            self._on_key(event)
-        elif kind == "mousedown":
-            negative = event.get("button") == 2 or bool(event.get("shiftKey"))
-            self._drag = (*self._to_canvas(event), negative)
-        elif kind == "mousemove" and self._drag is not None:
-            x0, y0, _ = self._drag
-            x1, y1 = self._to_canvas(event)
-            if max(abs(x1 - x0), abs(y1 - y0)) >= DRAG_MIN:
-                self._drag_rect = (x0, y0, x1, y1)
-                self._redraw({"prompts"})
-        elif kind == "mouseup" and self._drag is not None:
-            x0, y0, negative = self._drag
-            x1, y1 = self._to_canvas(event)
-            self._drag = self._drag_rect = None
-            if max(abs(x1 - x0), abs(y1 - y0)) < DRAG_MIN:
-                self.click(*self._to_image(x0, y0), positive=not negative)
-            else:
-                self.drag_box(*self._to_image(x0, y0), *self._to_image(x1, y1))
-        elif kind == "mouseleave" and self._drag is not None:
-            self._drag = self._drag_rect = None
+    def _on_input(self, msg: dict) -> None:
+        kind = msg.get("type")
+        if kind == "key":
+            self._on_key(msg)
+            return
+        if kind == "wheel":
+            around = self.to_image(*self._css_point(msg))
+            self.zoom_by(math.exp(-float(msg.get("dy", 0)) * WHEEL_STEP), around)
+            return
+        if kind not in ("down", "move", "up"):
+            return
+        x, y = self._css_point(msg)
+        if kind == "down":
+            button = msg.get("button", 0)
+            pan = button == 1 or (button == 0 and (msg.get("space") or self.tool == "pan"))
+            if pan:
+                self._drag = {"pan": True, "last": (x, y)}
+            elif button in (0, 2):
+                self._drag = {
+                    "pan": False,
+                    "start": (x, y),
+                    "negative": button == 2 or bool(msg.get("shift")),
+                }
+                self._drag["alt"], self._drag["button"] = bool(msg.get("alt")), button
+            return  # other buttons make nothing
+        drag, self._drag = self._drag, (self._drag if kind == "move" else None)
+        if drag is None:
+            return
+        if drag["pan"]:
+            lx, ly = drag["last"]
+            drag["last"] = (x, y)
+            self.pan_by(lx - x, ly - y)
+            return
+        sx, sy = drag["start"]
+        moved = max(abs(x - sx), abs(y - sy)) >= DRAG_MIN
+        box = moved and drag["button"] == 0  # only the left button makes boxes
+        if kind == "move":
+            drag["box"] = (sx, sy, x, y) if box else None
+            self._redraw({"prompts"})
+            return
+        if box:
+            self.drag_box(*self._clamped(sx, sy), *self._clamped(x, y))
+        elif not moved and 0 <= sx <= self._css[0] and 0 <= sy <= self._css[1]:
+            self.click(*self._clamped(sx, sy), positive=not drag["negative"], new_point=drag["alt"])
+        else:
             self._redraw({"prompts"})
 
-    def _on_key(self, event: dict) -> None:
-        key = event.get("key", "")
+    def _css_point(self, msg: dict) -> tuple[float, float]:
+        """Event position (CSS pixels in the canvas as shown, maybe scaled by the page) -> CSS
+        pixels of the canvas' own size."""
+        sx = self._css[0] / max(float(msg.get("w") or self._css[0]), 1e-6)
+        sy = self._css[1] / max(float(msg.get("h") or self._css[1]), 1e-6)
+        return float(msg.get("x", 0)) * sx, float(msg.get("y", 0)) * sy
+
+    def _clamped(self, x: float, y: float) -> tuple[float, float]:
+        """Canvas CSS pixels -> image pixels, clamped inside the image."""
+        ix, iy = self.to_image(x, y)
+        return float(np.clip(ix, 0, self.session.width)), float(np.clip(iy, 0, self.session.height))
+
+    def _on_key(self, msg: dict) -> None:
+        key = msg.get("key", "")
+        step = 0.25 * min(self._css)
         actions: dict[str, Callable[[], Any]] = {
             "z": self.undo,
             "y": self.redo,
@@ -588,55 +674,173 @@ class SegmentWidget(W.VBox):
             "x": self.delete_object,
             "ArrowRight": self.next_image,
             "ArrowLeft": self.previous_image,
-            "e": lambda: self.hide_everything() if self.show_proposals else self.everything(),
+            "ArrowUp": lambda: self.pan_by(0, -step),
+            "ArrowDown": lambda: self.pan_by(0, step),
+            "e": lambda: self._on_everything(not self.session.proposals),
+            "+": lambda: self.zoom_by(KEY_ZOOM),
+            "=": lambda: self.zoom_by(KEY_ZOOM),
+            "-": lambda: self.zoom_by(1 / KEY_ZOOM),
+            "_": lambda: self.zoom_by(1 / KEY_ZOOM),
+            "0": self.fit,
+            "p": lambda: setattr(self, "tool", "pan" if self.tool == "prompt" else "prompt"),
+            "?": lambda: setattr(self._help_button, "value", not self._help_button.value),
         }
         if key in actions:
             actions[key]()
         elif key in ("1", "2", "3"):
             self.choose(int(key) - 1)
 
-    def _on_everything(self, change: dict) -> None:
-        if self._syncing:
-            return
-        if change["new"]:
+    def _on_everything(self, on: bool) -> None:
+        if on and not self.session.proposals:
             self.everything()
-        else:
+        elif not on and self.session.proposals:
             self.hide_everything()
 
-    def _on_pick_object(self, change: dict) -> None:
-        if not self._syncing and change["new"] is not None:
-            self.select(change["new"])
-
-    def _on_rename(self, change: dict) -> None:
+    def _on_rename(self, new: str) -> None:
         active = self.session.active
-        if not self._syncing and active is not None and change["new"] and change["new"] != active.label:
-            self.rename(active.label, change["new"])
+        if active is not None and new and new != active.label:
+            self.rename(active.label, new)
 
-    def _on_pick_candidate(self, change: dict) -> None:
-        if not self._syncing and change["new"] is not None:
-            self.choose(change["new"])
+    def _on_pick_candidate(self, index: int | None) -> None:
+        active = self.session.active
+        if index is not None and active is not None and index != active.chosen:
+            self.choose(index)
 
     # ------------------------------------------------------------------ drawing
 
     def _redraw(self, what: set[str]) -> None:
-        full = "image" in what
-        with hold_canvas():
-            if full:
-                img = self.session.image[self._rows][:, self._cols]
-                rgba = np.concatenate([img, np.full(img.shape[:2] + (1,), 255, np.uint8)], axis=2)
-                self.canvas[0].put_image_data(rgba, 0, 0)
-            if full or what & {"mask", "objects", "active", "history"}:
-                self._draw_masks()
-            if full or what & {"prompts", "objects", "active", "history", "mask"}:
-                self._draw_prompts()
+        with self._lock:
+            if self._batch:
+                self._dirty |= what
+                return
+            full = "image" in what
+            with hold_canvas():
+                if full:
+                    self.canvas[0].put_image_data(self.view_image(), 0, 0)
+                if full or what & {"mask", "objects", "active", "history", "proposals"}:
+                    self._draw_masks()
+                if full or what & {"prompts", "objects", "active", "history", "mask"}:
+                    self._draw_prompts()
         self._sync_controls_soon()
+
+    def view_image(self) -> np.ndarray:
+        """The image layer as drawn: the visible region, canvas-sized RGBA uint8. Zoomed in past
+        one image pixel per canvas pixel it shows the image's own pixels (nearest); below that it
+        is resampled from the full-resolution image (PIL, area average)."""
+        s = self.session
+        bw, bh = self.canvas.width, self.canvas.height
+        if self.scale >= 1:
+            rows, cols = self._grid()
+            rgb = s.image[np.ix_(rows, cols)]
+        else:
+            key = (s.current, self.visible, bw, bh)
+            if self._fitted is not None and self._fitted[0] == key:
+                return self._fitted[1]
+            x0, y0, x1, y1 = self.visible
+            im = Image.fromarray(s.image).resize((bw, bh), Image.Resampling.BOX, box=(x0, y0, x1, y1))
+            rgb = np.asarray(im)
+        rgba = np.concatenate([rgb, np.full(rgb.shape[:2] + (1,), 255, np.uint8)], axis=2)
+        if self.scale < 1:
+            self._fitted = (key, rgba)
+        return rgba
+
+    def mask_overlay(self) -> np.ndarray:
+        """The mask layer as drawn (labels aside): canvas-sized RGBA uint8 of the visible region.
+
+        Each object in its colour at ``opacity`` (the active one more opaque), with a 2 CSS pixel
+        outline (at the device pixel ratio; the active object's twice as wide); proposals fainter."""
+        rows, cols = self._grid()
+        out = np.zeros((len(rows), len(cols), 4), np.uint8)
+        for i, p in enumerate(self.session.proposals):  # largest first, so small ones stay visible
+            m = p.mask[np.ix_(rows, cols)]
+            out[m] = (*proposal_color(i), round(255 * self.opacity * PROPOSAL_ALPHA))
+            out[_outline(m, 1)] = (*proposal_color(i), 255)
+        active = self.session.active
+        width = max(1, round(2 * self._dpr))
+        for obj in self.session.objects:
+            if obj.mask is None:
+                continue
+            m = obj.mask[np.ix_(rows, cols)]
+            is_active = active is not None and obj.label == active.label
+            alpha = self.opacity if is_active else self.opacity * 0.6
+            out[m] = (*obj.color, round(255 * alpha))
+            out[_outline(m, 2 * width if is_active else width)] = (*obj.color, 255)
+        return out
+
+    def _draw_masks(self) -> None:
+        layer = self.canvas[1]
+        layer.clear()
+        overlay = self.mask_overlay()
+        alpha = overlay[..., 3]
+        rows, cols = np.flatnonzero(alpha.any(1)), np.flatnonzero(alpha.any(0))
+        if len(rows):
+            # Only the masks' bounding box: PNG encoding grows with the pixels sent.
+            y0, y1, x0, x1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+            layer.put_image_data(overlay[y0:y1, x0:x1], int(x0), int(y0))
+        self._draw_labels(layer)
+
+    def _draw_labels(self, layer: Any) -> None:
+        """Each object's label in a chip of its colour at the top left of its mask (in view)."""
+        x0, y0, _, _ = self.visible
+        k, d = self.scale, self._dpr
+        active = self.session.active
+        layer.font = f"{round(12 * d)}px sans-serif"
+        layer.text_baseline = "top"
+        for obj in self.session.objects:
+            box = _mask_box(obj.mask) if obj.mask is not None else None
+            if box is None:
+                continue
+            bx = float(np.clip((box[0] - x0) * k, 0, self.canvas.width - 40 * d))
+            by = float(np.clip((box[1] - y0) * k - 18 * d, 0, self.canvas.height - 18 * d))
+            text = ("▶ " if active is not None and obj.label == active.label else "") + obj.label
+            layer.fill_style = hex_color(obj.color)
+            layer.fill_rect(bx, by, (len(text) * 7 + 8) * d, 17 * d)
+            layer.fill_style = text_color(obj.color)
+            layer.fill_text(text, bx + 4 * d, by + 2 * d)
+
+    def _draw_prompts(self) -> None:
+        layer = self.canvas[2]
+        layer.clear()
+        obj = self.session.active
+        x0, y0, _, _ = self.visible
+        k, d = self.scale, self._dpr
+
+        def at(x: float, y: float) -> tuple[float, float]:
+            return (x - x0) * k, (y - y0) * k
+
+        if obj is not None:
+            if obj.box is not None:
+                (bx0, by0), (bx1, by1) = at(*obj.box[:2]), at(*obj.box[2:])
+                layer.line_width = 2 * d
+                layer.stroke_style = "#ffffff"
+                layer.stroke_rect(bx0, by0, bx1 - bx0, by1 - by0)
+                layer.set_line_dash([6 * d, 4 * d])
+                layer.stroke_style = "#000000"
+                layer.stroke_rect(bx0, by0, bx1 - bx0, by1 - by0)
+                layer.set_line_dash([])
+            for (x, y), label in zip(obj.points, obj.point_labels, strict=True):
+                _marker(layer, *at(x, y), POSITIVE if label == 1 else NEGATIVE, d)
+        for job in self._jobs.jobs:  # clicks waiting for the encoder: hollow markers
+            if job.kind == "click" and job.data is not None:
+                x, y, positive = job.data
+                _marker(layer, *at(x, y), POSITIVE if positive else NEGATIVE, d, hollow=True)
+        drag = self._drag
+        if drag is not None and drag.get("box") is not None:
+            sx, sy, ex, ey = drag["box"]
+            (ax, ay), (bx, by) = at(*self._clamped(sx, sy)), at(*self._clamped(ex, ey))
+            layer.stroke_style = "#ffd400"
+            layer.line_width = 2 * d
+            layer.set_line_dash([4 * d, 3 * d])
+            layer.stroke_rect(min(ax, bx), min(ay, by), abs(bx - ax), abs(by - ay))
+            layer.set_line_dash([])
+
+    # ------------------------------------------------------------------ controls
 
     def _sync_controls_soon(self) -> None:
         """Bring the controls up to date: now, or CONTROLS_DELAY_S later when a browser event
-        caused the redraw and the kernel's event loop runs in this thread (code and tests that
-        call the widget's methods see the controls updated on return)."""
+        caused the redraw and the kernel's event loop runs in this thread."""
         loop = None
-        if self._ui:
+        if self._in_event:
             try:
                 loop = asyncio.get_running_loop()
             except RuntimeError:
@@ -653,124 +857,204 @@ class SegmentWidget(W.VBox):
             self._sync_controls()
             self._update_status()
 
-    def mask_overlay(self) -> np.ndarray:
-        """The mask layer as shown: canvas-sized RGBA uint8 (the active object more opaque)."""
-        ch, cw = len(self._rows), len(self._cols)
-        out = np.zeros((ch, cw, 4), np.uint8)
-        if self.show_proposals:
-            for i, p in enumerate(self.proposals):  # largest first, so small ones stay visible
-                m = p["segmentation"][self._rows][:, self._cols]
-                out[m] = (*PALETTE[i % len(PALETTE)], round(255 * self.opacity * 0.8))
-        active = self.session.active
-        for obj in self.session.objects:
-            if obj.mask is None:
-                continue
-            m = obj.mask[self._rows][:, self._cols]
-            alpha = self.opacity if active is not None and obj.label == active.label else self.opacity * 0.6
-            out[m] = (*obj.color, round(255 * alpha))
-            out[mask_border(m)] = (*obj.color, 255)
-        return out
-
-    def _draw_masks(self) -> None:
-        layer = self.canvas[1]
-        layer.clear()
-        overlay = self.mask_overlay()
-        alpha = overlay[..., 3]
-        rows, cols = np.flatnonzero(alpha.any(1)), np.flatnonzero(alpha.any(0))
-        if len(rows):
-            # Only the masks' bounding box: PNG encoding grows with the pixels sent (a 768x768
-            # overlay takes ~90 ms to encode, the box of one object a few ms).
-            y0, y1, x0, x1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
-            layer.put_image_data(overlay[y0:y1, x0:x1], int(x0), int(y0))
-
-    def _draw_prompts(self) -> None:
-        layer = self.canvas[2]
-        layer.clear()
-        obj = self.session.active
-        s = self.scale
-        if obj is not None:
-            if obj.box is not None:
-                x0, y0, x1, y1 = (v * s for v in obj.box)
-                layer.line_width = 2
-                layer.stroke_style = "#ffffff"
-                layer.stroke_rect(x0, y0, x1 - x0, y1 - y0)
-                layer.set_line_dash([6, 4])
-                layer.stroke_style = "#000000"
-                layer.stroke_rect(x0, y0, x1 - x0, y1 - y0)
-                layer.set_line_dash([])
-            for (x, y), label in zip(obj.points, obj.point_labels, strict=True):
-                layer.fill_style = POSITIVE if label == 1 else NEGATIVE
-                layer.stroke_style = "#ffffff"
-                layer.line_width = 2
-                layer.fill_circle(x * s, y * s, 5)
-                layer.stroke_circle(x * s, y * s, 5)
-        if self._drag_rect is not None:
-            x0, y0, x1, y1 = self._drag_rect
-            layer.stroke_style = "#ffd400"
-            layer.line_width = 2
-            layer.set_line_dash([4, 3])
-            layer.stroke_rect(min(x0, x1), min(y0, y1), abs(x1 - x0), abs(y1 - y0))
-            layer.set_line_dash([])
-
     def _sync_controls(self) -> None:
         s = self.session
-        self._syncing = True
-        try:
-            self._image_label.value = f"image {s.current + 1}/{len(s)}: <b>{html.escape(s.image_name)}</b>"
-            self._prev.disabled = s.current == 0
-            self._next.disabled = s.current == len(s) - 1
-            self._undo.disabled = not s.can_undo
-            self._redo.disabled = not s.can_redo
-            self._delete.disabled = s.active is None
-            self._objects.options = s.labels
-            self._objects.value = s.active.label if s.active is not None else None
-            self._label_edit.value = s.active.label if s.active is not None else ""
-            obj = s.active
-            if obj is not None and obj.scores is not None and len(obj.scores) > 1:
-                self._candidates.options = [
-                    (f"{i + 1}: {score:.2f}", i) for i, score in enumerate(obj.scores)
-                ]
-                self._candidates.value = obj.chosen
-                self._candidates.layout.display = None
+        self._image_label.value = f"image {s.current + 1}/{len(s)}: <b>{html.escape(s.image_name)}</b>"
+        self._prev.disabled = s.current == 0
+        self._next.disabled = s.current == len(s) - 1
+        self._undo.disabled = not s.can_undo
+        self._redo.disabled = not s.can_redo
+        self._delete.disabled = s.active is None
+        self._zoom_label.value = f"<small>{self.zoom * self._fit_scale() * 100:.0f}%</small>"
+        self._everything.value = bool(s.proposals)
+        active = s.active
+        chips = []
+        for obj in s.objects:
+            chip = self._chips.get(obj.label)
+            if chip is None:
+                chip = W.Button(
+                    description=obj.label, tooltip=f"select {obj.label}", layout=W.Layout(width="auto")
+                )
+                chip.on_click(lambda b: self._from_ui(self.select, b.description))
+                self._chips[obj.label] = chip
+            chip.style.button_color = hex_color(obj.color)
+            chip.style.text_color = text_color(obj.color)
+            if active is not None and obj.label == active.label:
+                chip.add_class("sam-widgets-active")
             else:
-                self._candidates.options = []
-                self._candidates.layout.display = "none"
-        finally:
-            self._syncing = False
+                chip.remove_class("sam-widgets-active")
+            chips.append(chip)
+        if tuple(chips) != self._objects.children:
+            self._objects.children = tuple(chips)
+        for label in set(self._chips) - set(s.labels):
+            self._chips.pop(label).close()
+        self._label_edit.value = active.label if active is not None else ""
+        if active is not None and active.scores is not None and len(active.scores) > 1:
+            self._candidates.options = [(f"{i + 1}: {score:.2f}", i) for i, score in enumerate(active.scores)]
+            self._candidates.value = active.chosen
+            self._candidates.layout.display = None
+        else:
+            self._candidates.options = []
+            self._candidates.layout.display = "none"
 
     def status_text(self) -> str:
-        """The status line as plain text: model, device, precision, timings, cache, areas."""
-        p = self.predictor
-        stats = getattr(p, "stats", None)
-        model = getattr(getattr(p, "model", None), "sam_widgets_name", "custom")
-        parts = [f"model {model}"]
-        if stats is not None:
-            parts.append(f"{stats.device} {stats.precision}")
-            if self._encoding is not None:
-                parts.append(f"{self._busy_label}… {time.perf_counter() - self._encode_started:.1f} s")
-                clicks = sum(not isinstance(a, _Job) for a in self._pending)
-                if clicks:
-                    parts.append(f"{clicks} click(s) queued")
-                parts += [f"then {a.label}" for a in self._pending if isinstance(a, _Job)]
-            else:
-                if stats.encoder_ms is not None:
-                    parts.append(f"encode {stats.encoder_ms:.0f} ms")
-                if stats.last_was_hit is not None:
-                    parts.append("cache hit" if stats.last_was_hit else "cache miss")
-        if self.session.last_click_ms is not None:
-            parts.append(f"click {self.session.last_click_ms:.0f} ms")
+        """The status line as plain text: what is going on, or what the last action did; the
+        active object; the model."""
+        parts = []
+        running = self._jobs.running
+        waiting = sum(job.kind == "click" for job in self._jobs.jobs)
+        if running is not None and running.kind == "long":
+            parts.append(f"{running.label}… {time.monotonic() - running.started:.0f} s")
+            if waiting:
+                parts.append(f"{waiting} click{'s' if waiting > 1 else ''} waiting (drawn hollow)")
+            later = [job.label for job in self._jobs.jobs[1:] if job.kind == "long"]
+            parts += [f"then {label.lower()}" for label in later]
+        elif self.message:
+            parts.append(self.message)
         active = self.session.active
         if active is not None and active.mask is not None:
             parts.append(f"{active.label}: {int(active.mask.sum())} px, score {active.score:.2f}")
-        text = " · ".join(parts)
-        return f"{text} · error: {self.error}" if self.error else text
+        text = " · ".join(parts + [_model_words(self.predictor)])
+        return f"Error: {self.error} · {text}" if self.error else text
 
     def _update_status(self) -> None:
         text = html.escape(self.status_text())
-        color = "#b00020" if self.error else "#555"
+        color = "#b00020" if self.error else "#444"
         self._status.value = f"<span style='color:{color};font-size:90%'>{text}</span>"
+
+    # ------------------------------------------------------------------ results
+
+    @property
+    def masks(self) -> dict[str, np.ndarray]:
+        """label -> bool HxW mask (original image pixels) of each object of the current image.
+
+        Waits for background jobs and the clicks queued behind them, so a script sees them."""
+        self.wait()
+        return self.session.masks
+
+    @property
+    def annotations(self) -> list[dict[str, Any]]:
+        """Every image's objects with prompts, masks and scores (after queued clicks)."""
+        self.wait()
+        return self.session.annotations
+
+    def to_coco(self, **kwargs: Any) -> dict[str, Any]:
+        """COCO JSON (RLE masks) of all images: ``json.dump(w.to_coco(), f)``. Each object label is
+        its own category unless ``category=`` maps labels to class names."""
+        self.wait()
+        return self.session.to_coco(**kwargs)
+
+    def save(self, folder: str | Path, **kwargs: Any) -> Path:
+        """Write one PNG per mask and annotations.json (COCO + prompts + proposals) into ``folder``.
+
+        Returns the path of ``annotations.json``. Waits for queued clicks first."""
+        self.wait()
+        return self.session.save(folder, **kwargs)
+
+    def load(self, folder: str | Path) -> None:
+        """Continue work saved with ``save`` (no model run); undoable."""
+        self.wait()
+        self._act(lambda: self.session.load(folder), "load")
 
     def export(self, folder: str | Path, format: str = "coco", **kwargs: Any) -> Path:
         """``Session.export`` after queued clicks: coco, coco-polygons, yolo, labelme or cutouts."""
         self.wait()
         return self.session.export(folder, format=format, **kwargs)
+
+    # ------------------------------------------------------------------ images and encoding
+
+    def _show_image(self) -> None:
+        s = self.session
+        with self._batched():
+            self._layout_canvas()
+            with self.hold_trait_notifications():
+                self.zoom = 1.0
+                self.center = (s.width / 2, s.height / 2)
+            self._redraw({"image"})
+        if not s.is_encoded:
+            cached = getattr(self.predictor, "is_cached", None)
+            index = s.current
+
+            def encode() -> None:
+                ahead = self._ahead
+                if ahead is not None:  # it may be encoding this very image: no second pass
+                    ahead.join()
+                hit = cached is not None and cached(self.session.image_at(index))
+                started = time.monotonic()
+                self.session.ensure_encoded(index)
+                took = time.monotonic() - started
+                self._say("Cached: instant" if hit else f"Encoded in {took:.1f} s")
+                if took > ENCODE_AHEAD_S:
+                    self._encode_ahead(index + 1)
+
+            self._jobs.submit(encode, f"Encoding image {s.current + 1} of {len(s)}")
+        else:
+            self._say("Cached: instant")
+
+    def _encode_ahead(self, index: int) -> None:
+        """Encode image ``index`` into the predictor's cache in a thread of its own: the clicks on
+        the current image never wait for it (they only share the CPU)."""
+        s = self.session
+        precompute = getattr(self.predictor, "precompute", None)
+        if precompute is None or index >= len(s) or (self._ahead is not None and self._ahead.is_alive()):
+            return
+        if index == s.current:
+            return
+        self._ahead = threading.Thread(target=precompute, args=(s.image_at(index),), daemon=True)
+        self._ahead.start()
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _click_ms(session: Session) -> float | None:
+    """The last prediction's time in ms, as the session reports it."""
+    return getattr(session, "last_click_ms", None)
+
+
+def _model_words(predictor: Any) -> str:
+    """ "micro · cpu bf16-fast": the model and where it runs."""
+    name = getattr(getattr(predictor, "model", None), "sam_widgets_name", "custom")
+    stats = getattr(predictor, "stats", None)
+    return f"{name} · {stats.device} {stats.precision}" if stats is not None else name
+
+
+def _outline(mask: np.ndarray, width: int) -> np.ndarray:
+    """The pixels of ``mask`` within ``width`` pixels of its edge (not of the view's edge)."""
+    if not mask.any():
+        return mask
+    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+    y0, y1, x0, x1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    crop = mask[y0:y1, x0:x1]
+    inner = ndimage.binary_erosion(crop, iterations=width, border_value=0)
+    # The view's edge is no edge of the object: pad with the mask itself there.
+    if y0 == 0 or x0 == 0 or y1 == mask.shape[0] or x1 == mask.shape[1]:
+        padded = np.pad(mask, width, mode="edge")[y0 : y1 + 2 * width, x0 : x1 + 2 * width]
+        inner = ndimage.binary_erosion(padded, iterations=width, border_value=0)[width:-width, width:-width]
+    out = np.zeros_like(mask)
+    out[y0:y1, x0:x1] = crop & ~inner
+    return out
+
+
+def _mask_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
+    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+    if not len(rows):
+        return None
+    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
+
+
+def _marker(layer: Any, x: float, y: float, color: str, d: float, hollow: bool = False) -> None:
+    """A point marker: a dark ring, a white ring, the fill (hollow: rings only)."""
+    r = 6 * d
+    layer.line_width = 2 * d
+    layer.stroke_style = RING
+    layer.stroke_circle(x, y, r + 2 * d)
+    layer.stroke_style = "#ffffff"
+    layer.stroke_circle(x, y, r)
+    if hollow:
+        layer.stroke_style = color
+        layer.line_width = 2 * d
+        layer.stroke_circle(x, y, r - 2 * d)
+    else:
+        layer.fill_style = color
+        layer.fill_circle(x, y, r - d)

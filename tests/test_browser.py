@@ -58,7 +58,7 @@ from .browser_helpers import (
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 NOTEBOOK = "01_quickstart.ipynb"
 BUDGET_S = 150  # every wait of one test together; with teardown (<= 25 s) under 3 minutes
-WIDGET_EXTENSIONS = {"@jupyter-widgets/jupyterlab-manager", "ipycanvas", "ipyevents"}  # labextensions
+WIDGET_EXTENSIONS = {"@jupyter-widgets/jupyterlab-manager", "ipycanvas", "anywidget"}  # labextensions
 # (message, where in the stack) of errors a front end throws by itself on every page load, with no
 # widget on the page: excused; any other error fails the test. Notebook 7.6.5 (here, on a plain
 # `jupyter notebook`, /tree too; 7.6.0 in gilad-rubin/hypster#108): its shortcuts extension reads the
