@@ -184,7 +184,7 @@ class SegmentWidget(W.VBox):
         self._tool = W.ToggleButtons(
             options=[("Prompt", "prompt"), ("Pan", "pan")],
             tooltips=["left drag: box, click: point", "left drag pans (p); also middle drag, space+drag"],
-            style={"button_width": "60px"},
+            style={"button_width": "auto"},
         )
         W.link((self, "tool"), (self._tool, "value"))
         self._opacity = W.FloatSlider(

@@ -192,10 +192,10 @@ class JupyterServer:
 # ---------------------------------------------------------------------------- the page side
 
 # The notebook panel showing `path` (not "the current widget": focus may move).
-_PANEL = """const panel = Array.from(window.jupyterapp.shell.widgets('main'))
+PANEL = """const panel = Array.from(window.jupyterapp.shell.widgets('main'))
   .find(w => w.context && w.context.path === path);"""
 
-KERNEL_IDLE = f"""(path) => {{ if (!window.jupyterapp) return false; {_PANEL}
+KERNEL_IDLE = f"""(path) => {{ if (!window.jupyterapp) return false; {PANEL}
   const kernel = panel && panel.sessionContext.session && panel.sessionContext.session.kernel;
   return !!kernel && kernel.status === 'idle'; }}"""
 
@@ -212,19 +212,19 @@ def run_all_cells(page: Any, timeout_ms: float) -> None:
 
 
 # True once every code cell has run, or a cell failed (run-all stops there); the kernel idle.
-NOTEBOOK_DONE = f"""(path) => {{ {_PANEL}
+NOTEBOOK_DONE = f"""(path) => {{ {PANEL}
   const cells = panel.content.widgets.filter(c => c.model.type === 'code');
   const failed = cells.some(c => c.model.toJSON().outputs.some(o => o.output_type === 'error'));
   const ran = cells.every(c => c.model.executionCount !== null);
   return panel.sessionContext.session.kernel.status === 'idle' && (failed || ran); }}"""
 
-NOTEBOOK_ERRORS = f"""(path) => {{ {_PANEL}
+NOTEBOOK_ERRORS = f"""(path) => {{ {PANEL}
   return panel.content.widgets.filter(c => c.model.type === 'code').flatMap(c =>
     c.model.toJSON().outputs.filter(o => o.output_type === 'error').map(o =>
       c.model.sharedModel.getSource().slice(0, 300) + '\\n-> ' + o.ename + ': ' + o.evalue)); }}"""
 
 # Run code in the notebook's kernel (the one holding `w`); its stdout, or the error it raised.
-_EXECUTE = f"""async ([path, code, ms]) => {{ {_PANEL}
+_EXECUTE = f"""async ([path, code, ms]) => {{ {PANEL}
   const kernel = panel.sessionContext.session.kernel;
   const future = kernel.requestExecute({{code, store_history: false, stop_on_error: false}});
   let out = '', err = null;

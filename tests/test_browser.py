@@ -47,6 +47,7 @@ from .browser_helpers import (
     KERNEL_IDLE,
     NOTEBOOK_DONE,
     NOTEBOOK_ERRORS,
+    PANEL,
     Deadline,
     JupyterServer,
     canvas_rgba,
@@ -167,6 +168,7 @@ def server(front_end, tmp_path, deadline, monkeypatch):
     root = tmp_path / "notebooks"
     root.mkdir()
     shutil.copy(NOTEBOOKS / NOTEBOOK, root / NOTEBOOK)
+    (root / NAV_NOTEBOOK).write_text(json.dumps(nav_notebook()))
     server = JupyterServer(root, tmp_path / "jupyter", app=front_end)
     try:
         server.start(timeout=deadline.left(60))
@@ -251,9 +253,9 @@ def test_quickstart_clicks_in_chromium(front_end, page, server, deadline, tmp_pa
     assert root.count() == 1, f"expected one SegmentWidget on the page, found {root.count()}" + context()
     canvas = root.locator("canvas")  # ipycanvas 0.14: one <canvas>, the layers composed into it
     canvas.scroll_into_view_if_needed(timeout=deadline.ms(10))
-    status = root.locator(".widget-html", has_text=re.compile(r"model \S+ ·"))
-    text = poll(status.inner_text, lambda t: "encoding" not in t, deadline, 30)
-    assert "encoding" not in text, f"still encoding after 30 s: {text}"
+    status = root.locator(".widget-html", has_text=re.compile(r"micro · "))
+    text = poll(status.inner_text, lambda t: "Encoding" not in t, deadline, 30)
+    assert "Encoding" not in text, f"still encoding after 30 s: {text}"
     kernel_exec(page, NOTEBOOK, PROBE, timeout=deadline.left(20))
     api = state()  # what the notebook's own w.click(x, y) made
     assert api["canvas"] == api["image"] == list(image.shape[:2]), f"not shown 1:1: {api}"
@@ -279,8 +281,16 @@ def test_quickstart_clicks_in_chromium(front_end, page, server, deadline, tmp_pa
     mask = s["mask"]  # w.masks[label]
     assert mask.any(), f"w.masks[{s['active']!r}] is empty: {s['status']}"
     # The canvas pixels the click changed are the mask's (1:1), plus the point, drawn inside it.
-    after = poll(pixels, lambda px: iou(np.abs(px - before).max(2) > 2, mask) > 0.9, deadline, 15)
-    shown = iou(np.abs(after - before).max(2) > 2, mask)
+    # (The object's label is drawn in a chip just above its mask: not part of the mask.)
+    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+    chip = np.zeros_like(mask)
+    chip[max(0, rows[0] - 18) : max(0, rows[0] - 18) + 18, cols[0] : cols[0] + 100] = True
+
+    def changed(px: np.ndarray) -> np.ndarray:
+        return (np.abs(px - before).max(2) > 2) & ~(chip & ~mask)
+
+    after = poll(pixels, lambda px: iou(changed(px), mask) > 0.9, deadline, 15)
+    shown = iou(changed(after), mask)
     assert shown > 0.9, f"the canvas pixels that changed match w.masks with IoU {shown:.2f} only"
     assert np.abs(after[y, x, :3] - rgb(POSITIVE)).max() <= 8, f"no positive point at {(x, y)}: {after[y, x]}"
     same = iou(mask, api["mask"])  # the same point clicked in the browser and through the API
@@ -332,3 +342,214 @@ def test_readme_quickstart_command_serves_the_notebook(tmp_path):
             assert r.status == 200 and b"jupyter-config-data" in r.read()
     finally:
         server.stop()
+
+
+# ---------------------------------------------------------------------------- navigation
+
+NAV_NOTEBOOK = "navigation.ipynb"
+NAV_SIZE = (900, 1200)  # H, W: larger than the 768 px view, so that it is fitted, zoomed and panned
+NAV_SCENE = 3
+NAV_PROBE = """
+def _nav_state():
+    import json
+    s = w.session
+    return json.dumps({
+        "labels": s.labels,
+        "active": None if s.active is None else s.active.label,
+        "objects": {o.label: {"points": [list(p) for p in o.points], "box": o.box,
+                              "mask": o.mask is not None} for o in s.objects},
+        "zoom": w.zoom, "visible": list(w.visible), "k": w.pixel_size, "css": list(w._css),
+        "encoding": w.encoding, "status": w.status_text(),
+    })
+"""
+
+
+def nav_notebook() -> dict:
+    """A notebook showing one widget on a 1200x900 synthetic scene at the default display size."""
+    cells = [
+        "from sam_widgets import SegmentWidget\nfrom sam_widgets.micro.data import make_scene\n\n"
+        f"image, truth = make_scene({NAV_SCENE}, size={NAV_SIZE})\nw = SegmentWidget(image, model='micro')",
+        "w",
+    ]
+    return {
+        "cells": [
+            {
+                "cell_type": "code",
+                "id": f"cell-{i}",
+                "execution_count": None,
+                "metadata": {},
+                "outputs": [],
+                "source": c,
+            }
+            for i, c in enumerate(cells)
+        ],
+        "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"}},
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
+
+
+# Whether the notebook has changes not saved yet.
+NOTEBOOK_DIRTY = "(path) => { " + PANEL + " return panel.context.model.dirty; }"
+
+
+@pytest.mark.parametrize("front_end", list(FRONT_ENDS))
+def test_navigation_focus_and_objects_in_chromium(front_end, page, server, deadline, tmp_path):
+    """The view a user navigates, in a real browser: the canvas fits a 900 px window; Ctrl+S over
+    the canvas saves the notebook; a far click starts a new object and a click on an object selects
+    it; a middle drag makes no box; wheel zoom keeps the pixel under the pointer and a click then
+    lands on the right image pixel; a middle drag pans; a box dragged past the edge is kept, clipped."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    image, truth = make_scene(NAV_SCENE, size=NAV_SIZE)
+    height, width = NAV_SIZE
+    areas = truth.reshape(len(truth), -1).sum(1)
+    first, second = (int(i) for i in np.argsort(areas)[::-1][:2])  # the two largest objects
+    background = ~truth.any(0)
+
+    def state() -> dict:
+        return json.loads(kernel_exec(page, NAV_NOTEBOOK, "print(_nav_state())", timeout=deadline.left(20)))
+
+    def context() -> str:
+        return f"\nbrowser problems: {page.problems}\njupyter log:\n{server.log_tail(15)}"
+
+    def wait_for(wait: Callable[[float], Any], what: str, cap: float) -> None:
+        try:
+            wait(deadline.ms(cap))
+        except PlaywrightTimeout:
+            pytest.fail(f"timed out after {cap:.0f} s or less waiting for {what}" + context())
+
+    def at(s: dict, x: float, y: float) -> tuple[float, float]:
+        """Page coordinates of image pixel (x, y)'s centre in the view of state ``s``."""
+        g = canvas.evaluate(CANVAS_GEOMETRY)
+        x0, y0 = s["visible"][:2]
+        shown = g["cssWidth"] / s["css"][0]  # the page may show the canvas smaller than its CSS size
+        return (
+            g["left"] + g["clientLeft"] + (x + 0.5 - x0) * s["k"] * shown,
+            g["top"] + g["clientTop"] + (y + 0.5 - y0) * s["k"] * shown,
+        )
+
+    page.set_viewport_size({"width": 900, "height": 1000})
+    page.goto(server.url_for(front_end, NAV_NOTEBOOK), timeout=deadline.ms(60))
+    wait_for(lambda ms: page.wait_for_function(KERNEL_IDLE, arg=NAV_NOTEBOOK, timeout=ms), "the kernel", 60)
+    run_all_cells(page, deadline.ms(10))
+    wait_for(lambda ms: page.wait_for_function(NOTEBOOK_DONE, arg=NAV_NOTEBOOK, timeout=ms), "Run All", 120)
+    failed = page.evaluate(NOTEBOOK_ERRORS, NAV_NOTEBOOK)
+    assert not failed, "cells failed in the browser:\n" + "\n\n".join(failed) + context()
+    root = page.locator(".jp-OutputArea-output .sam-widgets-root")
+    wait_for(lambda ms: root.first.wait_for(timeout=ms), "the widget's canvas to render", 30)
+    canvas = root.locator("canvas")
+    kernel_exec(page, NAV_NOTEBOOK, NAV_PROBE, timeout=deadline.left(20))
+    s = poll(state, lambda s: not s["encoding"] and s["css"][0] < 768, deadline, 60)
+    assert not s["encoding"], f"still encoding: {s['status']}"
+
+    # -- a 900 px wide window: the canvas fits the notebook's width, nothing scrolls sideways
+    assert s["css"][0] < 768, f"the canvas kept 768 px in a 900 px window: {s['css']}"
+    overflow = canvas.evaluate("""(c) => { const out = [];
+        for (let e = c; e; e = e.parentElement) if (e.scrollWidth > e.clientWidth + 1 &&
+            getComputedStyle(e).overflowX !== 'visible')
+          out.push(e.className + ' ' + e.scrollWidth + '>' + e.clientWidth);
+        const d = document.scrollingElement; if (d.scrollWidth > d.clientWidth + 1) out.push('page');
+        return out; }""")
+    assert not overflow, f"horizontal scrolling at 900 px: {overflow}"
+    right = canvas.evaluate("(c) => c.getBoundingClientRect().right")
+    area = root.evaluate("(r) => r.parentElement.getBoundingClientRect().right")
+    assert right <= area + 1, f"the canvas ends at {right}, the output area at {area}"
+
+    # -- a click on the first object: a new object with a mask; the widget now has the keys
+    ax, ay = deepest(truth[first])
+    page.mouse.click(*at(s, ax, ay))
+    s = poll(state, lambda s: s["labels"] and all(o["mask"] for o in s["objects"].values()), deadline, 20)
+    (label_a,) = s["labels"]
+    ((kx, ky),) = s["objects"][label_a]["points"]
+    assert abs(kx - ax - 0.5) <= 3 and abs(ky - ay - 0.5) <= 3, f"clicked {(ax, ay)}, kernel got {(kx, ky)}"
+    assert canvas.evaluate("(c) => document.activeElement.contains(c)"), "the click did not focus the widget"
+
+    # -- Ctrl+S with the pointer over the canvas (and the keys in the widget) saves the notebook
+    assert page.evaluate(NOTEBOOK_DIRTY, NAV_NOTEBOOK) is True, "Run All left nothing to save"
+    page.mouse.move(*at(s, ax, ay))
+    page.keyboard.press("Control+s")
+    saved = poll(lambda: page.evaluate(NOTEBOOK_DIRTY, NAV_NOTEBOOK), lambda d: d is False, deadline, 15)
+    assert saved is False, "Ctrl+S over the canvas did not save the notebook"
+    on_disk = json.loads((tmp_path / "notebooks" / NAV_NOTEBOOK).read_text())
+    assert any(c.get("outputs") for c in on_disk["cells"]), "the saved notebook has no outputs"
+    assert state()["labels"] == [label_a], "Ctrl+S reached the widget"
+
+    # -- a positive click far from the active object: a second object, not one blotch
+    bx, by = deepest(truth[second])
+    page.mouse.click(*at(s, bx, by))
+    s = poll(state, lambda s: len(s["labels"]) == 2, deadline, 20)
+    assert len(s["labels"]) == 2 and s["active"] != label_a, f"a far click did not start an object: {s}"
+    # -- click-to-select: a click inside the first object's mask selects it, adds no point
+    page.mouse.click(*at(s, ax, ay))
+    s = poll(state, lambda s: s["active"] == label_a, deadline, 20)
+    assert s["active"] == label_a, f"clicking object {label_a!r} did not select it: {s['status']}"
+    assert len(s["objects"][label_a]["points"]) == 1 and len(s["labels"]) == 2
+
+    # -- a middle-button drag makes no box and no point
+    before = s["objects"]
+    page.mouse.move(*at(s, bx, by))
+    page.mouse.down(button="middle")
+    page.mouse.move(*at(s, bx + 150, by + 100), steps=5)
+    page.mouse.up(button="middle")
+    time.sleep(0.5)
+    s = state()
+    assert s["objects"] == before, f"a middle drag changed the objects: {s['objects']}"
+
+    # -- the wheel zooms around the pointer; then a click lands on the image pixel under it
+    px, py = deepest(background)
+    pointer = at(s, px, py)
+    page.mouse.move(*pointer)
+    page.mouse.wheel(0, -600)
+    s = poll(state, lambda s: s["zoom"] > 2, deadline, 15)
+    assert s["zoom"] > 2, f"the wheel did not zoom: {s['zoom']}"
+    gx, gy = at(s, px, py)  # where image pixel (px, py) is drawn now: still under the pointer
+    assert abs(gx - pointer[0]) <= 2 and abs(gy - pointer[1]) <= 2, (
+        f"zooming moved the pixel under the pointer from {pointer} to {(gx, gy)}"
+    )
+    page.keyboard.down("Alt")  # alt+click: a point on the active object, whatever is there
+    page.mouse.click(gx, gy)
+    page.keyboard.up("Alt")
+    s = poll(state, lambda s: len(s["objects"][label_a]["points"]) == 2, deadline, 20)
+    kx, ky = s["objects"][label_a]["points"][-1]
+    tolerance = 1.5 / s["k"] + 0.5
+    assert abs(kx - px - 0.5) <= tolerance and abs(ky - py - 0.5) <= tolerance, (
+        f"zoomed x{s['zoom']:.1f}, clicked image pixel {(px, py)}, the kernel got {(kx, ky)}"
+    )
+
+    # -- a middle drag pans: the image pixel under the pointer follows it
+    start = at(s, px, py)
+    page.mouse.move(*start)
+    page.mouse.down(button="middle")
+    page.mouse.move(start[0] - 120, start[1] - 80, steps=6)
+    page.mouse.up(button="middle")
+    goal = (start[0] - 120, start[1] - 80)
+
+    def followed(t: dict) -> bool:
+        nx, ny = at(t, px, py)
+        return abs(nx - goal[0]) <= 2 and abs(ny - goal[1]) <= 2
+
+    moved = poll(state, followed, deadline, 10)
+    nx, ny = at(moved, px, py)
+    assert abs(nx - (start[0] - 120)) <= 2 and abs(ny - (start[1] - 80)) <= 2, (
+        f"after a pan of (-120, -80) pixel {(px, py)} is at {(nx, ny)}, not {start[0] - 120, start[1] - 80}"
+    )
+
+    # -- 0 fits the view again; a box dragged past the image's edge is kept, clipped to it
+    page.keyboard.press("0")
+    s = poll(state, lambda s: s["zoom"] == 1.0, deadline, 10)
+    assert s["zoom"] == 1.0
+    page.keyboard.press("n")
+    sx, sy = width - 200, height - 150
+    page.mouse.move(*at(s, sx, sy))
+    page.mouse.down()
+    g = canvas.evaluate(CANVAS_GEOMETRY)
+    page.mouse.move(g["left"] + g["cssWidth"] + 60, g["top"] + g["cssHeight"] + 40, steps=8)  # outside
+    page.mouse.up()
+    s = poll(state, lambda s: s["active"] and s["objects"][s["active"]]["box"], deadline, 20)
+    box = s["objects"][s["active"]]["box"] if s["active"] else None
+    assert box is not None, f"the box dragged past the edge was dropped: {s['status']}"
+    assert abs(box[0] - sx - 0.5) <= 3 and abs(box[1] - sy - 0.5) <= 3, box
+    assert box[2] == width and box[3] == height, f"the box was not clipped to the image: {box}"
+
+    assert not page.problems, "errors in the browser console:\n" + "\n".join(page.problems)
