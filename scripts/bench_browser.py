@@ -2,6 +2,7 @@
 """Click-to-overlay latency of SegmentWidget in a real browser: chromium, JupyterLab (or Notebook 7).
 
     python scripts/bench_browser.py                       # 30 clicks at 256 and at 768 px, micro, JupyterLab
+    python scripts/bench_browser.py --large 3000x4000     # also a 4000x3000 scene, fitted and zoomed
     python scripts/bench_browser.py --front-end notebook --clicks 50 --json bench-results/browser.json
 
 What is timed, per click: from the mousedown event (its timeStamp, when chromium took the input) to the
@@ -14,7 +15,7 @@ Where the time goes, on one clock (the kernel's time.time(), the page's performa
 Date.now() - performance.now() at each click; stage boundaries are when a wrapper ran, so on a busy
 machine, where a thread can wait for a core between an event and its timestamp, one can be late by
 some ms and the next stage even comes out negative; the total is exact):
-  to kernel   mouseup in the page -> the widget's handler starts in the kernel (ipyevents, the server)
+  to kernel   mouseup in the page -> the widget's handler starts in the kernel (its input surface, the server)
   predict     CachedPredictor.predict: SAM's prompt encoder + mask decoder + upscaling to the image
   overlay     SegmentWidget.mask_overlay: the masks as one canvas-sized RGBA image
   png         ipycanvas' PNG encoding (PIL) of what the widget sends: the overlay's non-empty box
@@ -28,7 +29,9 @@ The kernel side is measured by wrapping, in the benchmark's own kernel only, the
 page side by wrapping ``WebSocket`` (arrival times and sizes) and ``drawImage`` before the page loads.
 
 Between clicks the widget is cleared from the kernel and the script waits until the canvas shows the
-bare image again; clicks go to the deepest pixel of each object of a synthetic scene in turn (shown 1:1).
+bare image again; clicks go to the deepest pixel of each object of a synthetic scene in turn (the
+small scenes shown 1:1; with ``--large HxW`` a scene of that size is also clicked in the fitted view
+(the whole image in the 768 px canvas) and zoomed in to one image pixel per screen pixel).
 Needs the test extras (`pip install -e '.[test]'`) and /usr/bin/chromium.
 """
 
@@ -69,7 +72,7 @@ from tests.browser_helpers import (  # noqa: E402
 
 NOTEBOOK = "bench_browser.ipynb"
 MIN_CHANGED = 20  # pixels that must change outside the point's marker: the mask is there
-MARKER_RADIUS = 9  # the point marker: radius 5 + a 2 px outline, and 2 px to spare
+MARKER_RADIUS = 12  # the point marker: radius 6 + a 2 px ring + its 2 px line, and 2 px to spare
 TIMEOUT_MS = 20_000  # a click whose mask is not on screen by then counts as missed
 STAGES = ["to kernel", "predict", "overlay", "png", "kernel rest", "to page", "draw", "to frame"]
 
@@ -83,8 +86,8 @@ from sam_widgets.micro.data import make_scene
 if {threads!r}:
     torch.set_num_threads({threads!r})
 
-SIZES, SEED, MODEL = {sizes!r}, {seed!r}, {model!r}
-scenes = [make_scene(SEED, size) for size in SIZES]
+SIZES, SEED, MODEL, LARGE = {sizes!r}, {seed!r}, {model!r}, {large!r}
+scenes = [make_scene(SEED, size) for size in SIZES] + ([make_scene(SEED, LARGE)] if LARGE else [])
 w = SegmentWidget([image for image, _ in scenes], model=MODEL, display_size=max(SIZES))
 w"""
 
@@ -109,17 +112,22 @@ _bench_wrap(w.predictor, "predict", "predict")
 _bench_wrap(w, "mask_overlay", "overlay")
 _bench_wrap(_ipc, "binary_image", "png", len)  # put_image_data looks it up in ipycanvas.canvas
 _bench_wrap(_ipc._CANVAS_MANAGER, "flush", "flush")  # hold_canvas sends its batch here
-_bench_dom = w._on_dom_event
+_bench_input = w._on_input
 
-def _bench_on_dom_event(event):
-    if event.get("type") != "mouseup":
-        return _bench_dom(event)
+def _bench_on_input(event):
+    if event.get("type") != "up":
+        return _bench_input(event)
     _bench_now.clear()
     t0 = _time.time()
-    _bench_dom(event)
+    _bench_input(event)
     _bench_clicks.append({"start": t0, "end": _time.time(), **_bench_now})
 
-w._on_dom_event = _bench_on_dom_event  # the ipyevents callback looks it up on each event
+w._on_input = _bench_on_input  # the input surface's callback looks it up on each event
+
+def _bench_view():
+    return json.dumps({"visible": list(w.visible), "k": w.pixel_size, "css": list(w._css),
+                       "canvas": [w.canvas.width, w.canvas.height]})
+
 print(torch.get_num_threads())"""
 
 # Before the page's own scripts: arrival time and size of every websocket frame, and every draw onto the
@@ -272,14 +280,14 @@ def summarize(clicks: list[dict[str, float]]) -> dict[str, Any]:
 
 
 def format_table(runs: list[dict[str, Any]]) -> str:
-    head = ["canvas", "clicks", "missed", "p50", "p90", "max", *STAGES]
+    head = ["view", "clicks", "missed", "p50", "p90", "max", *STAGES]
     rows = [head]
     for r in runs:
         s = r["summary"]
         stage = s["median_stage_ms"]
         rows.append(
             [
-                f"{r['size']}x{r['size']}",
+                r["name"],
                 str(s["clicks"]),
                 str(len(r["failures"])),
                 f"{s['p50_ms']:.0f}",
@@ -309,7 +317,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     sizes = [int(s) for s in args.sizes.split(",")]
     work = Path(tempfile.mkdtemp(prefix="sam-bench-browser-"))
     (work / "notebooks").mkdir()
-    cell = SETUP.format(sizes=sizes, seed=args.seed, model=args.model, threads=args.torch_threads)
+    large = tuple(int(v) for v in args.large.split("x")) if args.large else None
+    cell = SETUP.format(
+        sizes=sizes, seed=args.seed, model=args.model, threads=args.torch_threads, large=large
+    )
     notebook = {
         "cells": [
             {"cell_type": "code", "metadata": {}, "source": cell, "outputs": [], "execution_count": None}
@@ -345,12 +356,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             failed = page.evaluate(NOTEBOOK_ERRORS, NOTEBOOK)
             if failed:
                 raise RuntimeError("the benchmark's notebook failed:\n" + "\n".join(failed))
-            canvas = page.locator(".jp-OutputArea-output > .widget-vbox:has(canvas) canvas").first
+            canvas = page.locator(".jp-OutputArea-output .sam-widgets-root canvas").first
             canvas.wait_for(timeout=30_000)
             out["kernel_torch_threads"] = int(kernel_exec(page, NOTEBOOK, INSTRUMENT, timeout=30))
-            for index, size in enumerate(sizes):
-                out["runs"].append(bench_size(page, canvas, index, size, make_scene(args.seed, size), args))
-                print(f"{size}x{size}: p50 {out['runs'][-1]['summary']['p50_ms']:.0f} ms", file=sys.stderr)
+            views = [
+                (f"{size}x{size} 1:1", i, make_scene(args.seed, size), None) for i, size in enumerate(sizes)
+            ]
+            if large:
+                big = make_scene(args.seed, large)
+                h, w = large
+                views.append((f"{w}x{h} fitted", len(sizes), big, None))
+                views.append((f"{w}x{h} zoomed 1:1", len(sizes), big, "zoom"))
+            for name, index, scene, zoom in views:
+                out["runs"].append(bench_view(page, canvas, name, index, scene, zoom, args))
+                print(f"{name}: p50 {out['runs'][-1]['summary']['p50_ms']:.0f} ms", file=sys.stderr)
             browser.close()
     finally:
         server.stop()
@@ -359,38 +378,56 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
-def bench_size(page: Any, canvas: Any, index: int, size: int, scene: tuple, args: argparse.Namespace) -> dict:
-    """``args.clicks`` timed clicks (after ``args.warmup`` untimed ones) on image ``index`` of the widget."""
+def bench_view(
+    page: Any, canvas: Any, name: str, index: int, scene: tuple, zoom: str | None, args: argparse.Namespace
+) -> dict:
+    """``args.clicks`` timed clicks (after ``args.warmup`` untimed ones) on image ``index`` of the widget,
+    fitted, or zoomed (``zoom="zoom"``) to one image pixel per CSS pixel around the largest object."""
     image, truth = scene
-    kernel_exec(page, NOTEBOOK, f"w.go({index}); w.wait(); w.clear()", timeout=60)
-    bare = np.concatenate([image, np.full(image.shape[:2] + (1,), 255, np.uint8)], axis=2)
+    kernel_exec(page, NOTEBOOK, f"w.go({index}); w.wait(); w.clear(); w.fit()", timeout=120)
+    if zoom:
+        x, y = targets(truth[:, ::8, ::8], min_depth=2)[0]
+        view = json.loads(kernel_exec(page, NOTEBOOK, "print(_bench_view())", timeout=20))
+        cw, ch = view["css"]
+        x, y = 8 * x + 4, 8 * y + 4
+        kernel_exec(
+            page, NOTEBOOK, f"w.zoom_to({x - cw / 2}, {y - ch / 2}, {x + cw / 2}, {y + ch / 2})", timeout=20
+        )
+    view = json.loads(kernel_exec(page, NOTEBOOK, "print(_bench_view())", timeout=20))
+    bw, bh = view["canvas"]
     page.wait_for_function(
-        f"(c) => c.width === {size} && c.height === {size}", arg=canvas.element_handle(), timeout=20_000
+        f"(c) => c.width === {bw} && c.height === {bh}", arg=canvas.element_handle(), timeout=20_000
     )
-    shown = canvas_rgba(canvas)
-    for _ in range(100):  # the clear may still be on its way
-        if shown.shape == bare.shape and (shown == bare).all():
-            break
-        time.sleep(0.1)
-        shown = canvas_rgba(canvas)
-    if shown.shape != bare.shape or not (shown == bare).all():
-        raise RuntimeError(f"the canvas does not show the {size}x{size} scene 1:1 after clear")
     canvas.scroll_into_view_if_needed(timeout=10_000)
-    bare_b64 = base64.b64encode(bare.tobytes()).decode()
-    points = targets(truth)
+    # The canvas with no object drawn: the view of the image, once it stops changing.
+    bare, last = None, canvas_rgba(canvas)
+    for _ in range(100):
+        time.sleep(0.2)
+        bare, last = last, canvas_rgba(canvas)
+        if bare.shape == last.shape and (bare == last).all() and last[..., 3].all():
+            break
+    bare_b64 = base64.b64encode(last.tobytes()).decode()
+    x0, y0, x1, y1 = view["visible"]
+    k = view["k"]
+    step = max(1, int(round(1 / k)))  # targets on a grid of about one per CSS pixel
+    r0, c0 = max(0, int(y0)), max(0, int(x0))
+    crop = truth[:, r0 : int(np.ceil(y1)) : step, c0 : int(np.ceil(x1)) : step]
+    points = [(c0 + step * x + step / 2, r0 + step * y + step / 2) for x, y in targets(crop, min_depth=4)]
+    if not points:
+        raise RuntimeError(f"{name}: no object thick enough in view {view['visible']}")
     clicks: list[dict[str, float]] = []
     failures = []
+    geometry = canvas.evaluate(CANVAS_GEOMETRY)
     for i in range(args.warmup + args.clicks):
         x, y = points[i % len(points)]
-        if i:  # back to the bare image: no object, nothing drawn
+        if i:  # back to the bare view: no object, nothing drawn
             kernel_exec(page, NOTEBOOK, "w.clear()", timeout=20)
             page.wait_for_function(SHOWS, arg=[canvas.element_handle(), bare_b64], timeout=20_000, polling=50)
-        px, py = page_point(canvas.evaluate(CANVAS_GEOMETRY), x, y)
+        cx, cy = (x - x0) * k, (y - y0) * k  # CSS pixels in the canvas (device pixel ratio 1)
+        px, py = page_point(geometry, cx - 0.5, cy - 0.5)
         page.mouse.move(px, py)
         time.sleep(args.pause)  # let the page and the kernel settle: a user's click comes out of the blue
-        page.evaluate(
-            ARM, [canvas.element_handle(), x + 0.5, y + 0.5, MARKER_RADIUS, MIN_CHANGED, TIMEOUT_MS]
-        )
+        page.evaluate(ARM, [canvas.element_handle(), cx, cy, MARKER_RADIUS, MIN_CHANGED, TIMEOUT_MS])
         page.mouse.click(px, py)
         page.wait_for_function("() => window.__bench.result !== null", timeout=TIMEOUT_MS + 5000)
         seen = page.evaluate("() => window.__bench.result")
@@ -402,8 +439,8 @@ def bench_size(page: Any, canvas: Any, index: int, size: int, scene: tuple, args
         if i >= args.warmup:
             clicks.append({"x": x, "y": y, **stages(seen, kernel)})
     if not clicks:
-        raise RuntimeError(f"no click showed a mask at {size}x{size}: {failures[:2]}")
-    return {"size": size, "clicks": clicks, "failures": failures, "summary": summarize(clicks)}
+        raise RuntimeError(f"no click showed a mask in {name}: {failures[:2]}")
+    return {"name": name, "view": view, "clicks": clicks, "failures": failures, "summary": summarize(clicks)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -412,6 +449,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=3, help="untimed clicks first, per size (default 3)")
     parser.add_argument(
         "--sizes", default="256,768", help="scene sides in pixels, shown 1:1 (default 256,768)"
+    )
+    parser.add_argument(
+        "--large", default="", help="also a scene of HxW pixels (e.g. 3000x4000), fitted and zoomed 1:1"
     )
     parser.add_argument("--seed", type=int, default=21, help="make_scene seed (default 21: five objects)")
     parser.add_argument("--model", default="micro", help="a load_sam name (default micro)")
