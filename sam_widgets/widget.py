@@ -138,6 +138,7 @@ class SegmentWidget(W.VBox):
         self._dpr = 1.0
         self._fitted: tuple[tuple, np.ndarray] | None = None  # (key, RGBA) of the fitted image
         self._ahead: threading.Thread | None = None
+        self._boxes: dict[tuple[int, int | None], tuple[Any, Any]] = {}  # mask -> its bounding box
 
         self._surface_events = Surface(shortcuts=KEYS)
         self._surface_events.on_msg(lambda _, msg, __: self._from_ui(self._on_input, msg))
@@ -786,10 +787,17 @@ class SegmentWidget(W.VBox):
         active = self.session.active
         layer.font = f"{round(12 * d)}px sans-serif"
         layer.text_baseline = "top"
+        vx0, vy0, vx1, vy1 = self.visible
+        boxes = {}
         for obj in self.session.objects:
-            box = _mask_box(obj.mask) if obj.mask is not None else None
-            if box is None:
-                continue
+            box = None
+            if obj.mask is not None:  # the mask's box, once per mask (a full-size pass)
+                key = (id(obj.candidates), obj.chosen)
+                held = self._boxes.get(key)
+                box = held[1] if held is not None and held[0] is obj.candidates else _mask_box(obj.mask)
+                boxes[key] = (obj.candidates, box)
+            if box is None or box[2] < vx0 or box[0] > vx1 or box[3] < vy0 or box[1] > vy1:
+                continue  # nothing of it in view
             bx = float(np.clip((box[0] - x0) * k, 0, self.canvas.width - 40 * d))
             by = float(np.clip((box[1] - y0) * k - 18 * d, 0, self.canvas.height - 18 * d))
             text = ("▶ " if active is not None and obj.label == active.label else "") + obj.label
@@ -797,6 +805,7 @@ class SegmentWidget(W.VBox):
             layer.fill_rect(bx, by, (len(text) * 7 + 8) * d, 17 * d)
             layer.fill_style = text_color(obj.color)
             layer.fill_text(text, bx + 4 * d, by + 2 * d)
+        self._boxes = boxes
 
     def _draw_prompts(self) -> None:
         layer = self.canvas[2]
