@@ -36,7 +36,7 @@ import torch
 from segment_anything.modeling import Sam
 
 from ._images import as_rgb_uint8
-from .models import CONFIGS, SamConfig, build_sam
+from .architectures import SamConfig, build_sam, config_for
 
 __all__ = [
     "Anatomy",
@@ -96,13 +96,8 @@ class Anatomy:
 
 def meta_model(name_or_config: str | SamConfig) -> Sam:
     """The architecture on torch's meta device: real modules, no memory, no weights."""
-    if isinstance(name_or_config, str):
-        from .models import _config_for
-
-        if name_or_config not in (*CONFIGS, "micro"):
-            raise ValueError(f"Unknown model {name_or_config!r}; use vit_b, vit_l, vit_h or micro.")
-        return build_sam(_config_for(name_or_config), device="meta")
-    return build_sam(name_or_config, device="meta")
+    config = config_for(name_or_config) if isinstance(name_or_config, str) else name_or_config
+    return build_sam(config, device="meta")
 
 
 def _model(model: Sam | str | SamConfig) -> Sam:

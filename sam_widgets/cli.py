@@ -195,7 +195,7 @@ def _bench(args: argparse.Namespace) -> int:
         raise SystemExit(f"--max-clicks {args.max_clicks}: give at least 1 (the literature uses 20)")
     if args.noc and getattr(args, "ray", None) is not None:
         raise SystemExit("--noc runs in this process, not on Ray yet: drop --ray (or --noc)")
-    from .models import MODEL_NAMES
+    from .architectures import MODEL_NAMES
 
     unknown = [m for m in models if m not in MODEL_NAMES]
     if unknown or not models:

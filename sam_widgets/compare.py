@@ -31,7 +31,8 @@ import numpy as np
 from . import checkpoints
 from ._memory import PeakRSS  # public here (compare.PeakRSS): measures run_model's encoder memory
 from .errors import ChecksumError
-from .models import available_ram_bytes  # re-exported: the notebooks import it from here
+from .models import available_ram_bytes
+from .record import record_of
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
@@ -263,7 +264,8 @@ def run_model(
 
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}.")
-    weights = weights or getattr(sam, "sam_widgets_weights", None)
+    record = record_of(sam)
+    weights = weights or record.weights
     if weights not in ("pretrained", "random"):
         raise ValueError(
             "This model does not say whether its weights are trained: pass weights='pretrained' "
@@ -296,14 +298,13 @@ def run_model(
     anat, n_params, _ = architecture(sam)
     trained = weights == "pretrained"
     return ModelResult(
-        name=getattr(sam, "sam_widgets_name", "custom"),
+        name=record.name,
         weights=weights,
         note=note,
         anatomy=anat,
         encoder_params=n_params,
         device=str(predictor.device),
-        # load_sam records whether sam_widgets.fast's reordered arithmetic is on: part of what was timed.
-        precision=predictor.stats.precision + (" fast" if getattr(sam, "sam_widgets_fast", False) else ""),
+        precision=predictor.stats.precision,  # the label: "-fast" when sam_widgets.fast's paths ran
         encode_ms=encode_ms,
         click_ms=click_ms,
         weights_bytes=sum(p.numel() * p.element_size() for p in sam.parameters()),

@@ -41,6 +41,8 @@ from segment_anything.modeling import mask_decoder as _mask
 from segment_anything.modeling import prompt_encoder as _prompt
 from segment_anything.modeling import transformer as _dec
 
+from .record import record_of, update
+
 if TYPE_CHECKING:  # pragma: no cover
     from segment_anything.modeling import Sam
 
@@ -621,7 +623,7 @@ def enable_fast(sam: Sam, *, chunk_bytes: int | None = None) -> Sam:
                 module.__class__ = fast
         if type(module) in (FastEncoderAttention, FastBlock):
             module.chunk_bytes = int(chunk_bytes)
-    sam.sam_widgets_fast = True
+    update(sam, fast=True)
     return sam
 
 
@@ -634,13 +636,13 @@ def disable_fast(sam: Sam) -> Sam:
                 module.__dict__.pop("chunk_bytes", None)
                 # The per-image caches stay: stock code never reads them, and enable_fast finds
                 # them checked against their key (cheap switching, e.g. in the bench).
-    sam.sam_widgets_fast = False
+    update(sam, fast=False)
     return sam
 
 
 def is_fast(sam: Sam) -> bool:
     """Whether ``enable_fast`` is in effect on ``sam``."""
-    return bool(getattr(sam, "sam_widgets_fast", False))
+    return record_of(sam).fast
 
 
 # ----------------------------------------------------------------------------- masks

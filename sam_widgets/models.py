@@ -13,30 +13,25 @@ from __future__ import annotations
 import logging
 import os
 import warnings
-from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from . import checkpoints
+from .architectures import MODEL_NAMES, OFFICIAL, build_sam, config_for, identify_architecture
 from .errors import ArchitectureMismatchError, CheckpointError, DownloadError
+from .record import ModelRecord, attach, record_of, update
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
     from segment_anything.modeling import Sam
 
 __all__ = [
-    "SamConfig",
-    "CONFIGS",
-    "MODEL_NAMES",
     "ModelFallbackWarning",
     "load_sam",
-    "build_sam",
     "pick_device",
     "pick_model",
     "free_memory_bytes",
     "available_ram_bytes",
-    "identify_architecture",
     "model_info",
     "precision_label",
     "cpu_bf16_is_faster",
@@ -45,7 +40,6 @@ __all__ = [
 log = logging.getLogger("sam_widgets")
 
 GB = 1024**3
-MODEL_NAMES = ("vit_b", "vit_l", "vit_h", "micro", "mobile_sam")
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 
 
@@ -53,150 +47,12 @@ class ModelFallbackWarning(UserWarning):
     """``load_sam("auto")`` could not use the model its rule picked and loaded another one."""
 
 
-@dataclass(frozen=True)
-class SamConfig:
-    """Architecture numbers of a SAM v1 model (the arguments of segment_anything's builder)."""
-
-    encoder_embed_dim: int
-    encoder_depth: int
-    encoder_num_heads: int
-    encoder_global_attn_indexes: tuple[int, ...]
-    img_size: int = 1024
-    patch_size: int = 16
-    window_size: int = 14
-    mlp_ratio: float = 4.0
-    prompt_embed_dim: int = 256
-    decoder_depth: int = 2
-    decoder_mlp_dim: int = 2048
-    decoder_num_heads: int = 8
-    iou_head_hidden_dim: int = 256
-    mask_in_chans: int = 16
-    pixel_mean: tuple[float, float, float] = (123.675, 116.28, 103.53)
-    pixel_std: tuple[float, float, float] = (58.395, 57.12, 57.375)
-    extra: dict = field(default_factory=dict, compare=False)
-
-    @property
-    def embedding_size(self) -> int:
-        """Side of the image-embedding grid in tokens (64 for the official models)."""
-        return self.img_size // self.patch_size
-
-
-CONFIGS: dict[str, SamConfig] = {
-    "vit_b": SamConfig(768, 12, 12, (2, 5, 8, 11)),
-    "vit_l": SamConfig(1024, 24, 16, (5, 11, 17, 23)),
-    "vit_h": SamConfig(1280, 32, 16, (7, 15, 23, 31)),
-}
-
-
-# ----------------------------------------------------------------------------- building
-
-
-def build_sam(config: SamConfig, *, device: str | torch.device = "cpu") -> Sam:
-    """Build ``Sam`` from segment_anything's classes at random init, exactly as its builder does.
-
-    ``device="meta"`` builds the structure without allocating memory (for shape checks and fast
-    loading with ``load_state_dict(assign=True)``).
-    """
-    import torch
-    from segment_anything.modeling import (
-        ImageEncoderViT,
-        MaskDecoder,
-        PromptEncoder,
-        Sam,
-        TwoWayTransformer,
-    )
-
-    c = config
-    with torch.device(device):
-        sam = Sam(
-            image_encoder=ImageEncoderViT(
-                depth=c.encoder_depth,
-                embed_dim=c.encoder_embed_dim,
-                img_size=c.img_size,
-                mlp_ratio=c.mlp_ratio,
-                norm_layer=partial(torch.nn.LayerNorm, eps=1e-6),
-                num_heads=c.encoder_num_heads,
-                patch_size=c.patch_size,
-                qkv_bias=True,
-                use_rel_pos=True,
-                global_attn_indexes=tuple(c.encoder_global_attn_indexes),
-                window_size=c.window_size,
-                out_chans=c.prompt_embed_dim,
-            ),
-            prompt_encoder=PromptEncoder(
-                embed_dim=c.prompt_embed_dim,
-                image_embedding_size=(c.embedding_size, c.embedding_size),
-                input_image_size=(c.img_size, c.img_size),
-                mask_in_chans=c.mask_in_chans,
-            ),
-            mask_decoder=MaskDecoder(
-                num_multimask_outputs=3,
-                transformer=TwoWayTransformer(
-                    depth=c.decoder_depth,
-                    embedding_dim=c.prompt_embed_dim,
-                    mlp_dim=c.decoder_mlp_dim,
-                    num_heads=c.decoder_num_heads,
-                ),
-                transformer_dim=c.prompt_embed_dim,
-                iou_head_depth=3,
-                iou_head_hidden_dim=c.iou_head_hidden_dim,
-            ),
-            pixel_mean=list(c.pixel_mean),
-            pixel_std=list(c.pixel_std),
-        )
-    return sam.eval()
-
-
-def identify_architecture(state_dict: dict) -> str:
-    """Name the architecture a state dict holds, from its shapes, in words a user can act on.
-
-    Returns e.g. ``"vit_l (1024 wide, 24 blocks)"``, or a description for unknown shapes.
-    """
-    if (
-        "image_encoder.layers.0.blocks.0.conv1.c.weight" in state_dict
-        and "image_encoder.neck.0.weight" in state_dict
-    ):
-        return "mobile_sam (TinyViT encoder)"
-    w = state_dict.get("image_encoder.patch_embed.proj.weight")
-    if w is None:
-        return "not a SAM state dict (no image_encoder.patch_embed.proj.weight)"
-    width = int(w.shape[0])
-    depth = len({k.split(".")[2] for k in state_dict if k.startswith("image_encoder.blocks.")})
-    for name, c in CONFIGS.items():
-        if c.encoder_embed_dim == width and c.encoder_depth == depth:
-            return f"{name} ({width} wide, {depth} blocks)"
-    try:
-        micro = _config_for("micro")
-        if (micro.encoder_embed_dim, micro.encoder_depth) == (width, depth):
-            return f"micro ({width} wide, {depth} blocks)"
-    except Exception:  # micro not available: describe the shapes only
-        pass
-    return f"an unknown SAM variant ({width} wide, {depth} blocks)"
-
-
-def _config_for(name: str) -> SamConfig:
-    if name == "micro":
-        from .micro import MICRO_CONFIG
-
-        return MICRO_CONFIG
-    return CONFIGS[name]
-
-
-def _build(name: str, device: str | torch.device = "cpu") -> Sam:
-    """Model ``name`` at random init (``device="meta"``: the structure only)."""
-    if name == "mobile_sam":
-        from .tiny_vit import build_mobile_sam
-
-        return build_mobile_sam(device)
-    return build_sam(_config_for(name), device=device)
-
-
 def _load_into(name: str, state_dict: dict, source: str) -> Sam:
     """Build ``name`` on the meta device and move ``state_dict`` in: no random init, no copy."""
     import torch
 
-    config = _config_for("vit_b" if name == "mobile_sam" else name)  # mobile_sam: SAM's decoder numbers
-    sam = _build(name, device="meta")
+    config = config_for(name)
+    sam = build_sam(config, device="meta")
     expected = sam.state_dict()
     missing = [k for k in expected if k not in state_dict]
     unexpected = [k for k in state_dict if k not in expected]
@@ -216,7 +72,7 @@ def _load_into(name: str, state_dict: dict, source: str) -> Sam:
         )
         wanted = (
             "mobile_sam (TinyViT encoder)"
-            if name == "mobile_sam"
+            if config.encoder == "tiny_vit"
             else f"{name} ({config.encoder_embed_dim} wide, {config.encoder_depth} blocks)"
         )
         raise ArchitectureMismatchError(
@@ -394,7 +250,7 @@ def _apply_precision(sam: Sam, precision: str) -> None:
     """
     import torch
 
-    sam.sam_widgets_precision = precision  # read by CachedPredictor.stats and the cache key
+    update(sam, precision=precision)  # read by CachedPredictor.stats and the cache key
     if precision == "fp32":
         return
     dtype = getattr(torch, _DTYPES[precision])
@@ -447,6 +303,7 @@ def load_sam(
         raise ValueError(f"Unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)} or 'auto'.")
     dev = pick_device(device)
     prec, use_fast, reason = _resolve_path(precision, fast, dev)
+    fingerprint = None
 
     if checkpoint is not None:
         if weights == "random":
@@ -465,62 +322,51 @@ def load_sam(
                     f"{path} holds {identify_architecture(state_dict)}; "
                     f"sam-widgets knows {', '.join(MODEL_NAMES)}."
                 )
-        sam = _load_into(name, state_dict, str(path))
+        sam, source = _load_into(name, state_dict, str(path)), str(path)
     elif name == "auto":
-        sam = _load_auto(weights, dev, progress)
+        sam, name, source = _load_auto(weights, dev, progress)
     elif weights == "random":
-        sam = _build(name)
+        sam, source = build_sam(config_for(name)), "random init"
     elif name == "micro":
         from .micro import build_micro
 
-        sam = build_micro(weights=True)
+        sam, source = build_micro(weights=True), "bundled"
     else:
         path = checkpoints.download(name, progress=progress)
-        sam = _load_into(name, checkpoints.load_state_dict(path), str(path))
-        sam.sam_widgets_fingerprint = checkpoints.REGISTRY[name].sha256
+        sam, source = _load_into(name, checkpoints.load_state_dict(path), str(path)), str(path)
+        fingerprint = checkpoints.REGISTRY[name].sha256
 
-    sam.sam_widgets_name = getattr(sam, "sam_widgets_name", name)
-    sam.sam_widgets_weights = weights
     sam.to(dev)
     _apply_precision(sam, prec)
     if use_fast:
         from .fast import enable_fast
 
         enable_fast(sam)
-    sam.sam_widgets_fast = use_fast
-    sam.sam_widgets_path_reason = reason
-    log.info("sam-widgets: %s on %s, %s%s (%s)", sam.sam_widgets_name, dev, prec, " fast" * use_fast, reason)
-    fingerprint = getattr(sam, "sam_widgets_fingerprint", None)
-    if fingerprint is not None:
-        # CachedPredictor keys embeddings by this instead of hashing the weights; the version
-        # counter lets it notice if the weights are later changed in place.
-        sam.sam_widgets_fingerprint_version = sum(p._version for p in sam.image_encoder.parameters())
+    # The one record of what was loaded; CachedPredictor keys embeddings by the fingerprint instead
+    # of hashing the weights, and the version lets it notice weights later changed in place.
+    version = sum(p._version for p in sam.image_encoder.parameters()) if fingerprint else 0
+    record = ModelRecord(name, weights, source, fingerprint, version, prec, use_fast, reason)
+    attach(sam, record)
+    log.info("sam-widgets: %s on %s, %s (%s)", name, dev, record.label, reason)
     return sam.eval()
 
 
-def _load_auto(weights: str, dev: torch.device, progress: bool) -> Sam:
+def _load_auto(weights: str, dev: torch.device, progress: bool) -> tuple[Sam, str, str]:
+    """(model, name, source) for ``load_sam("auto")``."""
     wanted = pick_model(free_memory_bytes(dev))
     if weights == "random":
-        sam = build_sam(_config_for(wanted))
-        sam.sam_widgets_name = wanted
-        return sam
-    order = ["vit_b", "vit_l", "vit_h"]
+        return build_sam(config_for(wanted)), wanted, "random init"
     cached = checkpoints.cached_models()
     if dev.type == "cpu" and "mobile_sam" in cached:
         # On a CPU a ViT takes seconds per image and MobileSAM a fraction of one (BENCHMARKS.md):
         # a cached MobileSAM is the interactive choice there.
         path = cached["mobile_sam"]
-        sam = _load_into("mobile_sam", checkpoints.load_state_dict(path), str(path))
-        sam.sam_widgets_name = "mobile_sam"
-        return sam
+        return _load_into("mobile_sam", checkpoints.load_state_dict(path), str(path)), "mobile_sam", str(path)
     # The largest cached model that fits, else download the one the rule picked.
-    for candidate in reversed(order[: order.index(wanted) + 1]):
+    for candidate in reversed(OFFICIAL[: OFFICIAL.index(wanted) + 1]):
         if candidate in cached:
-            sam = _load_into(
-                candidate, checkpoints.load_state_dict(cached[candidate]), str(cached[candidate])
-            )
-            sam.sam_widgets_name = candidate
-            return sam
+            path = cached[candidate]
+            return _load_into(candidate, checkpoints.load_state_dict(path), str(path)), candidate, str(path)
     try:
         path = checkpoints.download(wanted, progress=progress)
     except DownloadError as e:  # includes OfflineError
@@ -533,19 +379,14 @@ def _load_auto(weights: str, dev: torch.device, progress: bool) -> Sam:
         )
         from .micro import build_micro
 
-        sam = build_micro(weights=True)
-        sam.sam_widgets_name = "micro"
-        return sam
-    sam = _load_into(wanted, checkpoints.load_state_dict(path), str(path))
-    sam.sam_widgets_name = wanted
-    return sam
+        return build_micro(weights=True), "micro", "bundled"
+    return _load_into(wanted, checkpoints.load_state_dict(path), str(path)), wanted, str(path)
 
 
 def precision_label(sam: Sam) -> str:
     """What the model runs, in a word: its precision, ``-fast`` when the fast paths are on
     (``"fp32"``, ``"fp32-fast"``, ``"bf16-fast"``). Embeddings of different labels differ."""
-    label = getattr(sam, "sam_widgets_precision", "fp32")
-    return f"{label}-fast" if getattr(sam, "sam_widgets_fast", False) else label
+    return record_of(sam).label
 
 
 def model_info(sam: Sam) -> dict:
@@ -554,14 +395,15 @@ def model_info(sam: Sam) -> dict:
         part: sum(p.numel() for p in getattr(sam, part).parameters())
         for part in ("image_encoder", "prompt_encoder", "mask_decoder")
     }
+    r = record_of(sam)
     return {
-        "name": getattr(sam, "sam_widgets_name", "custom"),
-        "weights": getattr(sam, "sam_widgets_weights", "unknown"),
+        "name": r.name,
+        "weights": r.weights,
         "device": str(sam.device),
-        "precision": getattr(sam, "sam_widgets_precision", "fp32"),
-        "fast": bool(getattr(sam, "sam_widgets_fast", False)),
-        "path": precision_label(sam),
-        "path_reason": getattr(sam, "sam_widgets_path_reason", "set by the caller"),
+        "precision": r.precision,
+        "fast": r.fast,
+        "path": r.label,
+        "path_reason": r.reason,
         "img_size": sam.image_encoder.img_size,
         "params": params,
     }

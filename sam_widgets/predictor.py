@@ -32,7 +32,7 @@ from segment_anything.modeling import Sam
 from . import fast as _fast
 from ._images import as_rgb_uint8
 from ._io import atomic_write, cuda_sync
-from .models import precision_label
+from .record import record_of
 
 __all__ = ["CachedPredictor", "PredictorStats", "as_predictor"]
 
@@ -407,7 +407,7 @@ class CachedPredictor(SamPredictor):
     def stats_precision(self) -> str:
         """The model's precision label (``"fp32"``, ``"fp32-fast"``, ...): part of every cache key,
         since fast and stock embeddings differ in the last bits."""
-        return precision_label(self.model)
+        return record_of(self.model).label
 
     def _weights_version(self) -> int:
         # Tensor._version counts in-place writes: an optimizer step changes it, so embeddings of a
@@ -418,9 +418,9 @@ class CachedPredictor(SamPredictor):
         version = self._weights_version()
         if self._fingerprint is not None and self._fingerprint[0] == version:
             return self._fingerprint[1]
-        preset = getattr(self.model, "sam_widgets_fingerprint", None)
-        if preset is not None and version == getattr(self.model, "sam_widgets_fingerprint_version", 0):
-            digest = preset
+        record = record_of(self.model)
+        if record.fingerprint is not None and version == record.fingerprint_version:
+            digest = record.fingerprint
         else:
             h = hashlib.blake2b(digest_size=16)
             for name, t in self.model.image_encoder.state_dict().items():

@@ -38,6 +38,7 @@ from scipy import ndimage
 from ._surface import SURFACE_CLASS, Surface
 from .background import Background, Job
 from .predictor import as_predictor
+from .record import record_of
 from .session import Session
 from .viz import NEGATIVE, POSITIVE, PROPOSAL_ALPHA, RING, hex_color, proposal_color, text_color
 
@@ -1018,12 +1019,12 @@ class SegmentWidget(W.VBox):
 
 def _click_ms(session: Session) -> float | None:
     """The last prediction's time in ms, as the session reports it."""
-    return getattr(session, "last_click_ms", None)
+    return getattr(session, "click_ms", None)
 
 
 def _model_words(predictor: Any) -> str:
     """ "micro · cpu bf16-fast": the model and where it runs."""
-    name = getattr(getattr(predictor, "model", None), "sam_widgets_name", "custom")
+    name = record_of(getattr(predictor, "model", None)).name
     stats = getattr(predictor, "stats", None)
     return f"{name} · {stats.device} {stats.precision}" if stats is not None else name
 

@@ -9,7 +9,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from sam_widgets.models import SamConfig
+from sam_widgets.architectures import SamConfig
 
 # The real architecture, shrunk: every code path of segment_anything runs, in milliseconds.
 TINY = SamConfig(
@@ -39,7 +39,7 @@ def _isolated_cache(tmp_path, monkeypatch):
 def tiny_sam():
     import torch
 
-    from sam_widgets.models import build_sam
+    from sam_widgets.architectures import build_sam
 
     torch.manual_seed(0)
     return build_sam(TINY)

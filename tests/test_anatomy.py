@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from sam_widgets import anatomy
-from sam_widgets.models import CONFIGS
+from sam_widgets.architectures import CONFIGS
 
 from .conftest import TINY
 

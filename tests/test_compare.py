@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from sam_widgets import anatomy, checkpoints, compare, models
+from sam_widgets import anatomy, architectures, checkpoints, compare
+from sam_widgets.architectures import build_sam
 from sam_widgets.compare import ModelResult, Prompt
-from sam_widgets.models import build_sam
 
 from .conftest import TINY
 
@@ -30,7 +30,7 @@ PROMPTS = (
 def tiny_official(monkeypatch):
     """vit_b, vit_l and vit_h built as TINY: the official code paths, in milliseconds."""
     for name in compare.OFFICIAL:
-        monkeypatch.setitem(models.CONFIGS, name, TINY)
+        monkeypatch.setitem(architectures.CONFIGS, name, TINY)
     # TINY needs no RAM to speak of: the real models' needs must not skip them on a small machine.
     monkeypatch.setattr(compare, "available_ram_bytes", lambda: 64 * compare.GiB)
 
@@ -353,3 +353,13 @@ def test_compare_warms_up_untimed_then_times_each_repeat(tiny_official, rgb_imag
     )
     assert len(calls) == 2 + 3 and len(vit_h.encode_ms) == 3
     assert vit_h.encode_median_ms == sorted(vit_h.encode_ms)[1]
+
+
+def test_run_model_names_the_path_once(tiny_sam, rgb_image):
+    """The precision label already says "-fast": the result must not add " fast" again."""
+    from sam_widgets.fast import enable_fast
+
+    stock = compare.run_model(tiny_sam, rgb_image, PROMPTS[:1], weights="random")
+    assert stock.precision == "fp32"
+    fast = compare.run_model(enable_fast(tiny_sam), rgb_image, PROMPTS[:1], weights="random")
+    assert fast.precision == "fp32-fast"

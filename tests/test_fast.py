@@ -10,9 +10,10 @@ import pytest
 import torch
 from segment_anything import SamPredictor
 
-from sam_widgets import CachedPredictor, fast, load_sam, models
+from sam_widgets import CachedPredictor, architectures, fast, load_sam, models
+from sam_widgets.architectures import build_sam
 from sam_widgets.micro.data import heldout_set
-from sam_widgets.models import build_sam, model_info
+from sam_widgets.models import model_info
 
 from .conftest import TINY
 
@@ -271,7 +272,7 @@ def test_bf16_masks_agree_with_fp32_on_held_out_scenes():
 
 
 def test_postprocess_masks_is_stock_bit_for_bit():
-    vit_b = build_sam(models.CONFIGS["vit_b"], device="meta")  # postprocess needs no weights
+    vit_b = build_sam(architectures.CONFIGS["vit_b"], device="meta")  # postprocess needs no weights
     g = torch.Generator().manual_seed(0)
     for input_size, original_size in [
         ((768, 1024), (768, 1024)),  # stock's second resize is the identity

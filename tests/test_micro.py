@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from sam_widgets import micro
-from sam_widgets.micro import MICRO_CONFIG, WEIGHTS_PATH, build_micro
+from sam_widgets.architectures import CONFIGS
+from sam_widgets.micro import WEIGHTS_PATH, build_micro
 from sam_widgets.micro.data import HELDOUT_SEED_START, TRAIN_SEED_START, heldout_set, make_scene
 from sam_widgets.micro.evaluate import center_point, iou
 
@@ -52,7 +53,7 @@ def test_weights_ship_small_and_load_offline_with_weights_only():
     assert all(torch.isfinite(v.float()).all() for v in state.values())
     sam = build_micro()
     assert not sam.training
-    assert sam.image_encoder.img_size == MICRO_CONFIG.img_size
+    assert sam.image_encoder.img_size == CONFIGS["micro"].img_size
 
 
 def test_random_init_has_the_shipped_architecture():

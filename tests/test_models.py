@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 
 import numpy as np
@@ -17,7 +18,9 @@ from sam_widgets import (
     load_sam,
     models,
 )
-from sam_widgets.models import CONFIGS, build_sam, identify_architecture, pick_model
+from sam_widgets.architectures import CONFIGS, build_sam, identify_architecture
+from sam_widgets.models import pick_model
+from sam_widgets.record import record_of
 
 from .conftest import TINY
 
@@ -43,7 +46,7 @@ def test_random_vit_b_matches_the_documented_parameter_counts():
     assert round(param_count(sam.image_encoder) / 1e6, 1) == 89.7  # DESIGN.md, measured
     # DESIGN.md rounds this to "4.07 M"; the code has 6,220 + 4,058,340 = 4.06 M.
     assert param_count(sam.prompt_encoder) + param_count(sam.mask_decoder) == 4_064_560
-    assert sam.sam_widgets_weights == "random" and sam.sam_widgets_name == "vit_b"
+    assert record_of(sam).weights == "random" and record_of(sam).name == "vit_b"
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +67,7 @@ def test_load_state_dict_of_official_shapes(vit_b_file):
     assert all(torch.equal(got[k], sd[k]) for k in sd)
     assert torch.equal(sam.pixel_mean, torch.tensor([123.675, 116.28, 103.53]).view(-1, 1, 1))
     # name="auto" with a checkpoint reads the architecture from the file.
-    assert load_sam(checkpoint=path, device="cpu").sam_widgets_name == "vit_b"
+    assert record_of(load_sam(checkpoint=path, device="cpu")).name == "vit_b"
 
 
 def test_wrong_architecture_names_both(vit_b_file):
@@ -115,7 +118,7 @@ def test_download_then_load_through_a_mirror(vit_b_file, file_server, monkeypatc
 
     sam = load_sam("vit_b", device="cpu", precision="fp32", progress=False)
     assert torch.equal(sam.image_encoder.neck[0].weight, sd["image_encoder.neck.0.weight"])
-    assert sam.sam_widgets_fingerprint == fake.sha256
+    assert record_of(sam).fingerprint == fake.sha256
 
     # Offline now: the verified cached file is enough, and the server is not asked again.
     monkeypatch.setenv("SAM_WIDGETS_OFFLINE", "1")
@@ -138,14 +141,14 @@ def test_pick_model_rule():
 def test_auto_uses_free_memory(monkeypatch):
     monkeypatch.setattr(models, "free_memory_bytes", lambda device: 7 * GB)
     sam = load_sam("auto", weights="random", device="cpu")
-    assert sam.sam_widgets_name == "vit_l"
+    assert record_of(sam).name == "vit_l"
 
 
 def test_auto_offline_with_nothing_cached_falls_back_to_micro(monkeypatch):
     monkeypatch.setattr(models, "free_memory_bytes", lambda device: 2 * GB)
     with pytest.warns(ModelFallbackWarning, match="vit_b.*micro"):
         sam = load_sam("auto", device="cpu")
-    assert sam.sam_widgets_name == "micro"
+    assert record_of(sam).name == "micro"
 
 
 def test_bf16_runs_the_encoder_in_bf16_and_keeps_official_keys(tiny_sam):
@@ -221,3 +224,22 @@ def test_a_module_prefix_suggests_the_fix(tmp_path):
     with pytest.raises(ArchitectureMismatchError, match=r"starts with 'module\.'.*removeprefix") as err:
         load_sam("micro", checkpoint=tmp_path / "ddp.pth", device="cpu")
     assert "and " in str(err.value) and "more" in str(err.value)  # the first few keys, not all
+
+
+def test_one_record_says_what_was_loaded(tiny_sam):
+    """load_sam attaches one ModelRecord; every fact is read through record_of, none by string."""
+    from sam_widgets.fast import disable_fast, enable_fast
+    from sam_widgets.record import ModelRecord
+
+    assert record_of(tiny_sam) == ModelRecord() and record_of(tiny_sam).label == "fp32"
+    sam = load_sam("micro", device="cpu")
+    r = record_of(sam)
+    assert (r.name, r.weights, r.source) == ("micro", "pretrained", "bundled")
+    assert r.label == f"{r.precision}-fast" and r.reason
+    assert [k for k in vars(sam) if k.startswith("sam_widgets")] == ["sam_widgets_record"]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        r.name = "vit_b"
+    disable_fast(sam)
+    assert record_of(sam).label == r.precision and record_of(sam).name == "micro"
+    enable_fast(sam)
+    assert record_of(sam) == r

@@ -12,7 +12,8 @@ from segment_anything import SamPredictor
 
 from sam_widgets import CachedPredictor
 from sam_widgets._images import as_rgb_uint8
-from sam_widgets.models import _apply_precision, build_sam
+from sam_widgets.architectures import build_sam
+from sam_widgets.models import _apply_precision
 
 from .conftest import TINY
 

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ..record import record_of
 from .timing import Timing
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -118,8 +119,10 @@ def evaluate_iou(
         sam = load_sam(
             sam, weights=weights or "pretrained", device=device, precision=precision, progress=progress
         )
-    name = getattr(sam, "sam_widgets_name", "model")
-    weights = getattr(sam, "sam_widgets_weights", weights)
+    record = record_of(sam)
+    loaded = record.weights != "unknown"  # load_sam recorded the model's facts
+    name = record.name if loaded else "model"
+    weights = record.weights if loaded else weights
     if weights not in ("pretrained", "random"):
         raise ValueError(
             f"evaluate_iou: the weights of this {type(sam).__name__} are unknown; load it with load_sam(), "
@@ -131,7 +134,7 @@ def evaluate_iou(
         model=name,
         weights=weights,
         device=str(sam.device),
-        precision=getattr(sam, "sam_widgets_precision", precision),
+        precision=record.precision if loaded else precision,
         dataset=dataset,
         status=NO_IOU_RANDOM if weights == "random" else "measured",
         samples=len(samples),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
+from ..record import record_of
 from .iou import evaluate_iou
 from .timing import ModelResult, bench_model, machine_info
 from .weights import _skip_message, resolve_weights
@@ -62,7 +63,7 @@ def run(
                 model=name,
                 weights=w,
                 device=str(sam.device),
-                precision=getattr(sam, "sam_widgets_precision", "fp32"),
+                precision=record_of(sam).precision,
                 image_size=tuple(kwargs.get("image_size", (768, 1024))),
             )
         if iou_samples is not None:

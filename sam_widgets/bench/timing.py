@@ -17,6 +17,7 @@ import numpy as np
 
 from .._io import cuda_sync
 from .._memory import PeakRSS
+from ..record import record_of
 from .weights import resolve_weights
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -178,7 +179,8 @@ def bench_model(
             name, weights=weights, device=device, precision=precision, fast=fast, progress=progress
         )
     else:
-        weights = getattr(sam, "sam_widgets_weights", weights)
+        if record_of(sam).weights != "unknown":
+            weights = record_of(sam).weights
     dev = sam.device
     sync = functools.partial(cuda_sync, dev)
     images = [_bench_image(image_size, seed) for seed in range(repeats + 1)]

@@ -27,9 +27,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sam_widgets.micro import MICRO_CONFIG
+from sam_widgets.architectures import CONFIGS, build_sam
 from sam_widgets.micro.data import TRAIN_SEED_START, make_scene
-from sam_widgets.models import build_sam
+
+MICRO_CONFIG = CONFIGS["micro"]
 
 # ----------------------------------------------------------------------------- losses
 
@@ -430,10 +431,6 @@ def main(argv: list[str] | None = None) -> None:
     print(f"done: {len(rows)} steps, last loss {rows[-1]['loss']:.4f}, weights at {a.out}")
 
 
-if __name__ == "__main__":
-    main()
-
-
 def train_decoder(
     sam,
     scenes: int = 128,
@@ -513,3 +510,7 @@ def train_decoder(
     bar.close()
     sam.eval()
     return rows
+
+
+if __name__ == "__main__":
+    main()
