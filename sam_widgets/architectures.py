@@ -79,24 +79,21 @@ CONFIGS: dict[str, SamConfig] = {
     "vit_b": SamConfig(768, 12, 12, (2, 5, 8, 11)),
     "vit_l": SamConfig(1024, 24, 16, (5, 11, 17, 23)),
     "vit_h": SamConfig(1280, 32, 16, (7, 15, 23, 31)),
-    # micro: input 256x256, patch 16 -> 16x16 tokens, all global attention (windows would save
-    # nothing on 16x16 tokens); low-res masks 64x64. Trained here: sam_widgets/micro/MODEL_CARD.md.
+    # micro: 128 wide, 6 blocks, 4 heads; input 256x256, patch 16 -> 16x16 tokens, every block
+    # global (windows would save nothing on 16x16 tokens); low-res masks 64x64; a decoder of width
+    # 128. Trained here: sam_widgets/micro/MODEL_CARD.md.
     "micro": SamConfig(
+        128,
+        6,
+        4,
+        tuple(range(6)),
         img_size=256,
-        patch_size=16,
-        encoder_embed_dim=128,
-        encoder_depth=6,
-        encoder_num_heads=4,
-        mlp_ratio=4.0,
         window_size=0,
-        encoder_global_attn_indexes=(0, 1, 2, 3, 4, 5),
         prompt_embed_dim=128,
-        mask_in_chans=16,
-        decoder_depth=2,
         decoder_mlp_dim=512,
         decoder_num_heads=4,
         iou_head_hidden_dim=128,
-    ),
+    ),  # fmt: skip
 }
 
 # mobile_sam (MobileSAM): sam_widgets.tiny_vit's TinyViT encoder (its own numbers:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Literal
 from . import checkpoints
 from .architectures import MODEL_NAMES, OFFICIAL, build_sam, config_for, identify_architecture
 from .errors import ArchitectureMismatchError, CheckpointError, DownloadError
+from .micro import build_micro
 from .record import ModelRecord, attach, record_of, update
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -328,8 +329,6 @@ def load_sam(
     elif weights == "random":
         sam, source = build_sam(config_for(name)), "random init"
     elif name == "micro":
-        from .micro import build_micro
-
         sam, source = build_micro(weights=True), "bundled"
     else:
         path = checkpoints.download(name, progress=progress)
@@ -377,8 +376,6 @@ def _load_auto(weights: str, dev: torch.device, progress: bool) -> tuple[Sam, st
             ModelFallbackWarning,
             stacklevel=3,
         )
-        from .micro import build_micro
-
         return build_micro(weights=True), "micro", "bundled"
     return _load_into(wanted, checkpoints.load_state_dict(path), str(path)), wanted, str(path)
 

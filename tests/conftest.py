@@ -12,19 +12,11 @@ import pytest
 from sam_widgets.architectures import SamConfig
 
 # The real architecture, shrunk: every code path of segment_anything runs, in milliseconds.
+# 32 wide, 2 blocks (the second global), 2 heads; 128x128 input, 8x8 tokens in windows of 4.
 TINY = SamConfig(
-    encoder_embed_dim=32,
-    encoder_depth=2,
-    encoder_num_heads=2,
-    encoder_global_attn_indexes=(1,),
-    img_size=128,
-    patch_size=16,
-    window_size=4,
-    prompt_embed_dim=32,
-    decoder_mlp_dim=64,
-    decoder_num_heads=2,
-    iou_head_hidden_dim=32,
-)
+    32, 2, 2, (1,), img_size=128, window_size=4, prompt_embed_dim=32,
+    decoder_mlp_dim=64, decoder_num_heads=2, iou_head_hidden_dim=32,
+)  # fmt: skip
 
 
 @pytest.fixture(autouse=True)
