@@ -24,6 +24,7 @@ from pycocotools import mask as mask_utils
 
 from ._io import rle_decode, rle_encode
 from .errors import AnnotationFileError, ImageMismatchError
+from .prompts import Prompt
 
 ANNOTATIONS_FILE = "annotations.json"
 FORMAT = 1  # version of the "sam_widgets" section of annotations.json
@@ -370,16 +371,9 @@ def _parse_object(o: dict[str, Any], width: int, height: int) -> dict[str, Any]:
         raise ValueError(f"bad colour {o['color']!r}")
     points = tuple((float(x), float(y)) for x, y in o["points"])
     point_labels = tuple(int(v) for v in o["point_labels"])
-    if len(point_labels) != len(points) or not set(point_labels) <= {0, 1}:
-        raise ValueError(f"bad point labels {o['point_labels']!r}")
-    if not all(0 <= x <= width and 0 <= y <= height for x, y in points):
-        raise ValueError(f"points {o['points']!r} outside a {width}x{height} image")
-    box = None
-    if o["box"] is not None:
-        x0, y0, x1, y1 = (float(v) for v in o["box"])
-        if not (0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height):
-            raise ValueError(f"bad box {o['box']!r}")
-        box = (x0, y0, x1, y1)
+    box = None if o["box"] is None else tuple(float(v) for v in o["box"])
+    if points or point_labels or box is not None:  # an object may have no prompts yet
+        Prompt(points=points, labels=point_labels, box=box).check(width, height)
     category = o.get("category")  # absent in folders saved before classes existed
     if category is not None and (not isinstance(category, str) or not category.strip()):
         raise ValueError(f"bad class {category!r}")

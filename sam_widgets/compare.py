@@ -2,7 +2,8 @@
 
 The logic of notebook 03, where a test can reach it:
 
-- ``Prompt`` and ``CHELSEA_PROMPTS``: points (X, Y) and boxes (XYXY) in pixels of the image;
+- ``CHELSEA_PROMPTS``: ``sam_widgets.prompts.Prompt``s (points (X, Y), boxes XYXY, in pixels) for
+  skimage's chelsea;
 - ``checkpoint_status``: whether an official checkpoint is in the cache here, and if not the one
   line that says how to fetch it;
 - ``run_model``: one model on the image and every prompt through ``CachedPredictor``: encoder
@@ -32,6 +33,7 @@ from . import checkpoints
 from ._memory import PeakRSS  # public here (compare.PeakRSS): measures run_model's encoder memory
 from .errors import ChecksumError
 from .models import available_ram_bytes
+from .prompts import Prompt
 from .record import record_of
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -45,7 +47,6 @@ __all__ = [
     "ALL_MODELS",
     "DOWNLOAD_SIZE",
     "ENCODE_PEAK_RAM",
-    "Prompt",
     "CHELSEA_PROMPTS",
     "ModelResult",
     "parse_models",
@@ -80,35 +81,6 @@ RANDOM_LABEL = "random weights: timing only, no masks"
 
 
 # ----------------------------------------------------------------------------- prompts
-
-
-@dataclass(frozen=True)
-class Prompt:
-    """One prompt in pixels of the original image.
-
-    points: (X, Y) pairs; labels: one per point, 1 on the object, 0 not on it; box: X0, Y0, X1, Y1.
-    """
-
-    name: str
-    points: tuple[tuple[float, float], ...] = ()
-    labels: tuple[int, ...] = ()
-    box: tuple[float, float, float, float] | None = None
-
-    def __post_init__(self) -> None:
-        if len(self.points) != len(self.labels):
-            raise ValueError(
-                f"prompt {self.name!r}: {len(self.points)} points but {len(self.labels)} labels."
-            )
-        if not self.points and self.box is None:
-            raise ValueError(f"prompt {self.name!r} has neither points nor a box.")
-
-    def predict_kwargs(self) -> dict[str, Any]:
-        """Arguments for ``SamPredictor.predict``: point_coords Nx2, point_labels N, box 4 (or None)."""
-        return {
-            "point_coords": np.array(self.points, dtype=np.float64) if self.points else None,
-            "point_labels": np.array(self.labels, dtype=np.int64) if self.points else None,
-            "box": np.array(self.box, dtype=np.float64) if self.box is not None else None,
-        }
 
 
 #: For ``skimage.data.chelsea()`` (451x300): an ambiguous click, a click with a negative one,

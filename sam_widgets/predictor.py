@@ -32,6 +32,7 @@ from segment_anything.modeling import Sam
 from . import fast as _fast
 from ._images import as_rgb_uint8
 from ._io import atomic_write, cuda_sync
+from .prompts import Prompt
 from .record import record_of
 
 __all__ = ["CachedPredictor", "PredictorStats", "as_predictor"]
@@ -284,8 +285,10 @@ class CachedPredictor(SamPredictor):
             if not self.is_image_set:
                 raise RuntimeError("An image must be set with .set_image(...) before mask prediction.")
             h, w = self.original_size
-            point_coords, point_labels = _check_points(point_coords, point_labels, w, h)
-            box = _check_box(box, w, h)
+            prompt = Prompt.from_arrays(point_coords, point_labels, box)
+            if prompt is not None:
+                kw = prompt.check(w, h).predict_kwargs()
+                point_coords, point_labels, box = kw["point_coords"], kw["point_labels"], kw["box"]
             if mask_input is not None:
                 side = 4 * self.model.prompt_encoder.image_embedding_size[0]
                 mask_input = np.asarray(mask_input, dtype=np.float32)
@@ -513,49 +516,3 @@ def _check_size(size) -> tuple[int, int]:
 
 def _sync(device: torch.device) -> None:
     cuda_sync(device)
-
-
-def _check_points(coords, labels, w: int, h: int):
-    if coords is None:
-        if labels is not None:
-            raise ValueError("point_labels given without point_coords.")
-        return None, None
-    if labels is None:
-        raise ValueError("point_labels must be supplied if point_coords is supplied.")
-    coords = np.asarray(coords, dtype=np.float64)
-    labels = np.asarray(labels)
-    if coords.ndim != 2 or coords.shape[1] != 2:
-        raise ValueError(f"point_coords must be an Nx2 array of (X, Y) pixels, got shape {coords.shape}.")
-    if labels.shape != (coords.shape[0],):
-        raise ValueError(
-            f"point_labels must have one label per point: {coords.shape[0]} points, "
-            f"labels of shape {labels.shape}."
-        )
-    if not np.isin(labels, (0, 1)).all():
-        raise ValueError(f"point_labels must be 1 (positive) or 0 (negative), got {np.unique(labels)}.")
-    if not np.isfinite(coords).all():
-        raise ValueError("point_coords holds NaN or infinite values.")
-    outside = (coords[:, 0] < 0) | (coords[:, 0] > w) | (coords[:, 1] < 0) | (coords[:, 1] > h)
-    if outside.any():
-        x, y = coords[np.argmax(outside)]
-        raise ValueError(
-            f"Point ({x:g}, {y:g}) lies outside the {w}x{h} image; points are (X, Y) in pixels "
-            "of the original image, 0 <= X <= width, 0 <= Y <= height."
-        )
-    return coords, labels
-
-
-def _check_box(box, w: int, h: int):
-    if box is None:
-        return None
-    box = np.asarray(box, dtype=np.float64)
-    if box.shape not in ((4,), (1, 4)):
-        raise ValueError(f"box must be 4 numbers X0, Y0, X1, Y1 in pixels, got shape {box.shape}.")
-    x0, y0, x1, y1 = box.reshape(4)
-    if not np.isfinite(box).all():
-        raise ValueError("box holds NaN or infinite values.")
-    if x1 < x0 or y1 < y0:
-        raise ValueError(f"box {box.reshape(4).tolist()} is not XYXY: need X0 <= X1 and Y0 <= Y1.")
-    if x0 < 0 or y0 < 0 or x1 > w or y1 > h:
-        raise ValueError(f"box {box.reshape(4).tolist()} reaches outside the {w}x{h} image.")
-    return box.reshape(4)

@@ -27,7 +27,6 @@ import dataclasses
 import functools
 import hashlib
 import itertools
-import math
 import operator
 import os
 import threading
@@ -47,6 +46,7 @@ from ._images import _is_pil, as_rgb_uint8
 from ._io import rle_pack, rle_unpack
 from .errors import AnnotationFileError, ImageMismatchError, SamWidgetsError
 from .export import FORMATS, ExportError, ExportFolderError, MissingMaskError, default_category
+from .prompts import Prompt
 from .viz import PALETTE
 
 __all__ = [
@@ -1062,24 +1062,13 @@ class Session:
 
     def _check_point(self, x: float, y: float) -> tuple[float, float]:
         x, y = float(x), float(y)
-        w, h = self.width, self.height
-        if not (math.isfinite(x) and math.isfinite(y)) or not (0 <= x <= w and 0 <= y <= h):
-            raise ValueError(
-                f"Point ({x:g}, {y:g}) lies outside the {w}x{h} image {self.image_name!r}; points are "
-                "(X, Y) in pixels of the original image, 0 <= X <= width, 0 <= Y <= height."
-            )
+        Prompt(points=((x, y),), labels=(1,)).check(self.width, self.height, self.image_name)
         return x, y
 
     def _check_box(self, x0: float, y0: float, x1: float, y1: float) -> tuple[float, float, float, float]:
         x0, x1 = sorted((float(x0), float(x1)))
         y0, y1 = sorted((float(y0), float(y1)))
-        w, h = self.width, self.height
-        if not all(math.isfinite(v) for v in (x0, y0, x1, y1)) or x0 < 0 or y0 < 0 or x1 > w or y1 > h:
-            raise ValueError(
-                f"Box ({x0:g}, {y0:g}, {x1:g}, {y1:g}) reaches outside the {w}x{h} image "
-                f"{self.image_name!r}; corners are in pixels of the original image (clamp a drag "
-                "that leaves the image)."
-            )
+        Prompt(box=(x0, y0, x1, y1)).check(self.width, self.height, self.image_name)
         if x1 - x0 < MIN_BOX_SIDE or y1 - y0 < MIN_BOX_SIDE:
             raise ValueError(
                 f"The box is {x1 - x0:g}x{y1 - y0:g} pixels; a box needs at least {MIN_BOX_SIDE:g} "

@@ -13,7 +13,8 @@ import torch
 
 from sam_widgets import anatomy, architectures, checkpoints, compare
 from sam_widgets.architectures import build_sam
-from sam_widgets.compare import ModelResult, Prompt
+from sam_widgets.compare import ModelResult
+from sam_widgets.prompts import Prompt
 
 from .conftest import TINY
 
