@@ -37,6 +37,7 @@ from segment_anything.modeling import Sam
 
 from ._images import as_rgb_uint8
 from .architectures import SamConfig, build_sam, config_for
+from .measure import QUOTED_SOURCE, QUOTED_SPEED_IOU
 
 __all__ = [
     "Anatomy",
@@ -65,9 +66,8 @@ QUOTED: dict[str, dict[str, Any]] = {
         "gives 64x64xembed_dim after patch embedding, and the neck makes 256",
     },
     "speed_vs_iou": {
-        "value": {"vit_h": (0.88, 110), "vit_l": (0.86, 80), "vit_b": (0.83, 50)},
-        "source": "the figures most often quoted (mIoU, encoder ms), said to be on an A100; as "
-        "given in the project's teaching-notebooks issue, not measured here",
+        "value": {name: (q["miou"], q["encoder_ms"]) for name, q in QUOTED_SPEED_IOU.items()},
+        "source": QUOTED_SOURCE,
     },
 }
 

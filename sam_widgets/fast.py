@@ -688,11 +688,14 @@ def _stock_postprocess(masks, input_size, original_size, img_size):
 def upscale_masks(
     masks: torch.Tensor,
     input_size: tuple[int, int],
-    original_size: tuple[int, int],
     img_size: int,
     out_size: tuple[int, int],
 ) -> torch.Tensor:
     """Low-res logits (BxCx256x256) straight to ``out_size`` (h, w), one bilinear resize.
+
+    ``input_size``: the resized image inside the ``img_size`` square (SamPredictor's
+    ``input_size``); the original image's size does not enter: only the part of the input that
+    holds the image is resized, to whatever ``out_size`` the view asks for.
 
     Pixel (i, j) of the result samples the low-res map where stock's chain would place the
     centre of the image region it covers (same geometry: the padding is cut off exactly); stock
@@ -704,7 +707,6 @@ def upscale_masks(
     oh, ow = (int(v) for v in out_size)
     if oh < 1 or ow < 1:
         raise ValueError(f"out_size must be positive (h, w), got {out_size}.")
-    del original_size  # the geometry depends on the part of the input that holds the image only
     # The image covers input_size of img_size, i.e. input_size * low / img_size low-res pixels.
     src_h = input_size[0] * low / img_size
     src_w = input_size[1] * low / img_size

@@ -16,10 +16,8 @@ masks later, equal to those ``predict`` would have returned.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import threading
 import time
-from collections import OrderedDict
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +29,8 @@ from segment_anything.modeling import Sam
 
 from . import fast as _fast
 from ._images import as_rgb_uint8
-from ._io import atomic_write, cuda_sync
+from ._io import cuda_sync
+from .embedding_cache import Embedding, EmbeddingCache, WeightsFingerprint, digest, weights_version
 from .prompts import Prompt
 from .record import record_of
 
@@ -63,7 +62,7 @@ class PredictorStats:
     """What the predictor did lately. Times in milliseconds, sizes in bytes."""
 
     encoder_ms: float | None = None  # last image encoding that ran the encoder
-    decoder_ms: float | None = None  # last predict(): prompt encoder + decoder + masks at their size
+    click_ms: float | None = None  # last predict(): prompt encoder + decoder + masks at their size
     last_set_image_ms: float | None = None  # last set_image, hit or miss (hashing included)
     last_was_hit: bool | None = None
     hits: int = 0
@@ -76,17 +75,6 @@ class PredictorStats:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-@dataclass
-class _Entry:
-    features: torch.Tensor  # 1xCxhxw, on the model's device
-    original_size: tuple[int, int]
-    input_size: tuple[int, int]
-
-    @property
-    def nbytes(self) -> int:
-        return self.features.element_size() * self.features.numel()
 
 
 class CachedPredictor(SamPredictor):
@@ -122,19 +110,15 @@ class CachedPredictor(SamPredictor):
                 f"CachedPredictor takes a segment_anything Sam (e.g. load_sam('vit_b')), "
                 f"got {type(sam_model).__name__}."
             )
-        if cache_bytes < 0:
-            raise ValueError(f"cache_bytes must be >= 0, got {cache_bytes}.")
         if click_threads is not None and (not isinstance(click_threads, int) or click_threads < 1):
             raise ValueError(f"click_threads must be None or a positive int, got {click_threads!r}.")
         self.click_threads = click_threads
         self._lock = threading.RLock()
-        self._cache: OrderedDict[tuple, _Entry] = OrderedDict()
-        self.cache_bytes = int(cache_bytes)
-        self.cache_dir = Path(cache_dir).expanduser() if cache_dir is not None else None
-        self._fingerprint: tuple[int, str] | None = None  # (weights version, digest)
+        self.cache = EmbeddingCache(cache_bytes, cache_dir)
+        self._fingerprint = WeightsFingerprint(sam_model)
         self._out_size: tuple[int, int] | None = None  # predict() -> predict_torch(), under the lock
         super().__init__(sam_model)
-        self.stats = PredictorStats(device=str(sam_model.device), precision=self.stats_precision)
+        self.stats = PredictorStats(device=str(sam_model.device), precision=record_of(sam_model).label)
 
     # ------------------------------------------------------------------ image setting
 
@@ -152,7 +136,7 @@ class CachedPredictor(SamPredictor):
         image = as_rgb_uint8(image)
         if image_format != self.model.image_format:
             image = np.ascontiguousarray(image[..., ::-1])
-        key = self._key(_digest(image))
+        key = self._key(digest(image))
         with self._lock:
             if self._use_cached(key, t0):
                 return
@@ -166,7 +150,7 @@ class CachedPredictor(SamPredictor):
         """SamPredictor.set_torch_image, cached by the tensor's content and the original size."""
         t0 = time.perf_counter()
         data = transformed_image.detach().cpu().contiguous().numpy()
-        key = self._key(_digest(data, extra=tuple(original_image_size)))
+        key = self._key(digest(data, extra=tuple(original_image_size)))
         with self._lock:
             if self._use_cached(key, t0):
                 return
@@ -181,9 +165,9 @@ class CachedPredictor(SamPredictor):
         self._prepare_decoder()
         _sync(self.device)
         self.stats.encoder_ms = (time.perf_counter() - te) * 1000
-        entry = _Entry(self.features, tuple(self.original_size), tuple(self.input_size))
-        self._remember(key, entry)
-        self._save_to_disk(key, entry)
+        entry = Embedding(self.features, tuple(self.original_size), tuple(self.input_size))
+        self.cache.put(key, self._disk_key(key), entry)
+        self._update_cache_stats()
         self.stats.last_set_image_ms = (time.perf_counter() - t0) * 1000
 
     def _prepare_decoder(self) -> None:
@@ -196,15 +180,11 @@ class CachedPredictor(SamPredictor):
                 decoder.prepare(self.features, pe.get_dense_pe(), pe(points=None, boxes=None, masks=None)[1])
 
     def _use_cached(self, key: tuple, t0: float) -> bool:
-        entry = self._cache.get(key)
+        entry, from_disk = self.cache.get(key, self._disk_key(key), self.device)
         if entry is None:
-            entry = self._load_from_disk(key)
-            if entry is None:
-                return False
-            self.stats.disk_hits += 1
-            self._remember(key, entry)
-        else:
-            self._cache.move_to_end(key)
+            return False
+        self.stats.disk_hits += from_disk
+        self._update_cache_stats()
         self.reset_image()
         self.features = entry.features
         self.original_size = entry.original_size
@@ -220,10 +200,9 @@ class CachedPredictor(SamPredictor):
         image = as_rgb_uint8(image)
         if image_format != self.model.image_format:
             image = np.ascontiguousarray(image[..., ::-1])
-        key = self._key(_digest(image))
+        key = self._key(digest(image))
         with self._lock:
-            path = self._disk_path(key)
-            return key in self._cache or (path is not None and path.is_file())
+            return self.cache.contains(key, self._disk_key(key))
 
     def precompute(self, image: Any, image_format: str = "RGB") -> bool:
         """Encode ``image`` into the cache without making it the current image; False if cached.
@@ -254,7 +233,7 @@ class CachedPredictor(SamPredictor):
     def clear_cache(self) -> None:
         """Forget every in-memory embedding (the disk cache is left alone)."""
         with self._lock:
-            self._cache.clear()
+            self.cache.clear()
             self._update_cache_stats()
 
     # ------------------------------------------------------------------ prediction
@@ -308,7 +287,7 @@ class CachedPredictor(SamPredictor):
                     )
             finally:
                 self._out_size = None
-            self.stats.decoder_ms = (time.perf_counter() - t0) * 1000
+            self.stats.click_ms = (time.perf_counter() - t0) * 1000
             return out
 
     def threads_for_click(self) -> int | None:
@@ -390,91 +369,37 @@ class CachedPredictor(SamPredictor):
     def _resize(self, low_res: torch.Tensor, out_size: tuple[int, int] | None) -> torch.Tensor:
         img_size = self.model.image_encoder.img_size
         if out_size is not None:
-            return _fast.upscale_masks(low_res, self.input_size, self.original_size, img_size, out_size)
+            return _fast.upscale_masks(low_res, self.input_size, img_size, out_size)
         if _fast.is_fast(self.model):
             return _fast.postprocess_masks(low_res, self.input_size, self.original_size, img_size)
         return self.model.postprocess_masks(low_res, self.input_size, self.original_size)
 
-    # ------------------------------------------------------------------ cache internals
-
-    def _key(self, image_digest: str) -> tuple:
-        """In-memory key: this model object at its current weights version. Cheap: hashing the
-        weights is left to the disk cache, the only place that must recognise them across runs."""
-        return (id(self.model), self._weights_version(), self.stats_precision, str(self.device), image_digest)
-
-    def _disk_key(self, key: tuple) -> str:
-        _model, _version, precision, _device, digest = key
-        return repr((self._model_fingerprint(), precision, self.device.type, digest))
+    # ------------------------------------------------------------------ cache keys
 
     @property
-    def stats_precision(self) -> str:
-        """The model's precision label (``"fp32"``, ``"fp32-fast"``, ...): part of every cache key,
-        since fast and stock embeddings differ in the last bits."""
-        return record_of(self.model).label
+    def cache_bytes(self) -> int:
+        """The memory budget of the embedding cache, in bytes."""
+        return self.cache.max_bytes
 
-    def _weights_version(self) -> int:
-        # Tensor._version counts in-place writes: an optimizer step changes it, so embeddings of a
-        # model trained in place (the micro training notebook) are never served stale.
-        return sum(p._version for p in self.model.image_encoder.parameters())
+    @property
+    def cache_dir(self) -> Path | None:
+        """The folder of the on-disk embedding cache, or None."""
+        return self.cache.folder
 
-    def _model_fingerprint(self) -> str:
-        version = self._weights_version()
-        if self._fingerprint is not None and self._fingerprint[0] == version:
-            return self._fingerprint[1]
-        record = record_of(self.model)
-        if record.fingerprint is not None and version == record.fingerprint_version:
-            digest = record.fingerprint
-        else:
-            h = hashlib.blake2b(digest_size=16)
-            for name, t in self.model.image_encoder.state_dict().items():
-                h.update(name.encode())
-                h.update(t.detach().float().cpu().contiguous().numpy().tobytes())
-            digest = h.hexdigest()
-        self._fingerprint = (version, digest)
-        return digest
+    def _key(self, image_digest: str) -> tuple:
+        """In-memory key: this model object at its current weights version (see embedding_cache)."""
+        label = record_of(self.model).label
+        return (id(self.model), weights_version(self.model), label, str(self.device), image_digest)
 
-    def _remember(self, key: tuple, entry: _Entry) -> None:
-        if entry.nbytes <= self.cache_bytes:
-            self._cache[key] = entry
-            self._cache.move_to_end(key)
-            while sum(e.nbytes for e in self._cache.values()) > self.cache_bytes:
-                self._cache.popitem(last=False)
-        self._update_cache_stats()
+    def _disk_key(self, key: tuple) -> str:
+        _model, _version, label, _device, image_digest = key
+        if self.cache.folder is None:
+            return ""  # no disk cache: no weights to fingerprint
+        return repr((self._fingerprint(), label, self.device.type, image_digest))
 
     def _update_cache_stats(self) -> None:
-        self.stats.cache_entries = len(self._cache)
-        self.stats.cache_bytes = sum(e.nbytes for e in self._cache.values())
-
-    def _disk_path(self, key: tuple) -> Path | None:
-        if self.cache_dir is None:
-            return None
-        name = hashlib.blake2b(self._disk_key(key).encode(), digest_size=20)
-        return self.cache_dir / f"{name.hexdigest()}.pt"
-
-    def _save_to_disk(self, key: tuple, entry: _Entry) -> None:
-        path = self._disk_path(key)
-        if path is None:
-            return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        data = {
-            "key": self._disk_key(key),
-            "features": entry.features.detach().cpu(),
-            "original_size": list(entry.original_size),
-            "input_size": list(entry.input_size),
-        }
-        atomic_write(path, lambda f: torch.save(data, f))  # a reader sees the old file or the new one
-
-    def _load_from_disk(self, key: tuple) -> _Entry | None:
-        path = self._disk_path(key)
-        if path is None or not path.is_file():
-            return None
-        try:
-            data = torch.load(path, map_location=self.device, weights_only=True)
-            if data["key"] != self._disk_key(key):
-                return None  # a hash collision or a stale format: recompute
-            return _Entry(data["features"], tuple(data["original_size"]), tuple(data["input_size"]))
-        except Exception:
-            return None  # a damaged entry is recomputed and overwritten, never trusted
+        self.stats.cache_entries = self.cache.entries
+        self.stats.cache_bytes = self.cache.nbytes
 
 
 # ---------------------------------------------------------------------- helpers
@@ -495,13 +420,6 @@ def as_predictor(model: Any = "micro", *, device: str = "auto", precision: str =
         f"model must be a name for load_sam ('micro', 'vit_b', ...), a segment_anything Sam or a "
         f"CachedPredictor; got {type(model).__name__}."
     )
-
-
-def _digest(arr: np.ndarray, extra: tuple = ()) -> str:
-    h = hashlib.blake2b(digest_size=16)
-    h.update(repr((arr.shape, str(arr.dtype), extra)).encode())
-    h.update(memoryview(np.ascontiguousarray(arr)).cast("B"))
-    return h.hexdigest()
 
 
 def _check_size(size) -> tuple[int, int]:

@@ -368,7 +368,7 @@ class Session:
         self._state_lock = threading.RLock()  # images, objects, history: read-modify-commit
         self._packs: weakref.WeakValueDictionary[int, _Packed] = weakref.WeakValueDictionary()
         self._seq = itertools.count()
-        self.last_click_ms: float | None = None  # ms of the last prediction (decoder + upscaling)
+        self.click_ms: float | None = None  # ms of the last prediction (decoder + upscaling)
         self._current = 0
         self._callbacks: list[Callable[[str], Any]] = []
         self._lock = threading.RLock()  # the predictor: encoding (worker thread) vs predicting
@@ -1113,8 +1113,8 @@ class Session:
                 multimask_output=multimask,
             )
             elapsed_ms = (time.perf_counter() - t0) * 1000
-        decoder_ms = getattr(getattr(self.predictor, "stats", None), "decoder_ms", None)
-        self.last_click_ms = float(decoder_ms) if decoder_ms is not None else elapsed_ms
+        click_ms = getattr(getattr(self.predictor, "stats", None), "click_ms", None)
+        self.click_ms = float(click_ms) if click_ms is not None else elapsed_ms
         masks = np.array(masks, dtype=bool)  # NxHxW, our own copy
         scores = np.array(scores, dtype=np.float32).reshape(-1)
         if masks.ndim != 3 or masks.shape[1:] != (self.height, self.width) or len(scores) != len(masks):

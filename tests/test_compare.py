@@ -137,12 +137,11 @@ def test_available_ram_reads_the_container_limit(tmp_path, monkeypatch):
 @pytest.mark.parametrize(
     "setup, added, whole",
     [
-        ("from sam_widgets.compare import PeakRSS; m = PeakRSS()", "m.bytes", "m.peak_rss_bytes"),
+        ("from sam_widgets.measure import PeakRSS; m = PeakRSS()", "m.bytes", "m.peak_rss_bytes"),
         ("from sam_widgets._memory import PeakRSS; m = PeakRSS(trim=True)", "m.bytes", "m.peak_rss_bytes"),
         # bench's meter on a CPU device: the same sampler, with the heap trimmed first
         (
-            "import torch; from sam_widgets.bench.timing import _PeakMemory; "
-            "m = _PeakMemory(torch.device('cpu'))",
+            "import torch; from sam_widgets.measure import PeakMemory; m = PeakMemory(torch.device('cpu'))",
             "m.peak_bytes",
             "m.peak_rss_bytes",
         ),

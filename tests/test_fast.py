@@ -301,7 +301,7 @@ def test_display_size_geometry_is_stocks(input_size, original_size, out_size):
     at the centre of the image region it shows (stock's geometry, padding cut off)."""
     yy, xx = torch.meshgrid(torch.arange(256.0), torch.arange(256.0), indexing="ij")
     low = (0.37 * yy - 0.81 * xx + 3.0)[None, None].double()
-    got = fast.upscale_masks(low, input_size, original_size, 1024, out_size)[0, 0]
+    got = fast.upscale_masks(low, input_size, 1024, out_size)[0, 0]
     i = (torch.arange(out_size[0]).double() + 0.5) * input_size[0] / 4 / out_size[0] - 0.5
     j = (torch.arange(out_size[1]).double() + 0.5) * input_size[1] / 4 / out_size[1] - 0.5
     expected = 0.37 * i[:, None] - 0.81 * j[None, :] + 3.0

@@ -76,7 +76,7 @@ def test_cached_image_runs_no_encoder(tiny_sam, rgb_image):
     assert p.is_cached(rgb_image) and not p.is_cached(np.zeros_like(rgb_image))
     masks, scores, _ = p.predict(point_coords=np.array([[10, 10]]), point_labels=np.array([1]))
     assert masks.shape == (3, 90, 120) and scores.shape == (3,)
-    assert p.stats.decoder_ms is not None and p.stats.encoder_ms is not None
+    assert p.stats.click_ms is not None and p.stats.encoder_ms is not None
 
 
 def test_set_torch_image_is_cached(tiny_sam, rgb_image):

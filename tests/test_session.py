@@ -111,7 +111,7 @@ def test_one_point_gives_three_candidates_more_prompts_give_one(session, predict
     assert np.array_equal(obj.mask, obj.candidates[obj.chosen])
     assert obj.score == pytest.approx(float(obj.scores.max()))
     assert predictor.predict_calls[-1]["multimask_output"] is True
-    assert session.last_click_ms is not None and session.last_click_ms >= 0
+    assert session.click_ms is not None and session.click_ms >= 0
 
     obj = session.add_point(10, 10, positive=False)
     assert obj.points == ((60.0, 40.0), (10.0, 10.0)) and obj.point_labels == (1, 0)

@@ -9,8 +9,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ..measure import Timing
 from ..record import record_of
-from .timing import Timing
 
 if TYPE_CHECKING:  # pragma: no cover
     from segment_anything.modeling import Sam

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..measure import QUOTED_SPEED_IOU
 from .timing import ModelResult
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -13,16 +14,10 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from ..datasets import Sample
 
-__all__ = ["QUOTED", "QUOTED_HARDWARE", "plot_speed_vs_iou", "plot_examples"]
+__all__ = ["QUOTED", "plot_speed_vs_iou", "plot_examples"]
 
-#: Figures quoted in this project's brief for the official models ("said to be A100"): encoder ms
-#: per image and 1-click mIoU. Not measured here, not from the SAM paper: drawn hollow, labelled so.
-QUOTED: dict[str, dict[str, float]] = {
-    "vit_h": {"encoder_ms": 110.0, "miou": 0.88},
-    "vit_l": {"encoder_ms": 80.0, "miou": 0.86},
-    "vit_b": {"encoder_ms": 50.0, "miou": 0.83},
-}
-QUOTED_HARDWARE = "A100 (quoted, not measured here)"
+#: The quoted figures drawn by default (``measure.QUOTED_SPEED_IOU``: encoder ms, 1-click mIoU).
+QUOTED = QUOTED_SPEED_IOU
 
 
 def plot_speed_vs_iou(

@@ -6,9 +6,7 @@ from __future__ import annotations
 import functools
 import os
 import platform
-import statistics
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,28 +14,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .._io import cuda_sync
-from .._memory import PeakRSS
+from ..measure import PeakMemory, Timing, time_ms
 from ..record import record_of
 from .weights import resolve_weights
 
 if TYPE_CHECKING:  # pragma: no cover
     from segment_anything.modeling import Sam
 
-__all__ = ["Timing", "ModelResult", "machine_info", "bench_model"]
-
-
-@dataclass
-class Timing:
-    """Milliseconds over repeated runs."""
-
-    median: float
-    min: float
-    max: float
-    n: int
-
-    @classmethod
-    def of(cls, samples_ms: list[float]) -> Timing:
-        return cls(statistics.median(samples_ms), min(samples_ms), max(samples_ms), len(samples_ms))
+__all__ = ["ModelResult", "machine_info", "bench_model"]
 
 
 @dataclass
@@ -89,46 +73,6 @@ def _cpu_name() -> str:
     except OSError:  # pragma: no cover - not Linux
         pass
     return platform.processor() or "unknown"
-
-
-def _time_ms(fn: Callable[[], Any], sync: Callable[[], None]) -> float:
-    sync()
-    t0 = time.perf_counter()
-    fn()
-    sync()
-    return (time.perf_counter() - t0) * 1000
-
-
-class _PeakMemory:
-    """Peak memory added during a block: CUDA max allocated, or sampled process RSS on CPU."""
-
-    def __init__(self, device) -> None:
-        self.device = device
-        self.peak_bytes = 0
-        self.peak_rss_bytes = 0
-
-    def __enter__(self) -> _PeakMemory:
-        import torch
-
-        if self.device.type == "cuda":
-            cuda_sync(self.device)
-            torch.cuda.reset_peak_memory_stats()
-            self._base = torch.cuda.memory_allocated()
-            return self
-        # trim: memory freed by an earlier run (e.g. stock's) would hide this run's growth
-        self._rss = PeakRSS(interval=0.002, trim=True).__enter__()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        import torch
-
-        if self.device.type == "cuda":
-            cuda_sync(self.device)
-            self.peak_bytes = torch.cuda.max_memory_allocated() - self._base
-            return
-        self._rss.__exit__(*exc)
-        self.peak_bytes = self._rss.bytes
-        self.peak_rss_bytes = self._rss.peak_rss_bytes
 
 
 def _bench_image(size: tuple[int, int], seed: int = 0) -> np.ndarray:
@@ -225,21 +169,21 @@ def bench_model(
     for img in images[:repeats]:
         for label in predictors:
             p = use(label)
-            with _PeakMemory(dev) as mem:
-                times[label]["encode"].append(_time_ms(lambda p=p, img=img: p.set_image(img), sync))
+            with PeakMemory(dev) as mem:
+                times[label]["encode"].append(time_ms(lambda p=p, img=img: p.set_image(img), sync))
             peak[label] = max(peak[label], mem.peak_bytes)
             peak_rss[label] = max(peak_rss[label], mem.peak_rss_bytes)
             steps.update(1)
     for _ in range(clicks):
         for label in predictors:
             p = use(label)
-            times[label]["click"].append(_time_ms(lambda p=p: p.predict(**point), sync))
+            times[label]["click"].append(time_ms(lambda p=p: p.predict(**point), sync))
             if label == "ours":  # stock has no display-size path: its masks are the image's size
-                times[label]["view"].append(_time_ms(lambda p=p: p.predict(**point, out_size=view), sync))
+                times[label]["view"].append(time_ms(lambda p=p: p.predict(**point, out_size=view), sync))
     for img in images[:repeats]:
         for label in predictors:
             p = use(label)
-            times[label]["revisit"].append(_time_ms(lambda p=p, img=img: p.set_image(img), sync))
+            times[label]["revisit"].append(time_ms(lambda p=p, img=img: p.set_image(img), sync))
     steps.update(2)
     for label, t in times.items():
         setattr(
