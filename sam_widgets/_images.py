@@ -21,13 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from ._io import read_image
+from ._io import MAX_ASPECT, MAX_PIXELS, MIN_SIDE, check_size, read_image
 
 __all__ = ["MIN_SIDE", "MAX_PIXELS", "MAX_ASPECT", "as_rgb_uint8", "check_size"]
-
-MIN_SIDE = 8  # pixels; a SAM embedding of anything smaller is meaningless
-MAX_PIXELS = 100_000_000  # 100 MP: beyond this it is almost surely a mistake (and 300 MB of RAM)
-MAX_ASPECT = 64  # long side / short side; beyond it SAM's resize leaves the short side < 1 patch
 
 
 def as_rgb_uint8(image: Any) -> np.ndarray:
@@ -63,23 +59,6 @@ def as_rgb_uint8(image: Any) -> np.ndarray:
         return np.ascontiguousarray(_to_uint8(arr))
     except ValueError as e:
         raise ValueError(f"{source}{e}") from e
-
-
-def check_size(w: int, h: int, source: str = "") -> None:
-    """ValueError (prefixed by ``source``) unless a ``w`` x ``h`` image is one SAM can use."""
-    if min(h, w) < MIN_SIDE:
-        raise ValueError(f"{source}The image is {w}x{h} pixels; SAM needs at least {MIN_SIDE} on each side.")
-    if h * w > MAX_PIXELS:
-        raise ValueError(
-            f"{source}The image is {w}x{h} = {h * w / 1e6:.0f} MP, over the {MAX_PIXELS // 1_000_000} "
-            "MP limit; downscale it first (SAM works at 1024 pixels on the long side anyway)."
-        )
-    if max(h, w) > MAX_ASPECT * min(h, w):
-        raise ValueError(
-            f"{source}The image is {w}x{h} pixels, a strip longer than {MAX_ASPECT}:1: SAM shrinks "
-            "the long side to its input size, which leaves the short side under one patch. Cut it "
-            "into tiles, or pad the short side."
-        )
 
 
 def _to_uint8(arr: np.ndarray) -> np.ndarray:

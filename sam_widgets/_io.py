@@ -23,6 +23,10 @@ import numpy as np
 
 __all__ = [
     "atomic_write",
+    "MIN_SIDE",
+    "MAX_PIXELS",
+    "MAX_ASPECT",
+    "check_size",
     "open_image",
     "read_image",
     "rle_encode",
@@ -68,9 +72,29 @@ def atomic_write(
 # ---------------------------------------------------------------------- image files
 
 
-def _check_size(path: Path, w: int, h: int) -> None:
-    from ._images import check_size
+MIN_SIDE = 8  # pixels; a SAM embedding of anything smaller is meaningless
+MAX_PIXELS = 100_000_000  # 100 MP: beyond this it is almost surely a mistake (and 300 MB of RAM)
+MAX_ASPECT = 64  # long side / short side; beyond it SAM's resize leaves the short side < 1 patch
 
+
+def check_size(w: int, h: int, source: str = "") -> None:
+    """ValueError (prefixed by ``source``) unless a ``w`` x ``h`` image is one SAM can use."""
+    if min(h, w) < MIN_SIDE:
+        raise ValueError(f"{source}The image is {w}x{h} pixels; SAM needs at least {MIN_SIDE} on each side.")
+    if h * w > MAX_PIXELS:
+        raise ValueError(
+            f"{source}The image is {w}x{h} = {h * w / 1e6:.0f} MP, over the {MAX_PIXELS // 1_000_000} "
+            "MP limit; downscale it first (SAM works at 1024 pixels on the long side anyway)."
+        )
+    if max(h, w) > MAX_ASPECT * min(h, w):
+        raise ValueError(
+            f"{source}The image is {w}x{h} pixels, a strip longer than {MAX_ASPECT}:1: SAM shrinks "
+            "the long side to its input size, which leaves the short side under one patch. Cut it "
+            "into tiles, or pad the short side."
+        )
+
+
+def _check_size(path: Path, w: int, h: int) -> None:
     check_size(w, h, f"{path}: ")
 
 
@@ -90,8 +114,6 @@ def open_image(path: str | os.PathLike) -> Any:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit below
             im = Image.open(path)
     except Image.DecompressionBombError as e:  # PIL refuses over 2x its own limit (179 MP)
-        from ._images import MAX_PIXELS
-
         raise ValueError(
             f"{path}: the image is over the {MAX_PIXELS // 1_000_000} MP limit (PIL: {e}); "
             "downscale it first (SAM works at 1024 pixels on the long side anyway)."
