@@ -9,9 +9,17 @@ import pytest
 import torch
 from segment_anything import SamPredictor
 
-from sam_widgets import ArchitectureMismatchError, CachedPredictor, checkpoints, load_sam, models
+from sam_widgets import (
+    ArchitectureMismatchError,
+    CachedPredictor,
+    architectures,
+    checkpoints,
+    load_sam,
+    models,
+)
+from sam_widgets.architectures import identify_architecture
 from sam_widgets.cli import main
-from sam_widgets.models import identify_architecture
+from sam_widgets.record import record_of
 
 
 def test_registry_pins_the_published_file():
@@ -62,7 +70,7 @@ def test_download_through_the_loopback_server_then_load(
     assert main(["download", "mobile_sam", "-q"]) == 0
     assert "mobile_sam: " in capsys.readouterr().out
     sam = load_sam("mobile_sam", device="cpu", precision="fp32", progress=False)
-    assert sam.sam_widgets_name == "mobile_sam" and sam.sam_widgets_fingerprint == fake.sha256
+    assert record_of(sam).name == "mobile_sam" and record_of(sam).fingerprint == fake.sha256
     got = sam.state_dict()
     assert list(got) == list(sd) and all(torch.equal(got[k], sd[k]) for k in sd)
     assert got["image_encoder.layers.0.blocks.0.conv1.bn.num_batches_tracked"].dtype == torch.int64
@@ -92,7 +100,7 @@ def test_checkpoint_path_and_auto_from_the_file(mobile_file, tmp_path):
     sam = load_sam("mobile_sam", checkpoint=path, device="cpu", precision="fp32")
     assert torch.equal(sam.image_encoder.neck[0].weight, sd["image_encoder.neck.0.weight"])
     assert identify_architecture(sd) == "mobile_sam (TinyViT encoder)"
-    assert load_sam(checkpoint=path, device="cpu", precision="fp32").sam_widgets_name == "mobile_sam"
+    assert record_of(load_sam(checkpoint=path, device="cpu", precision="fp32")).name == "mobile_sam"
     # A file under the official name is verified against the pinned sha256 first.
     fake = tmp_path / "mobile_sam.pt"
     fake.write_bytes(path.read_bytes())
@@ -108,7 +116,7 @@ def test_wrong_architecture_names_both(mobile_file, tmp_path):
         load_sam("vit_b", checkpoint=path, device="cpu")
     vit = tmp_path / "vit.pth"
     torch.save(
-        models.build_sam(models.CONFIGS["vit_b"], device="meta").state_dict(), vit
+        architectures.build_sam(architectures.CONFIGS["vit_b"], device="meta").state_dict(), vit
     )  # meta: shapes only
     with pytest.raises(ArchitectureMismatchError, match=r"vit_b.*mobile_sam \(TinyViT"):
         load_sam("mobile_sam", checkpoint=vit, device="cpu")
@@ -122,13 +130,13 @@ def test_auto_on_the_cpu_picks_a_cached_mobile_sam(mobile_file, pinned_to, monke
     (cache / "mobile_sam.pt").write_bytes(path.read_bytes())
     monkeypatch.setattr(models, "free_memory_bytes", lambda device: 64 * 1024**3)  # vit_h by memory
     sam = load_sam("auto", device="cpu")
-    assert sam.sam_widgets_name == "mobile_sam"
+    assert record_of(sam).name == "mobile_sam"
 
 
 def test_fp32_cached_predictor_equals_stock_sam_predictor():
     torch.manual_seed(0)
     sam = load_sam("mobile_sam", weights="random", device="cpu", precision="fp32")
-    assert not sam.sam_widgets_fast  # an explicit fp32: segment_anything's code around our encoder
+    assert not record_of(sam).fast  # an explicit fp32: segment_anything's code around our encoder
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, (300, 400, 3), dtype=np.uint8)
     stock, ours = SamPredictor(sam), CachedPredictor(sam)

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import SamWidgetsError
+from ..record import record_of
 from .prompts import Prompt
 from .worker import Annotator, Settings, failed_record, load_image
 
@@ -273,7 +274,7 @@ class _IoUActor:
                         "records": records,
                         "encoder_ms": enc,
                         "device": str(dev),
-                        "precision": getattr(self.sam, "sam_widgets_precision", "fp32"),
+                        "precision": record_of(self.sam).precision,
                     }
                 )
             )
@@ -299,8 +300,8 @@ def evaluate_iou_ray(
     from tqdm.auto import tqdm
 
     from ..bench.iou import IoUResult
-    from ..bench.timing import Timing
     from ..evaluation import summarize
+    from ..measure import Timing
 
     ray = _ray()
     if weights != "pretrained":

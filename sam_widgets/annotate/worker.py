@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..formats import segmentation
+from ..record import record_of
 from .prompts import Prompt, check_prompt
 
 __all__ = ["Settings", "Annotator", "load_image", "failed_record", "EVERYTHING_DEFAULTS"]
@@ -87,7 +88,7 @@ class Annotator:
         )
         self.predictor = CachedPredictor(self.sam, cache_bytes=0)
         self.info = {
-            "model": getattr(self.sam, "sam_widgets_name", s.model),
+            "model": record_of(self.sam).name if record_of(self.sam).weights != "unknown" else s.model,
             "device": str(self.sam.device),
             "precision": precision_label(self.sam),
             "torch_threads": torch.get_num_threads(),

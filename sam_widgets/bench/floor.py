@@ -92,9 +92,9 @@ def encoder_gflop(name: str) -> float:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from ..models import _build
+    from ..architectures import build_sam, config_for
 
-    enc = _build(name, device="meta").image_encoder
+    enc = build_sam(config_for(name), device="meta").image_encoder
     counter = FlopCounterMode(display=False)
     with torch.no_grad(), counter:
         enc(torch.empty(1, 3, enc.img_size, enc.img_size, device="meta"))

@@ -112,8 +112,9 @@ def bench_model(
     from segment_anything import SamPredictor
     from tqdm.auto import tqdm
 
+    from ..architectures import MODEL_NAMES
     from ..fast import disable_fast, enable_fast, is_fast
-    from ..models import MODEL_NAMES, load_sam, precision_label
+    from ..models import load_sam, precision_label
     from ..predictor import CachedPredictor
 
     if sam is None:
@@ -203,11 +204,10 @@ def bench_model(
     hook.remove()
     for key in ("set_image_ms", "click_ms", "view_ms", "revisit_ms"):
         result.ratio[key] = result.stock[key]["median"] / max(result.ours[key]["median"], 1e-6)
-    if getattr(sam, "sam_widgets_name", None) in MODEL_NAMES:
+    record = record_of(sam)
+    if record.name in MODEL_NAMES:
         from .floor import floor_report
 
         encode = {label: getattr(result, label)["set_image_ms"]["median"] for label in predictors}
-        result.floor = floor_report(
-            sam.sam_widgets_name, dev, encode, getattr(sam, "sam_widgets_precision", "fp32")
-        )
+        result.floor = floor_report(record.name, dev, encode, record.precision)
     return result
