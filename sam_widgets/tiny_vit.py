@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from segment_anything.modeling.common import LayerNorm2d
 from torch import nn
 
-__all__ = ["TinyViT", "MOBILE_SAM_ENCODER", "mobile_sam_encoder", "build_mobile_sam", "bias_index"]
+__all__ = ["TinyViT", "MOBILE_SAM_ENCODER", "mobile_sam_encoder", "bias_index"]
 
 #: MobileSAM's encoder numbers (``build_sam_vit_t`` at MobileSAM commit f706ad9c).
 MOBILE_SAM_ENCODER = dict(
@@ -324,27 +324,3 @@ class TinyViT(nn.Module):
 def mobile_sam_encoder(*_config: object) -> TinyViT:
     """MobileSAM's encoder at random init (the numbers of ``MOBILE_SAM_ENCODER``)."""
     return TinyViT(**MOBILE_SAM_ENCODER)
-
-
-def build_mobile_sam(device: str | torch.device = "cpu"):
-    """MobileSAM as a segment_anything ``Sam`` at random init: this TinyViT, SAM's own prompt
-    encoder and mask decoder (MobileSAM's ``build_sam_vit_t``). ``device="meta"``: structure only."""
-    from segment_anything.modeling import MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
-
-    with torch.device(device):
-        sam = Sam(
-            image_encoder=mobile_sam_encoder(),
-            prompt_encoder=PromptEncoder(
-                embed_dim=256, image_embedding_size=(64, 64), input_image_size=(1024, 1024), mask_in_chans=16
-            ),
-            mask_decoder=MaskDecoder(
-                num_multimask_outputs=3,
-                transformer=TwoWayTransformer(depth=2, embedding_dim=256, mlp_dim=2048, num_heads=8),
-                transformer_dim=256,
-                iou_head_depth=3,
-                iou_head_hidden_dim=256,
-            ),
-            pixel_mean=[123.675, 116.28, 103.53],
-            pixel_std=[58.395, 57.12, 57.375],
-        )
-    return sam.eval()
