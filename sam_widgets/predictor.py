@@ -214,20 +214,19 @@ class CachedPredictor(SamPredictor):
         image = as_rgb_uint8(image)
         if image_format != self.model.image_format:
             image = np.ascontiguousarray(image[..., ::-1])
-        key = self._key(_digest(image))
+        key = self._key(digest(image))
         with self._lock:
-            path = self._disk_path(key)
-            if key in self._cache or (path is not None and path.is_file()):
+            if self.cache.contains(key, self._disk_key(key)):
                 return False
         input_torch = torch.as_tensor(self.transform.apply_image(image), device=self.device)
         input_torch = input_torch.permute(2, 0, 1).contiguous()[None, :, :, :]
         with torch.no_grad():  # the steps of SamPredictor.set_torch_image, into an entry of our own
             features = self.model.image_encoder(self.model.preprocess(input_torch))
         _sync(self.device)
-        entry = _Entry(features, tuple(image.shape[:2]), tuple(input_torch.shape[-2:]))
+        entry = Embedding(features, tuple(image.shape[:2]), tuple(input_torch.shape[-2:]))
         with self._lock:
-            self._remember(key, entry)
-        self._save_to_disk(key, entry)
+            self.cache.put(key, self._disk_key(key), entry)
+            self._update_cache_stats()
         return True
 
     def clear_cache(self) -> None:
