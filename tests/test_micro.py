@@ -514,3 +514,15 @@ def test_evaluate_command_reports_the_ambiguity_set(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["--scenes", "1", "--out", str(out), "--ambiguity-scenes", "-1"])
     assert "--ambiguity-scenes must be >= 0" in capsys.readouterr().err
+
+
+def test_nested_example_gives_a_click_on_a_part_of_a_whole():
+    from sam_widgets.micro.data import nested_example
+
+    scene, (x, y), chain = nested_example(1)
+    assert len(chain) >= 2 and scene.level[chain[0]] == "part" and scene.level[chain[1]] != "part"
+    assert all(scene.masks[j][y, x] for j in chain)
+    assert scene.masks[chain[1]].sum() >= 2 * scene.masks[chain[0]].sum() >= 800
+    assert nested_example(1)[1] == (x, y)  # deterministic
+    with pytest.raises(ValueError, match="i must be >= 0"):
+        nested_example(-1)

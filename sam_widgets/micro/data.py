@@ -37,6 +37,7 @@ __all__ = [
     "NestedScene",
     "make_nested_scene",
     "ambiguity_set",
+    "nested_example",
 ]
 
 #: Training draws scenes from seeds >= this.
@@ -549,3 +550,34 @@ def ambiguity_set(
     if split not in starts:
         raise ValueError(f"split must be 'heldout' or 'validation', got {split!r}")
     return [make_nested_scene(starts[split] + i, size) for i in range(n)]
+
+
+def nested_example(i: int = 0, size: int = 256) -> tuple[NestedScene, tuple[int, int], list[int]]:
+    """A nested scene and an ambiguous click on it, for notebooks' candidate panels.
+
+    Walks the held-out ambiguity set (``ambiguity_set``) from its start and returns the ``i``-th
+    scene that has a part of at least 400 px whose whole is at least twice its size: (scene,
+    click (x, y) at the center of the largest such part, chain: the indices of the masks under
+    the click, finest first: part, object and, in a group, the group).
+    """
+    from sam_widgets.evaluation import center_point
+
+    if i < 0:
+        raise ValueError(f"i must be >= 0, got {i}")
+    found = -1
+    for k in range(10**5):
+        scene = make_nested_scene(AMBIGUITY_SEED_START + k, size)
+        area = scene.masks.reshape(len(scene.masks), -1).sum(1)
+        parts = [
+            j
+            for j, lev in enumerate(scene.level)
+            if lev == "part" and area[j] >= 400 and area[scene.parent[j]] >= 2 * area[j]
+        ]
+        if not parts:
+            continue
+        found += 1
+        if found == i:
+            part = max(parts, key=lambda j: area[j])
+            x, y = center_point(scene.masks[part])
+            return scene, (x, y), scene.chain(x, y)
+    raise ValueError(f"no {i}-th example in the ambiguity set")  # pragma: no cover
