@@ -32,7 +32,7 @@ PART_MIN_PX = 400
 WHOLE_RATIO = 2.0
 
 
-def ambiguity_cases(p: SamPredictor, n_scenes: int = 8) -> list[tuple[int, int]]:
+def ambiguity_cases(p: SamPredictor, n_scenes: int = 16) -> list[tuple[int, int]]:
     """(scene, part) pairs of ambiguity_set(n_scenes) for tests/test_micro.py.
 
     Candidates: the ambiguity protocol's clicks (evaluate.ambiguity_queries: a click at the center

@@ -28,6 +28,11 @@ BOX_CASES += [(5, 5), (6, 1), (6, 2), (7, 0), (7, 1), (7, 3)]
 # >= 0.75 of the other). In the pairs where micro's negative click removes all of the object
 # behind, it also takes more than a quarter of the one in front.
 NEG_CASE = (5, 2, 1)
+# Ambiguity: (scene index into ambiguity_set(16), part index) of clicks on a part of a nested
+# object. Candidates (the script's rule): the ambiguity protocol's click at the center of a part
+# of >= 400 px whose whole is >= 2x its area (no one mask can match both); cases: those where the
+# weights' three candidates include one with IoU >= 0.87 to the part and one >= 0.87 to the whole.
+AMBIGUITY_CASES: list[tuple[int, int]] = []
 
 
 @pytest.fixture(scope="module")
@@ -526,3 +531,23 @@ def test_nested_example_gives_a_click_on_a_part_of_a_whole():
     assert nested_example(1)[1] == (x, y)  # deterministic
     with pytest.raises(ValueError, match="i must be >= 0"):
         nested_example(-1)
+
+
+@pytest.fixture(scope="module")
+def nested_scenes():
+    from sam_widgets.micro.data import ambiguity_set
+
+    return ambiguity_set(16)
+
+
+@pytest.mark.parametrize("case", AMBIGUITY_CASES)
+def test_a_click_on_a_part_offers_the_part_and_the_whole(nested_scenes, predictor, case):
+    scene = nested_scenes[case[0]]
+    part = scene.masks[case[1]]
+    whole = scene.masks[scene.parent[case[1]]]
+    predictor.set_image(scene.image)
+    m, _, _ = predictor.predict(np.array([center_point(part)]), np.array([1]), multimask_output=True)
+    to_part = [iou(c, part) for c in m]
+    to_whole = [iou(c, whole) for c in m]
+    assert max(to_part) >= 0.85 and max(to_whole) >= 0.85
+    assert int(np.argmax(to_part)) != int(np.argmax(to_whole))  # two different candidates
