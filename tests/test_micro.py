@@ -191,10 +191,21 @@ def test_a_short_training_run_lowers_the_loss(tmp_path):
         threads=2,
         save_every=10,
         progress=False,
+        nested=0.5,
+        snapshots=True,
     )
     loss = [r["loss"] for r in rows]
     assert np.mean(loss[-5:]) < np.mean(loss[:5])
     assert (tmp_path / "m.pt").is_file() and (tmp_path / "m.csv").is_file()
+    assert (tmp_path / "m_s10.pt").is_file() and (tmp_path / "m_s20.pt").is_file()
+
+
+def test_training_refuses_a_nested_fraction_outside_0_1(tmp_path):
+    from sam_widgets.micro.train import main
+
+    with pytest.raises(ValueError, match="nested is a fraction of scenes, 0..1"):
+        main(["--steps", "1", "--out", str(tmp_path / "m.pt"), "--nested", "1.5"])
+    assert not (tmp_path / "m.pt").exists()
 
 
 def test_prefetched_batches_are_the_batches_made_in_process():
