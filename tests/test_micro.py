@@ -15,24 +15,25 @@ from sam_widgets.micro.evaluate import center_point, iou
 # Held-out objects for the quality tests, (scene index, object index) into heldout_set(8).
 # Candidates by geometry: visible area >= 900 px of the 256x256 scene and >= 0.5 of its bounding
 # box (19 objects). micro is undertrained (held-out 1-click mIoU 0.77, see MODEL_CARD.md); these
-# are the candidates the shipped weights segment with IoU >= 0.87 (17 of 19 for a click, 17 for a
+# are the candidates the shipped weights segment with IoU >= 0.87 (16 of 19 for a click, 17 for a
 # box): regression guards of the weights and of the inference path, not a quality claim.
 # `python scripts/micro_test_cases.py [weights]` applies this rule and prints the lists.
-CLICK_CASES = [(0, 3), (0, 6), (1, 1), (1, 3), (2, 0), (2, 1), (3, 1), (3, 3), (3, 4), (4, 0), (5, 1)]
-CLICK_CASES += [(5, 5), (6, 1), (6, 2), (7, 0), (7, 1), (7, 3)]
+CLICK_CASES = [(0, 3), (0, 6), (1, 1), (1, 3), (2, 0), (2, 1), (3, 1), (3, 3), (3, 4), (4, 0), (5, 5)]
+CLICK_CASES += [(6, 1), (6, 2), (7, 0), (7, 1), (7, 3)]
 BOX_CASES = [(0, 6), (1, 1), (1, 3), (2, 0), (2, 1), (3, 1), (3, 3), (3, 4), (4, 0), (4, 2), (5, 1)]
 BOX_CASES += [(5, 5), (6, 1), (6, 2), (7, 0), (7, 1), (7, 3)]
-# (scene, object to keep, touching object behind it to remove with a negative click): the one pair
-# of touching objects of the 22 for which the shipped weights pass the script's rule (box around
-# both leaves out <= 0.2 of the one behind, a negative click at its center >= 0.3 more, and keeps
-# >= 0.75 of the other). In the pairs where micro's negative click removes all of the object
-# behind, it also takes more than a quarter of the one in front.
-NEG_CASE = (5, 2, 1)
+# (scene, object to keep, touching object behind it to remove with a negative click): of the 7
+# pairs of touching objects (of 22) for which the shipped weights pass the script's rule (box
+# around both leaves out <= 0.2 of the one behind, a negative click at its center >= 0.3 more,
+# and keeps >= 0.75 of the other), the one farthest from the test's thresholds (smallest margin
+# 0.14, the next 0.09).
+NEG_CASE = (3, 1, 0)
 # Ambiguity: (scene index into ambiguity_set(16), part index) of clicks on a part of a nested
 # object. Candidates (the script's rule): the ambiguity protocol's click at the center of a part
 # of >= 400 px whose whole is >= 2x its area (no one mask can match both); cases: those where the
-# weights' three candidates include one with IoU >= 0.87 to the part and one >= 0.87 to the whole.
-AMBIGUITY_CASES: list[tuple[int, int]] = []
+# weights' three candidates include one with IoU >= 0.80 (issue 12's ambiguity bar) to the part
+# and one >= 0.80 to the whole: 3 of 18 candidates (none reach 0.87).
+AMBIGUITY_CASES = [(0, 2), (12, 2), (15, 5)]
 
 
 @pytest.fixture(scope="module")
@@ -144,9 +145,9 @@ def test_negative_click_removes_an_object_from_a_box(scenes, predictor):
     )
     removed_before = 1 - (before[0] & drop).sum() / drop.sum()
     removed_after = 1 - (after[0] & drop).sum() / drop.sum()
-    assert removed_before <= 0.2  # the box alone takes both objects (0.07 left out when written)
-    # the negative click takes part of the object behind out (0.41 of it when written) and keeps
-    # most of the one in front (0.77 when written): the label reaches the decoder and acts where it
+    assert removed_before <= 0.2  # the box alone takes both objects (0.06 left out when written)
+    # the negative click takes part of the object behind out (0.62 of it when written) and keeps
+    # most of the one in front (0.91 when written): the label reaches the decoder and acts where it
     # was placed
     assert removed_after >= removed_before + 0.3
     assert (after[0] & keep).sum() / keep.sum() >= 0.7
@@ -560,5 +561,5 @@ def test_a_click_on_a_part_offers_the_part_and_the_whole(nested_scenes, predicto
     m, _, _ = predictor.predict(np.array([center_point(part)]), np.array([1]), multimask_output=True)
     to_part = [iou(c, part) for c in m]
     to_whole = [iou(c, whole) for c in m]
-    assert max(to_part) >= 0.85 and max(to_whole) >= 0.85
+    assert max(to_part) >= 0.78 and max(to_whole) >= 0.78
     assert int(np.argmax(to_part)) != int(np.argmax(to_whole))  # two different candidates
