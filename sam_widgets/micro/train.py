@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import itertools
 import math
 import time
 from pathlib import Path
@@ -28,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from sam_widgets.architectures import CONFIGS, build_sam
-from sam_widgets.micro.data import TRAIN_SEED_START, make_scene
+from sam_widgets.micro.data import TRAIN_SEED_START, make_nested_scene, make_scene
 
 MICRO_CONFIG = CONFIGS["micro"]
 
@@ -66,6 +67,29 @@ def mask_iou(logits: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
     return inter / union.clamp(min=1)
 
 
+#: Every assignment of 3 targets to the 3 multimask outputs: PERMS[k, t] is target t's output.
+PERMS = torch.tensor(list(itertools.permutations(range(3))))  # (6, 3)
+#: At most this many valid targets (levels) per click: part < object < group.
+MAX_LEVELS = 3
+
+
+def assign_outputs(cost: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """The min-loss assignment of valid targets to distinct multimask outputs (SAM's ambiguity loss).
+
+    cost: (M, 3, T) loss of output o against target t, T <= 3; valid: (M, T) bool, at least one
+    True per row. Returns (M, T) long: the output (0..2) given to each target, distinct within a
+    row, minimising the summed cost over the valid targets (invalid targets get leftover outputs).
+    With one valid target this is the argmin over the outputs, as in SAM's training.
+    """
+    m, _, t = cost.shape
+    if t > 3:
+        raise ValueError(f"at most 3 targets for 3 outputs, got {t}")
+    perms = PERMS[:, :t]  # (6, T)
+    picked = cost[:, perms, torch.arange(t)]  # (M, 6, T): cost[m, perms[k, j], j]
+    total = (picked * valid[:, None, :]).sum(-1)  # (M, 6)
+    return perms[total.argmin(1)]
+
+
 # ----------------------------------------------------------------------------- data
 
 
@@ -101,8 +125,13 @@ def noisy_boxes(gt: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return box.clamp(min=0).minimum(torch.tensor([w - 1, h - 1, w - 1, h - 1]).float())
 
 
-def make_batch(step: int, seed: int, batch: int, img_size: int, rng: np.random.Generator):
-    """B scenes for one step: list of (image float 3xHxW unpadded, masks bool NxSxS padded)."""
+def make_batch(
+    step: int, seed: int, batch: int, img_size: int, rng: np.random.Generator, nested: float = 0.0
+):
+    """B scenes for one step: list of (image float 3xHxW unpadded, masks bool NxSxS padded).
+
+    A fraction `nested` of the scenes (drawn per scene) are make_nested_scene's, whose masks are
+    every level (parts, objects, groups: they overlap); the others make_scene's (disjoint)."""
     out = []
     for i in range(batch):
         scene_seed = TRAIN_SEED_START + seed * 10**8 + step * batch + i
@@ -110,7 +139,10 @@ def make_batch(step: int, seed: int, batch: int, img_size: int, rng: np.random.G
         if rng.random() < 0.25:  # non-square: exercises the padding SamPredictor adds
             short = int(rng.integers(img_size // 2, img_size))
             size = (img_size, short) if rng.random() < 0.5 else (short, img_size)
-        image, masks = make_scene(scene_seed, size)
+        if nested > 0 and rng.random() < nested:
+            image, masks = make_nested_scene(scene_seed, size)[:2]
+        else:
+            image, masks = make_scene(scene_seed, size)
         h, w = image.shape[:2]
         padded = np.zeros((masks.shape[0], img_size, img_size), bool)
         padded[:, :h, :w] = masks
@@ -118,11 +150,13 @@ def make_batch(step: int, seed: int, batch: int, img_size: int, rng: np.random.G
     return out
 
 
-def _batch_worker(queue, first: int, steps: int, seed: int, batch: int, img_size: int) -> None:
+def _batch_worker(
+    queue, first: int, steps: int, seed: int, batch: int, img_size: int, nested: float = 0.0
+) -> None:
     """Worker process: make the batches of steps first..steps-1 in order, as numpy arrays."""
     rng = np.random.default_rng(seed)
     for s in range(first, steps):
-        data = make_batch(s, seed, batch, img_size, rng)
+        data = make_batch(s, seed, batch, img_size, rng, nested)
         queue.put([(img.numpy(), masks.numpy()) for img, masks in data])
 
 
@@ -133,8 +167,10 @@ class BatchStream:
     or without it; it only moves scene generation (~20% of a step) off the training thread.
     """
 
-    def __init__(self, seed: int, batch: int, img_size: int, steps: int, prefetch: bool) -> None:
-        self.seed, self.batch, self.img_size = seed, batch, img_size
+    def __init__(
+        self, seed: int, batch: int, img_size: int, steps: int, prefetch: bool, nested: float = 0.0
+    ) -> None:
+        self.seed, self.batch, self.img_size, self.nested = seed, batch, img_size, nested
         self.rng = np.random.default_rng(seed)
         self.proc = self.queue = None
         if prefetch:
@@ -143,13 +179,15 @@ class BatchStream:
             ctx = mp.get_context("fork")
             self.queue = ctx.Queue(maxsize=8)
             self.proc = ctx.Process(
-                target=_batch_worker, args=(self.queue, 0, steps, seed, batch, img_size), daemon=True
+                target=_batch_worker,
+                args=(self.queue, 0, steps, seed, batch, img_size, nested),
+                daemon=True,
             )
             self.proc.start()
 
     def get(self, step: int):
         if self.queue is None:
-            return make_batch(step, self.seed, self.batch, self.img_size, self.rng)
+            return make_batch(step, self.seed, self.batch, self.img_size, self.rng, self.nested)
         return [(torch.from_numpy(i), torch.from_numpy(m)) for i, m in self.queue.get(timeout=300)]
 
     def close(self) -> None:
@@ -160,6 +198,63 @@ class BatchStream:
 
 
 # ----------------------------------------------------------------------------- one step
+
+
+def click_levels(all_masks: torch.Tensor, pick: torch.Tensor, xy: torch.Tensor):
+    """The valid targets of a click on each picked mask: the masks that contain the click.
+
+    all_masks: (N, S, S) bool, every level of a scene; pick: (M,) the picked masks; xy: (M, 2)
+    the clicks (x, y), each inside its picked mask. Returns (levels (M, T) long, valid (M, T)
+    bool), T = min(N, MAX_LEVELS): column 0 the picked mask, then the other masks containing the
+    click, smallest first; unused columns repeat the picked mask with valid False.
+    """
+    n = all_masks.shape[0]
+    t = min(n, MAX_LEVELS)
+    xi, yi = xy[:, 0].long(), xy[:, 1].long()
+    contain = all_masks[:, yi, xi].T.clone()  # (M, N)
+    contain[torch.arange(len(pick)), pick] = False
+    levels, valid = pick[:, None].repeat(1, t), torch.zeros(len(pick), t, dtype=torch.bool)
+    valid[:, 0] = True
+    if t > 1:
+        area = all_masks.flatten(1).sum(1).float()  # (N,)
+        key = torch.where(contain, area, torch.full_like(area, float("inf")))
+        order = key.argsort(1)[:, : t - 1]  # (M, T-1)
+        ok = contain.gather(1, order)
+        levels[:, 1:] = torch.where(ok, order, pick[:, None])
+        valid[:, 1:] = ok
+    return levels, valid
+
+
+def ambiguity_loss(
+    up: torch.Tensor, iou_pred: torch.Tensor, targets: torch.Tensor, valid: torch.Tensor, focal_weight: float
+) -> dict:
+    """SAM's ambiguity-aware loss for single-click prompts, over the three multimask outputs.
+
+    up: (M, 3, L, L) logits of outputs 1..3; iou_pred: (M, 3) their predicted IoUs; targets:
+    (M, T, L, L) soft masks of the valid levels (column 0 the picked one); valid: (M, T) bool.
+    The valid targets are matched to distinct outputs by least total loss (``assign_outputs``);
+    the mask loss is the mean over valid targets of the matched output's loss (unmatched outputs
+    are free); the IoU head is trained on every output against its IoU with its matched target
+    (an unmatched output: its best IoU with any valid target). Returns {"mask": (M,), "iou": (M,),
+    "output": (M,) the output (0..2) matched to target 0, "iou_first": (M,) its true IoU}.
+    """
+    m, _, t = up.shape[0], 3, targets.shape[1]
+    shape = (m, 3, t) + up.shape[-2:]
+    u, g = up[:, :, None].expand(shape), targets[:, None].expand(shape)
+    cost = focal_weight * focal_loss(u, g) + dice_loss(u, g)  # (M, 3, T)
+    iou = mask_iou(u, g).detach()  # (M, 3, T)
+    assign = assign_outputs(cost.detach(), valid)  # (M, T)
+    rows, cols = torch.arange(m)[:, None], torch.arange(t)[None]
+    matched = cost[rows, assign, cols]  # (M, T)
+    mask = (matched * valid).sum(1) / valid.sum(1)
+    best = iou.masked_fill(~valid[:, None, :], -1.0).amax(2)  # (M, 3)
+    target_iou = best.scatter(1, assign, torch.where(valid, iou[rows, assign, cols], best.gather(1, assign)))
+    return {
+        "mask": mask,
+        "iou": ((iou_pred - target_iou) ** 2).mean(1),
+        "output": assign[:, 0],
+        "iou_first": iou[torch.arange(m), assign[:, 0], 0],
+    }
 
 
 def step_loss(
@@ -177,8 +272,9 @@ def step_loss(
     """Loss of one step over all scenes, objects and rounds; also stats for the log.
 
     `emb`: the scenes' image embeddings when they are already known (a fixed encoder).
-    `min_loss`: a single click trains only the best of masks 1-3 (SAM's min-loss assignment);
-    False trains all three on the one target (the ablation notebook 05 asks about).
+    `min_loss`: a single click trains only the best of masks 1-3 (SAM's min-loss assignment; on
+    nested scenes each valid level gets its own output, ``ambiguity_loss``); False trains all
+    three on the one picked target (the ablation notebook 05 asks about).
     """
     if emb is None:
         x = torch.stack([sam.preprocess(img) for img, _ in batch])  # (B, 3, S, S)
@@ -192,15 +288,20 @@ def step_loss(
         n = all_masks.shape[0]
         pick = torch.randperm(n, generator=gen)[:objects]
         gt_bool = all_masks[pick]  # (M, S, S)
-        gt = gt_bool.float()
+        all_loss = all_masks.float()
         # The loss is taken at loss_size (half the input by default: 4x fewer pixels than full size,
         # still 2x the decoder's low-res output) against the area-averaged (soft) ground truth.
-        gt_loss = F.adaptive_avg_pool2d(gt, loss_size) if loss_size != size else gt
-        m = gt.shape[0]
+        all_loss = F.adaptive_avg_pool2d(all_loss, loss_size) if loss_size != size else all_loss
+        m = gt_bool.shape[0]
         is_box = torch.rand(m, generator=gen) < 0.5
         coords = sample_uniform(gt_bool, gen)[:, None]  # (M, 1, 2)
         labels = torch.ones(m, 1)
         boxes = noisy_boxes(gt_bool, gen)
+        # The valid targets of the first click: every mask containing it (the picked one first,
+        # then the other levels, finest first; nested scenes only, make_scene's are disjoint).
+        levels, valid = click_levels(all_masks, pick, coords[:, 0])  # (M, T), (M, T)
+        targets = all_loss[levels]  # (M, T, L, L)
+        ar = torch.arange(m)
         prev_logits = None
         for r in range(rounds):
             if r > 0:
@@ -238,24 +339,44 @@ def step_loss(
             inv = torch.empty_like(order_t)
             inv[order_t] = torch.arange(m)
             low, iou_pred = low[inv], iou_pred[inv]
-            up = F.interpolate(low, (loss_size, loss_size), mode="bilinear")  # (M, 4, L, L)
-            g4 = gt_loss[:, None].expand_as(up)
-            per = focal_weight * focal_loss(up, g4) + dice_loss(up, g4)  # (M, 4)
-            true_iou = mask_iou(up, g4).detach()
-            iou_l = (iou_pred - true_iou) ** 2  # (M, 4)
-            multi = (~is_box) & (r == 0)  # single point: best of masks 1..3
-            best = per[:, 1:].argmin(1) + 1
-            sel = torch.where(multi, best, torch.zeros_like(best))
-            ar = torch.arange(m)
-            loss_m = per[ar, sel] if min_loss else torch.where(multi, per[:, 1:].mean(1), per[:, 0])
-            loss_i = torch.where(multi, iou_l[:, 1:].mean(1), iou_l[:, 0])
+            # single point in round 0: the 3 multimask outputs against the valid levels (min-loss
+            # assignment); a box or several points: the single output (token 0) against the target
+            multi = (~is_box) & (r == 0)
+            loss_m, loss_i = torch.zeros(m), torch.zeros(m)
+            sel, r_iou = torch.zeros(m, dtype=torch.long), torch.zeros(m)
+            si, mi_ = (~multi).nonzero()[:, 0], multi.nonzero()[:, 0]
+            if len(si):
+                up = F.interpolate(low[si, :1], (loss_size, loss_size), mode="bilinear")[:, 0]
+                g = targets[si, 0]
+                per = focal_weight * focal_loss(up, g) + dice_loss(up, g)  # (Ms,)
+                true_iou = mask_iou(up, g).detach()
+                loss_m = loss_m.index_put((si,), per)
+                loss_i = loss_i.index_put((si,), (iou_pred[si, 0] - true_iou) ** 2)
+                r_iou[si] = true_iou
+            if len(mi_) and min_loss:
+                up = F.interpolate(low[mi_, 1:], (loss_size, loss_size), mode="bilinear")
+                amb = ambiguity_loss(up, iou_pred[mi_, 1:], targets[mi_], valid[mi_], focal_weight)
+                loss_m = loss_m.index_put((mi_,), amb["mask"])
+                loss_i = loss_i.index_put((mi_,), amb["iou"])
+                sel[mi_] = amb["output"] + 1
+                r_iou[mi_] = amb["iou_first"]
+            elif len(mi_):  # no assignment: all three candidates trained on the picked target
+                up = F.interpolate(low[mi_, 1:], (loss_size, loss_size), mode="bilinear")
+                g = targets[mi_, :1].expand_as(up)
+                per = focal_weight * focal_loss(up, g) + dice_loss(up, g)  # (Mm, 3)
+                true_iou = mask_iou(up, g).detach()
+                loss_m = loss_m.index_put((mi_,), per.mean(1))
+                loss_i = loss_i.index_put((mi_,), ((iou_pred[mi_, 1:] - true_iou) ** 2).mean(1))
+                best = per.detach().argmin(1)
+                sel[mi_] = best + 1
+                r_iou[mi_] = true_iou[torch.arange(len(mi_)), best]
             losses.append((loss_m + loss_i).mean())
             prev_logits = low[ar, sel][:, None]  # (M, 1, S/2, S/2)
             stats["iou_mse"].append(loss_i.mean().item())
             if r == 0:
-                stats["iou_r0"].append(true_iou[ar, sel].mean().item())
+                stats["iou_r0"].append(r_iou.mean().item())
             if r == rounds - 1:
-                stats["iou_last"].append(true_iou[ar, sel].mean().item())
+                stats["iou_last"].append(r_iou.mean().item())
     loss = torch.stack(losses).mean()
     return loss, {k: float(np.mean(v)) for k, v in stats.items()}
 
@@ -291,6 +412,8 @@ def train(
     prefetch: bool = False,
     sam=None,
     train_encoder: bool = True,
+    nested: float = 0.0,
+    snapshots: bool = False,
 ) -> list[dict]:
     """Train from scratch (or from `init`) and return the log rows.
 
@@ -298,7 +421,9 @@ def train(
     `train_encoder=False` keeps its image encoder fixed and trains only the prompt encoder and
     mask decoder (the encoder then runs without gradients: a step costs about half as much).
     `loss_size` is the side at which mask losses are taken (None: the input size); `prefetch` makes
-    the scenes in a worker process (same batches, same result).
+    the scenes in a worker process (same batches, same result). `nested`: the fraction of scenes
+    drawn from make_nested_scene (parts, objects, groups; ambiguity-aware loss on their clicks).
+    `snapshots`: every save also keeps a copy, <out stem>_s<steps done>.pt, for choosing later.
 
     With `minutes`, the schedule runs on wall-clock time instead of steps: warmup is still
     `warmup` steps, the cosine follows elapsed/minutes, and training stops when time is up
@@ -306,6 +431,8 @@ def train(
     """
     from tqdm import tqdm
 
+    if not 0.0 <= nested <= 1.0:
+        raise ValueError(f"nested is a fraction of scenes, 0..1; got {nested}")
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
@@ -344,7 +471,7 @@ def train(
     rows: list[dict] = []
     t0 = time.perf_counter()
     bar = tqdm(range(steps), disable=not progress, mininterval=5)
-    stream = BatchStream(seed, batch, sam.image_encoder.img_size, steps, prefetch)
+    stream = BatchStream(seed, batch, sam.image_encoder.img_size, steps, prefetch, nested)
     with open(log_path, "w", newline="") as f:
         writer = None
         for s in bar:
@@ -371,6 +498,8 @@ def train(
             )
             if (s + 1) % save_every == 0:
                 save_fp16(sam, out)
+                if snapshots:
+                    save_fp16(sam, out.with_name(f"{out.stem}_s{s + 1}{out.suffix}"))
     stream.close()
     save_fp16(sam, out)
     sam.eval()
@@ -409,6 +538,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument(
         "--freeze-encoder", action="store_true", help="train only the prompt encoder and mask decoder"
     )
+    p.add_argument(
+        "--nested",
+        type=float,
+        default=0.0,
+        help="fraction of scenes with parts and groups (make_nested_scene), 0..1",
+    )
+    p.add_argument("--snapshots", action="store_true", help="keep a copy of the weights at every save")
     a = p.parse_args(argv)
     rows = train(
         a.steps,
@@ -427,6 +563,8 @@ def main(argv: list[str] | None = None) -> None:
         loss_size=a.loss_size,
         prefetch=a.prefetch,
         train_encoder=not a.freeze_encoder,
+        nested=a.nested,
+        snapshots=a.snapshots,
     )
     print(f"done: {len(rows)} steps, last loss {rows[-1]['loss']:.4f}, weights at {a.out}")
 
