@@ -6,7 +6,7 @@ EXECUTED_DIR holds the notebooks as nbval ran them (notebooks/conftest.py writes
 SAM_WIDGETS_NB_EXECUTED is set). Each must be there and match the notebook in git cell for cell
 (same sources): a missing one failed under nbval, a different one is stale, and either stops the
 build with the command that fixes it. STAGE_DIR is replaced: conf.py and index.md from docs/, the
-executed notebooks in notebooks/, docs/*.png in docs/ (the notebooks show ../docs/widget.png).
+executed notebooks in notebooks/, docs/*.png in docs/ (the notebooks show ../docs/widget_objects.png).
 """
 
 from __future__ import annotations

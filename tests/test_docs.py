@@ -76,7 +76,7 @@ def _fake_repo(root: Path) -> None:
     _notebook(root / "notebooks" / "01_a.ipynb", "1 + 1")
     (root / "docs" / "conf.py").write_text((ROOT / "docs" / "conf.py").read_text())
     (root / "docs" / "index.md").write_text("# site\n\n```{toctree}\nnotebooks/01_a\n```\n")
-    (root / "docs" / "widget.png").write_bytes((ROOT / "docs" / "widget.png").read_bytes())
+    (root / "docs" / "widget_objects.png").write_bytes((ROOT / "docs" / "widget_objects.png").read_bytes())
 
 
 def test_staging_refuses_a_missing_or_stale_executed_notebook(tmp_path):
@@ -94,7 +94,7 @@ def test_staging_refuses_a_missing_or_stale_executed_notebook(tmp_path):
     staged = stage.stage(executed, tmp_path / "site-src", root)
     assert staged == [tmp_path / "site-src" / "notebooks" / "01_a.ipynb"]
     assert (tmp_path / "site-src" / "conf.py").is_file() and (
-        tmp_path / "site-src" / "docs" / "widget.png"
+        tmp_path / "site-src" / "docs" / "widget_objects.png"
     ).is_file()
 
 
@@ -111,7 +111,7 @@ def test_the_site_builds_offline_with_its_figures(tmp_path):
     _fake_repo(root)
     executed.mkdir()
     nb = nbformat.read(root / "notebooks" / "01_a.ipynb", as_version=4)
-    png = (ROOT / "docs" / "widget.png").read_bytes()
+    png = (ROOT / "docs" / "widget_objects.png").read_bytes()
     import base64
 
     nb.cells[2].outputs = [
@@ -209,7 +209,7 @@ def test_docs_figures_takes_the_tagged_cells_figure_from_the_executed_copy(tmp_p
     source = nbformat.read(_notebook(tmp_path / "a.ipynb", "1", "plot()"), as_version=4)
     source.cells[4].metadata["tags"] = ["figure-demo"]
     executed = nbformat.read(tmp_path / "a.ipynb", as_version=4)
-    png = (ROOT / "docs" / "widget.png").read_bytes()
+    png = (ROOT / "docs" / "widget_objects.png").read_bytes()
     executed.cells[4].outputs = [
         nbformat.v4.new_output("display_data", data={"image/png": base64.b64encode(png).decode()})
     ]

@@ -343,6 +343,14 @@ def _pick_color(rng: np.random.Generator, colors: list[np.ndarray], min_dist: fl
     return base
 
 
+def _deepest_point(mask: np.ndarray) -> tuple[int, int]:
+    """(x, y) of the pixel of `mask` farthest from its boundary, image edges included; ties go to the
+    first in row-major order (``evaluation.center_point``'s rule: micro.data sits below evaluation)."""
+    dist = ndimage.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
+    y, x = np.unravel_index(int(np.argmax(dist)), mask.shape)
+    return int(x), int(y)
+
+
 def _point_inside(rng: np.random.Generator, mask: np.ndarray, margin: float) -> tuple[float, float] | None:
     """A random (y, x) of `mask` at least `margin` px from its boundary (or its deepest pixels)."""
     dist = ndimage.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
@@ -560,8 +568,6 @@ def nested_example(i: int = 0, size: int = 256) -> tuple[NestedScene, tuple[int,
     click (x, y) at the center of the largest such part, chain: the indices of the masks under
     the click, finest first: part, object and, in a group, the group).
     """
-    from sam_widgets.evaluation import center_point
-
     if i < 0:
         raise ValueError(f"i must be >= 0, got {i}")
     found = -1
@@ -578,6 +584,6 @@ def nested_example(i: int = 0, size: int = 256) -> tuple[NestedScene, tuple[int,
         found += 1
         if found == i:
             part = max(parts, key=lambda j: area[j])
-            x, y = center_point(scene.masks[part])
+            x, y = _deepest_point(scene.masks[part])
             return scene, (x, y), scene.chain(x, y)
     raise ValueError(f"no {i}-th example in the ambiguity set")  # pragma: no cover
