@@ -167,7 +167,13 @@ def server(front_end, tmp_path, deadline, monkeypatch):
     monkeypatch.delenv("SAM_WIDGETS_DISPLAY_SIZE", raising=False)  # the test counts on 1:1
     root = tmp_path / "notebooks"
     root.mkdir()
-    shutil.copy(NOTEBOOKS / NOTEBOOK, root / NOTEBOOK)
+    # The notebook shows pictures from ../docs (the repository's root is served by scripts/quickstart);
+    # served alone here, it gets them beside it, or the page logs a 404 for each.
+    text = (NOTEBOOKS / NOTEBOOK).read_text()
+    (root / NOTEBOOK).write_text(text.replace("../docs/", "docs/"))
+    (root / "docs").mkdir()
+    for png in re.findall(r"\.\./docs/([\w.-]+\.png)", text):
+        shutil.copy(NOTEBOOKS.parent / "docs" / png, root / "docs" / png)
     (root / NAV_NOTEBOOK).write_text(json.dumps(nav_notebook()))
     server = JupyterServer(root, tmp_path / "jupyter", app=front_end)
     try:
