@@ -104,8 +104,15 @@ class FastBlock(_enc.Block):
         out = torch.empty_like(tokens)
         for i in range(0, tokens.shape[0], step):
             t = tokens[i : i + step]
-            out[i : i + step] = t + self.mlp(self.norm2(t))
+            out[i : i + step] = t + self._mlp(self.norm2(t))
         return out.view(b, h, w, c)
+
+    def _mlp(self, x: torch.Tensor) -> torch.Tensor:
+        """``self.mlp(x)``; on a bf16 CPU model the GELU runs inside the first product's epilogue."""
+        mlp = self.mlp
+        if type(mlp) is not _common.MLPBlock or _has_hooks(mlp) or not _gelu_exact(mlp.act):
+            return mlp(x)
+        return _linear(_linear(x, mlp.lin1, gelu=True), mlp.lin2)
 
     def _windowed_attention(self, x: torch.Tensor) -> torch.Tensor:
         """x + window attention of norm1(x), as stock's partition/unpartition computes it."""
@@ -121,7 +128,7 @@ class FastBlock(_enc.Block):
             r1 = min(h, r0 + step)
             rows = min(hp, r0 + step) - r0  # padded to whole windows
             nb = rows // ws
-            qkv = attn.qkv(self.norm1(x[:, r0:r1]))  # B, r1-r0, W, 3C: real tokens only
+            qkv = _linear(self.norm1(x[:, r0:r1]), attn.qkv)  # B, r1-r0, W, 3C: real tokens only
             if (r1 - r0, w) != (rows, wp):  # zero padding in stock: its qkv is the bias
                 padded = qkv.new_empty(b, rows, wp, 3 * c)
                 padded[:, : r1 - r0, :w] = qkv
@@ -132,8 +139,39 @@ class FastBlock(_enc.Block):
             windows = windows.reshape(b * nb * nww, ws * ws, 3, attn.num_heads, -1).permute(2, 0, 3, 1, 4)
             o = attn._attention(windows, (ws, ws))  # B*nb*nW, ws, ws, C
             o = o.view(b, nb, nww, ws, ws, c).permute(0, 1, 3, 2, 4, 5).reshape(b, rows, wp, c)
-            out[:, r0:r1] = x[:, r0:r1] + attn.proj(o[:, : r1 - r0, :w])
+            out[:, r0:r1] = x[:, r0:r1] + _linear(o[:, : r1 - r0, :w], attn.proj)
         return out
+
+
+def _gelu_exact(act: torch.nn.Module) -> bool:
+    return type(act) is torch.nn.GELU and act.approximate == "none"
+
+
+#: oneDNN's linear with a fused epilogue (torch's inductor uses it for CPU bf16): on a CPU with
+#: AMX/AVX512_BF16 it runs the encoder's bf16 products ~1.3x faster than ``F.linear`` (whose bias
+#: add is a separate pass) and the GELU inside the product, on the fp32 accumulator.
+_MKLDNN_LINEAR = getattr(getattr(torch.ops, "mkldnn", None), "_linear_pointwise", None)
+
+
+def _linear(x: torch.Tensor, lin: torch.nn.Module, gelu: bool = False) -> torch.Tensor:
+    """``lin(x)`` (then exact GELU if ``gelu``), by oneDNN for a bf16 CPU inference call.
+
+    Same products and the same rounding to bf16 at the end; the bias add and the GELU happen on
+    the fp32 accumulator instead of after rounding (at least as accurate). Anything else (fp32,
+    a GPU, autograd, a hooked or non-Linear module): the module's own code.
+    """
+    if (
+        _MKLDNN_LINEAR is not None
+        and x.dtype == torch.bfloat16
+        and x.device.type == "cpu"
+        and type(lin) is torch.nn.Linear
+        and lin.weight.dtype == torch.bfloat16
+        and not (torch.is_grad_enabled() and (x.requires_grad or lin.weight.requires_grad))
+        and not _has_hooks(lin)
+    ):
+        return _MKLDNN_LINEAR(x, lin.weight, lin.bias, "gelu" if gelu else "none", [], "none" if gelu else "")
+    y = lin(x)
+    return F.gelu(y) if gelu else y
 
 
 def _has_hooks(module: torch.nn.Module) -> bool:
@@ -161,8 +199,8 @@ class FastEncoderAttention(_enc.Attention):
         if self._small(x):
             return super().forward(x)
         b, h, w, _ = x.shape
-        qkv = self.qkv(x).reshape(b, h * w, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
-        return self.proj(self._attention(qkv, (h, w)))
+        qkv = _linear(x, self.qkv).reshape(b, h * w, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
+        return _linear(self._attention(qkv, (h, w)), self.proj)
 
     def _small(self, x: torch.Tensor) -> bool:
         b, h, w, _ = x.shape

@@ -375,3 +375,62 @@ def test_fast_and_stock_embeddings_are_cached_apart(tiny_sam, rgb_image, tmp_pat
     p.set_image(rgb_image)  # same image, other path: encoded again, not served the stock one
     assert (p.stats.misses, p.stats.hits, p.stats.precision) == (2, 0, "fp32-fast")
     assert len(list(tmp_path.glob("*.pt"))) == 2
+
+
+# ---------------------------------------------------------------------- bf16 products by oneDNN
+
+needs_onednn = pytest.mark.skipif(
+    fast._MKLDNN_LINEAR is None or not torch.backends.mkldnn.is_available(), reason="no oneDNN in this torch"
+)
+
+
+@needs_onednn
+@pytest.mark.parametrize("gelu", [False, True])
+def test_bf16_linear_by_onednn_is_f_linear_within_bf16_rounding(gelu):
+    g = torch.Generator().manual_seed(0)
+    lin = torch.nn.Linear(64, 96).to(torch.bfloat16)
+    x = torch.randn(3, 5, 64, generator=g).to(torch.bfloat16)
+    with torch.no_grad():
+        exact = torch.nn.functional.linear(x.double(), lin.weight.double(), lin.bias.double())
+        exact = torch.nn.functional.gelu(exact) if gelu else exact
+        got = fast._linear(x, lin, gelu=gelu)
+        stock = lin(x)
+        stock = torch.nn.functional.gelu(stock) if gelu else stock
+    assert got.dtype == torch.bfloat16 and got.shape == (3, 5, 96)
+    # Bias and GELU on the fp32 accumulator: no further from the exact values than F.linear's.
+    assert rel_err(exact, got) <= rel_err(exact, stock) * 1.05 + 1e-6
+    assert rel_err(exact, got) < 1e-2
+
+
+def test_linear_falls_back_to_the_module_outside_bf16_cpu_inference(monkeypatch):
+    calls = []
+    monkeypatch.setattr(fast, "_MKLDNN_LINEAR", lambda *a: calls.append(a))
+    lin = torch.nn.Linear(8, 4)
+    x = torch.randn(2, 8)
+    torch.testing.assert_close(fast._linear(x, lin, gelu=True), torch.nn.functional.gelu(lin(x)))
+    lin16 = torch.nn.Linear(8, 4).to(torch.bfloat16)
+    y = fast._linear(x.to(torch.bfloat16), lin16)  # autograd on: the module's own code
+    assert y.requires_grad and not calls
+    with torch.no_grad():
+        fast._linear(x.to(torch.bfloat16), lin16)
+    assert len(calls) == 1
+
+
+@needs_onednn
+def test_bf16_encoder_with_onednn_products_is_as_close_to_fp32(tiny_sam, monkeypatch):
+    """The fast bf16 encoder (qkv, proj, MLP with its GELU by oneDNN) is no further from the fp32
+    encoder than the same bf16 weights through F.linear."""
+    ref = fast.enable_fast(with_rel_pos(tiny_sam))
+    x = torch.randn(1, 3, 128, 128, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        want = ref.image_encoder(x)
+        enc = copy.deepcopy(ref.image_encoder).to(torch.bfloat16)
+        real = fast._MKLDNN_LINEAR
+        calls = []
+        monkeypatch.setattr(fast, "_MKLDNN_LINEAR", lambda *a: calls.append(1) or real(*a))
+        new = enc(x.to(torch.bfloat16)).float()
+        assert calls  # the path ran
+        monkeypatch.setattr(fast, "_MKLDNN_LINEAR", None)
+        old = enc(x.to(torch.bfloat16)).float()
+    assert rel_err(want, new) <= rel_err(want, old) * 1.2 + 1e-4
+    assert rel_err(want, new) < 0.05
