@@ -65,14 +65,38 @@ class Conv2dBN(nn.Sequential):
         self.c = nn.Conv2d(cin, cout, k, stride, pad, groups=groups, bias=False)
         self.bn = nn.BatchNorm2d(cout)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, gelu: bool = False) -> torch.Tensor:
+        """conv, BN (then exact GELU if ``gelu``). In CPU inference the GELU runs in oneDNN's
+        convolution epilogue, on the accumulator (one pass over the map fewer: ~2x faster for the
+        MBConv's 256-channel maps, measured)."""
         if self.training:
-            return self.bn(self.c(x))
+            y = self.bn(self.c(x))
+            return F.gelu(y) if gelu else y
         c, bn = self.c, self.bn
         scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)  # C_out
         weight = c.weight * scale.view(-1, 1, 1, 1).to(c.weight.dtype)
         bias = (bn.bias - bn.running_mean * scale).to(c.weight.dtype)
-        return F.conv2d(x, weight, bias, c.stride, c.padding, c.dilation, c.groups)
+        if gelu and _fusable(x, weight):
+            pad, stride, dil = list(c.padding), list(c.stride), list(c.dilation)
+            return _CONV_POINTWISE(x, weight, bias, pad, stride, dil, c.groups, "gelu", [], "none")
+        y = F.conv2d(x, weight, bias, c.stride, c.padding, c.dilation, c.groups)
+        return F.gelu(y) if gelu else y
+
+
+#: oneDNN's convolution with a fused epilogue (what torch's inductor uses on the CPU).
+_CONV_POINTWISE = getattr(getattr(torch.ops, "mkldnn", None), "_convolution_pointwise", None)
+
+
+def _fusable(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """Whether conv + GELU can run as one oneDNN call: CPU, no autograd, same float dtype."""
+    return (
+        _CONV_POINTWISE is not None
+        and torch.backends.mkldnn.is_available()
+        and x.device.type == "cpu"
+        and x.dtype == weight.dtype
+        and x.dtype in (torch.float32, torch.bfloat16)
+        and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad))
+    )
 
 
 class PatchEmbed(nn.Module):
@@ -85,6 +109,9 @@ class PatchEmbed(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        conv1, act, conv2 = self.seq
+        if type(act) is nn.GELU and act.approximate == "none":
+            return conv2(conv1(x, gelu=True))
         return self.seq(x)
 
 
@@ -100,8 +127,8 @@ class MBConv(nn.Module):
         nn.init.zeros_(self.conv3.bn.weight)  # as published: each block starts as the identity
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = F.gelu(self.conv1(x))  # B, 4C, H, W
-        y = F.gelu(self.conv2(y))
+        y = self.conv1(x, gelu=True)  # B, 4C, H, W
+        y = self.conv2(y, gelu=True)
         return F.gelu(x + self.conv3(y))
 
 
@@ -118,8 +145,8 @@ class PatchMerging(nn.Module):
     def forward(self, x: torch.Tensor, channels_last: bool) -> torch.Tensor:
         if channels_last:
             x = x.permute(0, 3, 1, 2)  # B, C, H, W
-        x = F.gelu(self.conv1(x))
-        x = F.gelu(self.conv2(x))
+        x = self.conv1(x, gelu=True)
+        x = self.conv2(x, gelu=True)
         return self.conv3(x).permute(0, 2, 3, 1)  # B, H', W', C_out
 
 
@@ -161,13 +188,16 @@ class Attention(nn.Module):
         b, hp, wp, c = x.shape
         ws, heads, hd = self.window, self.num_heads, self.head_dim
         nh, nw = hp // ws, wp // ws
-        qkv = self.qkv(self.norm(x)).view(b, nh, ws, nw, ws, heads, 3, hd)
+        from .fast import _linear  # oneDNN for bf16 CPU inference
+
+        qkv = _linear(self.norm(x), self.qkv).view(b, nh, ws, nw, ws, heads, 3, hd)
         qkv = qkv.permute(6, 0, 1, 3, 5, 2, 4, 7).reshape(3, b * nh * nw, heads, ws * ws, hd)
         q, k, v = qkv.unbind(0)  # each: windows, heads, N, head_dim
+        # Explicit: torch's fused attention with this bias as a mask measured ~1.5x slower in bf16.
         attn = (q * hd**-0.5) @ k.transpose(-2, -1) + self.bias().to(q.dtype)  # windows, heads, N, N
         out = attn.softmax(dim=-1) @ v  # windows, heads, N, head_dim
         out = out.view(b, nh, nw, heads, ws, ws, hd).permute(0, 1, 4, 2, 5, 3, 6).reshape(b, hp, wp, c)
-        return self.proj(out)
+        return _linear(out, self.proj)
 
 
 class Mlp(nn.Module):
@@ -180,7 +210,9 @@ class Mlp(nn.Module):
         self.fc2 = nn.Linear(hidden, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(F.gelu(self.fc1(self.norm(x))))
+        from .fast import _linear  # oneDNN with the GELU fused, for bf16 CPU inference
+
+        return _linear(_linear(self.norm(x), self.fc1, gelu=True), self.fc2)
 
 
 class TinyViTBlock(nn.Module):

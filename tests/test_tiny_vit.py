@@ -122,3 +122,56 @@ def test_train_mode_runs_the_batch_norm_and_gives_gradients():
 def test_mismatched_stage_lists_are_refused():
     with pytest.raises(ValueError, match="one entry per stage"):
         TinyViT(depths=(2, 2, 6))
+
+
+def test_folded_batch_norm_equals_the_unfolded_one():
+    from sam_widgets.tiny_vit import Conv2dBN
+
+    torch.manual_seed(0)
+    layer = Conv2dBN(8, 16, 3, 2, 1)
+    layer.bn.running_mean.normal_()
+    layer.bn.running_var.uniform_(0.5, 2)
+    layer.bn.weight.data.uniform_(0.5, 2)
+    layer.bn.bias.data.normal_()
+    layer.eval()
+    x = torch.randn(2, 8, 20, 20)
+    with torch.no_grad():
+        unfolded = layer.bn(layer.c(x))
+        torch.testing.assert_close(layer(x), unfolded, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(
+            layer(x, gelu=True), torch.nn.functional.gelu(unfolded), rtol=1e-5, atol=1e-5
+        )
+
+
+def seeded_small_encoder() -> TinyViT:
+    enc = TinyViT(img_size=256)
+    enc.load_state_dict(seeded_state_dict(enc.state_dict()))
+    return enc.eval()
+
+
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="no oneDNN in this torch")
+def test_conv_gelu_in_one_onednn_call_equals_the_two_steps(monkeypatch):
+    from sam_widgets import tiny_vit
+
+    enc = seeded_small_encoder()
+    x = torch.randn(1, 3, 256, 256, generator=torch.Generator().manual_seed(3))
+    real = tiny_vit._CONV_POINTWISE
+    calls = []
+    with torch.no_grad():
+        monkeypatch.setattr(tiny_vit, "_CONV_POINTWISE", lambda *a: calls.append(1) or real(*a))
+        fused = enc(x)
+        assert len(calls) == 11  # patch embed 1, MBConv 2 x 2, PatchMerging 3 x 2
+        monkeypatch.setattr(tiny_vit, "_CONV_POINTWISE", None)
+        two_steps = enc(x)
+    torch.testing.assert_close(fused, two_steps, rtol=0, atol=1e-5)
+
+
+def test_bf16_encoder_stays_close_to_fp32():
+    """bf16 weights stored once (as load_sam does): the output within bf16 rounding of fp32's."""
+    enc = seeded_small_encoder()
+    x = torch.randn(1, 3, 256, 256, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        want = enc(x)
+        got = enc.to(torch.bfloat16)(x.to(torch.bfloat16)).float()
+    err = float((got - want).norm() / want.norm())
+    assert err < 0.03
