@@ -169,3 +169,25 @@ def test_bench_times_mobile_sam_against_its_floor(tmp_path, capsys, monkeypatch)
     (r,) = json.loads(out.read_text())["results"]
     assert r["model"] == "mobile_sam" and r["floor"]["encoder_gflop"] == pytest.approx(77.54, abs=0.01)
     assert 0 < r["floor"]["ours"]["fraction"]
+
+
+def test_mobile_sam_gets_the_fast_decoder_path():
+    """load_sam's default path swaps mobile_sam's SAM decoder for the fast one, as for vit_b, and
+    a click after set_image uses the per-image part made at set_image."""
+    from sam_widgets import fast
+
+    sam = load_sam("mobile_sam", weights="random", device="cpu")
+    assert record_of(sam).fast
+    kinds = {type(m) for m in sam.modules()}
+    assert {
+        fast.FastMaskDecoder,
+        fast.FastPromptEncoder,
+        fast.FastTwoWayAttentionBlock,
+        fast.FastDecoderAttention,
+    } <= kinds
+    p = CachedPredictor(sam)
+    p.set_image(np.random.default_rng(0).integers(0, 256, (120, 160, 3), dtype=np.uint8))
+    side = sam.mask_decoder.__dict__["_sam_widgets_image_side"]
+    masks, scores, _ = p.predict(point_coords=np.array([[80.0, 60.0]]), point_labels=np.array([1]))
+    assert sam.mask_decoder.__dict__["_sam_widgets_image_side"] is side  # reused, not remade
+    assert masks.shape == (3, 120, 160) and scores.shape == (3,)
