@@ -53,3 +53,40 @@ def test_floor_report_and_its_lines(monkeypatch):
     text = floor.format_floor([r])
     assert "vit_b: encoder 972.1 GFLOP" in text and "bf16 400" in text
     assert "ours  bf16    200.0 GFLOP/s =  50.0% of the bf16 floor (floor time 2430 ms)" in text
+
+
+def _timed(model: str, stock: dict, ours: dict, floor_rep=None) -> ModelResult:
+    r = ModelResult(model, "random", "cpu", "bf16-fast", (768, 1024), floor=floor_rep)
+    r.stock = {k: {"median": v} for k, v in stock.items()}
+    r.ours = {k: {"median": v} for k, v in ours.items()}
+    return r
+
+
+def test_format_targets_judges_issue_17s_targets_from_one_run():
+    side = {"precision": "bf16", "gflops": 344.0, "floor_ms": 2430.0}
+    rep = {
+        "encoder_gflop": 972.1,
+        "floor_gflops": {"bf16": 400.0},
+        "threads": 2,
+        "stock": {**side, "fraction": 0.3},
+        "ours": {**side, "fraction": 0.86},
+    }
+    vit_b = _timed(
+        "vit_b",
+        {"click_ms": 80.0, "set_image_ms": 8000.0},
+        {"click_ms": 28.0, "view_ms": 20.0, "set_image_ms": 1000.0},
+        rep,
+    )
+    mobile = _timed(
+        "mobile_sam",
+        {"click_ms": 80.0, "set_image_ms": 900.0},
+        {"click_ms": 30.0, "view_ms": 20.0, "set_image_ms": 101.0},
+    )
+    lines = floor.format_targets([mobile, vit_b])
+    assert lines[0].startswith("targets")
+    assert "4.00x faster than stock (>= 4x): met" in lines[1]
+    assert "86% of the bf16 floor (>= 85%): met" in lines[2]
+    assert "set_image 0.101 of vit_b's (<= 0.10): NOT met" in lines[3]
+    assert "mobile_sam click 30.0 ms, vit_b's 28.0 ms (no slower): NOT met" in lines[4]
+    assert floor.format_targets([mobile]) == []  # nothing to judge without vit_b
+    assert "targets" in floor.format_floor([mobile, vit_b])

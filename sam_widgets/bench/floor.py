@@ -21,7 +21,15 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-__all__ = ["gemm_rate", "gemm_floor", "encoder_gflop", "floor_report", "format_floor", "SHAPES"]
+__all__ = [
+    "gemm_rate",
+    "gemm_floor",
+    "encoder_gflop",
+    "floor_report",
+    "format_floor",
+    "format_targets",
+    "SHAPES",
+]
 
 #: (m, k, n) of the timed products: vit_b's MLP on 4096 tokens, both ways, and a square one.
 SHAPES = ((4096, 768, 3072), (4096, 3072, 768), (2048, 2048, 2048))
@@ -149,4 +157,42 @@ def format_floor(results: list[Any]) -> str:
                 f"{100 * m['fraction']:5.1f}% of the {m['precision']} floor "
                 f"(floor time {m['floor_ms']:.0f} ms)"
             )
+    lines += format_targets(results)
     return "\n".join(lines)
+
+
+def format_targets(results: list[Any]) -> list[str]:
+    """Issue 17's speed targets, judged on ``results`` of one run (lines; none without vit_b).
+
+    vit_b: click at the view's size >= 4x faster than stock's click, set_image >= 85% of the
+    floor of its precision; mobile_sam (when timed too): set_image <= 1/10 of vit_b's, click no
+    slower than vit_b's. Medians; ``ours`` is CachedPredictor with the path ``load_sam`` chose.
+    """
+    by_name = {r.model: r for r in results if getattr(r, "ours", None)}
+    vit_b = by_name.get("vit_b")
+    if vit_b is None:
+        return []
+
+    def med(r, key: str, who: str = "ours") -> float:
+        return getattr(r, who)[key]["median"]
+
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "NOT met"
+
+    out = ["targets (issue 17, this run):"]
+    ratio = med(vit_b, "click_ms", "stock") / max(med(vit_b, "view_ms"), 1e-9)
+    out.append(
+        f"  vit_b click at the view's size {ratio:.2f}x faster than stock (>= 4x): {verdict(ratio >= 4)}"
+    )
+    if vit_b.floor:
+        frac = vit_b.floor["ours"]["fraction"]
+        prec = vit_b.floor["ours"]["precision"]
+        met = verdict(frac >= 0.85)
+        out.append(f"  vit_b set_image {100 * frac:.0f}% of the {prec} floor (>= 85%): {met}")
+    mobile = by_name.get("mobile_sam")
+    if mobile is not None:
+        share = med(mobile, "set_image_ms") / max(med(vit_b, "set_image_ms"), 1e-9)
+        out.append(f"  mobile_sam set_image {share:.3f} of vit_b's (<= 0.10): {verdict(share <= 0.10)}")
+        mc, vc = med(mobile, "click_ms"), med(vit_b, "click_ms")
+        out.append(f"  mobile_sam click {mc:.1f} ms, vit_b's {vc:.1f} ms (no slower): {verdict(mc <= vc)}")
+    return out
