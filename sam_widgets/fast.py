@@ -506,21 +506,22 @@ class FastMaskDecoder(_mask.MaskDecoder):
             [self.output_hypernetworks_mlps[i](mask_tokens_out[:, i, :]) for i in chosen], dim=1
         )  # B, masks, c2
         m = len(chosen)
-        masks = keys.new_empty(b, h * w * 16, m)  # B, (h w a d a2 d2), masks
+        masks = keys.new_empty(b, m, h * w * 16)  # B, masks, (h w a d a2 d2)
         # A few hundred pixels at a time: each step's 16x upscaled features (~1 MB) stay in cache
         # between the products, the norm and the GELUs (measured ~1.5x faster than whole).
         step = _UPSCALE_PIXELS
         for bi in range(b):
             tokens = keys[bi]  # HW, C
-            hyper = hyper_in[bi].transpose(0, 1)  # c2, masks
+            hyper = hyper_in[bi]  # masks, c2
             for i in range(0, h * w, step):
                 y = torch.addmm(b1, tokens[i : i + step], w1)  # pixels, (a d c1)
                 y = act1(F.layer_norm(y.view(-1, 4, c1), (c1,), norm.weight, norm.bias, norm.eps))
                 z = act2(torch.addmm(b2, y.view(-1, c1), w2)).view(-1, c2)  # (pixels a d a2 d2), c2
-                torch.mm(z, hyper, out=masks[bi, i * 16 : (i + step) * 16])
-        masks = masks.view(b, h, w, 2, 2, 2, 2, m)
-        # Pixel (4i + 2a + a2, 4j + 2d + d2).
-        masks = masks.permute(0, 7, 1, 3, 5, 2, 4, 6).reshape(b, m, 4 * h, 4 * w)
+                torch.mm(hyper, z.t(), out=masks[bi, :, i * 16 : (i + step) * 16])
+        # Pixel (4i + 2a + a2, 4j + 2d + d2), in two copies of long runs: (w, a) -> (a, w), then
+        # (w, d, a2) -> (a2, w, d); one 7-axis permute moved runs of 2 floats (~3x slower).
+        masks = masks.view(b * m * h, w, 2, 8).transpose(1, 2).contiguous()  # (m h a), w, (d a2 d2)
+        masks = masks.view(b * m * h * 2, w, 2, 2, 2).permute(0, 3, 1, 2, 4).reshape(b, m, 4 * h, 4 * w)
         iou_pred = self.iou_prediction_head(iou_token_out)
         return masks, iou_pred
 
@@ -753,6 +754,10 @@ def upscale_masks(
     # The aten op takes the output size and the scale apart: the scale fixes the geometry (source
     # coordinate = (i + 0.5) * src_h / oh - 0.5), the size what is computed. F.interpolate would
     # derive one from the other.
-    return torch.ops.aten.upsample_bilinear2d(
-        masks[..., :rows, :cols].contiguous(), [oh, ow], False, oh / src_h, ow / src_w
-    )
+    # Each mask as a one-channel image: torch's CPU kernel copies a several-channel map to
+    # channels-last and back; one channel at a time measured ~2.5x faster (same weights, same
+    # sums, last-bit differences from the order of the arithmetic).
+    lead = masks.shape[:-2]
+    kept = masks[..., :rows, :cols].reshape(-1, 1, rows, cols).contiguous()
+    out = torch.ops.aten.upsample_bilinear2d(kept, [oh, ow], False, oh / src_h, ow / src_w)
+    return out.view(*lead, oh, ow)
