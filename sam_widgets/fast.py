@@ -150,7 +150,11 @@ def _gelu_exact(act: torch.nn.Module) -> bool:
 #: oneDNN's linear with a fused epilogue (torch's inductor uses it for CPU bf16): on a CPU with
 #: AMX/AVX512_BF16 it runs the encoder's bf16 products ~1.3x faster than ``F.linear`` (whose bias
 #: add is a separate pass) and the GELU inside the product, on the fp32 accumulator.
-_MKLDNN_LINEAR = getattr(getattr(torch.ops, "mkldnn", None), "_linear_pointwise", None)
+_MKLDNN_LINEAR = (
+    getattr(getattr(torch.ops, "mkldnn", None), "_linear_pointwise", None)
+    if torch.backends.mkldnn.is_available()
+    else None
+)
 
 
 def _linear(x: torch.Tensor, lin: torch.nn.Module, gelu: bool = False) -> torch.Tensor:
