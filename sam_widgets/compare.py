@@ -44,7 +44,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from .anatomy import Anatomy
 
 __all__ = [
-    "OFFICIAL",
     "ALL_MODELS",
     "DOWNLOAD_SIZE",
     "ENCODE_PEAK_RAM",

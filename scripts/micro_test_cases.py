@@ -21,9 +21,11 @@ from scipy import ndimage
 from segment_anything import SamPredictor
 
 from sam_widgets.checkpoints import load_state_dict
+from sam_widgets.evaluation import center_point
 from sam_widgets.micro import WEIGHTS_PATH, build_micro
 from sam_widgets.micro.data import ambiguity_set, heldout_set
-from sam_widgets.micro.evaluate import ambiguity_queries, center_point, iou
+from sam_widgets.micro.evaluate import ambiguity_queries
+from sam_widgets.viz import mask_iou as iou
 
 PICK = 0.87
 #: Ambiguity cases: both levels at least this IoU (issue 12's ambiguity bar; micro is short of 0.87).

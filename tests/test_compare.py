@@ -30,7 +30,7 @@ PROMPTS = (
 @pytest.fixture
 def tiny_official(monkeypatch):
     """vit_b, vit_l and vit_h built as TINY: the official code paths, in milliseconds."""
-    for name in compare.OFFICIAL:
+    for name in architectures.OFFICIAL:
         monkeypatch.setitem(architectures.CONFIGS, name, TINY)
     # TINY needs no RAM to speak of: the real models' needs must not skip them on a small machine.
     monkeypatch.setattr(compare, "available_ram_bytes", lambda: 64 * compare.GiB)
@@ -62,7 +62,7 @@ def _result(name: str, weights: str, **kw) -> ModelResult:
 
 def test_parse_models():
     assert compare.parse_models("vit_h, vit_b") == ("vit_b", "vit_h")  # official order
-    assert compare.parse_models("all") == compare.parse_models("1") == compare.OFFICIAL
+    assert compare.parse_models("all") == compare.parse_models("1") == architectures.OFFICIAL
     assert compare.parse_models("none") == compare.parse_models("0") == compare.parse_models("") == ()
     with pytest.raises(ValueError, match="unknown model.*vit_x"):
         compare.parse_models("vit_b,vit_x")

@@ -8,9 +8,10 @@ import torch
 
 from sam_widgets import micro
 from sam_widgets.architectures import CONFIGS
+from sam_widgets.evaluation import center_point
 from sam_widgets.micro import WEIGHTS_PATH, build_micro
 from sam_widgets.micro.data import HELDOUT_SEED_START, TRAIN_SEED_START, heldout_set, make_scene
-from sam_widgets.micro.evaluate import center_point, iou
+from sam_widgets.viz import mask_iou as iou
 
 # Held-out objects for the quality tests, (scene index, object index) into heldout_set(8).
 # Candidates by geometry: visible area >= 900 px of the 256x256 scene and >= 0.5 of its bounding

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from sam_widgets import compare
+from sam_widgets import architectures
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -45,7 +45,7 @@ def test_notebooks_are_stored_without_outputs(path):
 def test_notebook_03_parameters_default_to_everything(monkeypatch):
     p = _parameters(NB03, {}, monkeypatch)
     assert p["MODELS"] == ("vit_b", "vit_l", "vit_h", "micro")
-    assert p["RANDOM_TIMING"] == compare.OFFICIAL
+    assert p["RANDOM_TIMING"] == architectures.OFFICIAL
     # Issue 19: a warm-up, then a median of three timed encodings.
     assert (p["WARMUP"], p["REPEATS"], p["DEVICE"]) == (1, 3, "auto")
 
@@ -68,7 +68,7 @@ def test_notebook_03_parameters_from_the_environment(monkeypatch):
     assert _parameters(NB03, {"SAM_WIDGETS_NB_RANDOM_TIMING": "0"}, monkeypatch)["RANDOM_TIMING"] == ()
     assert (
         _parameters(NB03, {"SAM_WIDGETS_NB_RANDOM_TIMING": "1"}, monkeypatch)["RANDOM_TIMING"]
-        == compare.OFFICIAL
+        == architectures.OFFICIAL
     )
 
 

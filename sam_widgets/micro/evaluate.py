@@ -27,17 +27,14 @@ from pathlib import Path
 
 import numpy as np
 
-from sam_widgets.evaluation import center_point, corrective_click, evaluate_samples, summarize
-from sam_widgets.evaluation import mask_iou as iou
+from sam_widgets.evaluation import center_point, evaluate_samples, summarize
+from sam_widgets.viz import mask_iou as iou
 
 __all__ = [
     "evaluate",
     "format_table",
     "lowres_ceiling",
     "main",
-    "center_point",
-    "corrective_click",
-    "iou",
     "SIZE_BINS",
     "evaluate_ambiguity",
     "ambiguity_queries",
