@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from .output import ANNOTATIONS, MANIFEST, OutputFolder, OutputFolderError
-from .prompts import Prompt, PromptFileError, PromptSet, read_prompts
+from .prompts import Detection, PromptFileError, PromptSet, read_prompts
 from .worker import EVERYTHING_DEFAULTS, Annotator, Settings, failed_record, load_image
 
 __all__ = [
@@ -36,7 +36,7 @@ __all__ = [
     "Summary",
     "Settings",
     "Annotator",
-    "Prompt",
+    "Detection",
     "PromptSet",
     "read_prompts",
     "EVERYTHING_DEFAULTS",
@@ -183,7 +183,7 @@ def _resolve_model(model: str, ray: str | None, weights: str = "pretrained", dev
 
 
 def annotate_records(
-    root: Path, keys: list[str], settings: Settings, prompts: dict[str, list[Prompt]] | None
+    root: Path, keys: list[str], settings: Settings, prompts: dict[str, list[Detection]] | None
 ) -> Iterator[dict[str, Any]]:
     """Local runner: the record of each of ``keys`` in order; the next images decode in a thread."""
     annotator = Annotator(settings)

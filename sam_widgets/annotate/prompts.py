@@ -15,8 +15,10 @@ Two formats, the two that detectors write:
   ``data.yaml`` beside or above it; else the class number.
 
 Images are matched by file name relative to the image folder, else by base name, else by stem.
-Whether a box fits its image is decided per image, by the worker (``check_prompt``): a box that
-reaches outside is clipped to the image, one with nothing inside it is skipped and recorded.
+Each object read is a ``Detection``: a ``sam_widgets.prompts.Prompt`` (the package's one prompt
+type) with the detector's category and score. Whether it fits its image is decided per image, by
+the worker (``check_prompt``): a box that reaches outside is clipped to the image, one with
+nothing inside it is skipped and recorded, and the rest is ``Prompt.check``'s, as for a click.
 """
 
 from __future__ import annotations
@@ -28,8 +30,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import SamWidgetsError
+from ..prompts import Prompt
 
-__all__ = ["Prompt", "PromptFileError", "PromptSet", "read_prompts", "check_prompt"]
+__all__ = ["Detection", "PromptFileError", "PromptSet", "read_prompts", "check_prompt"]
 
 MIN_BOX_SIDE = 2.0  # pixels, as the session's (a smaller drag is a click)
 
@@ -39,19 +42,31 @@ class PromptFileError(SamWidgetsError, ValueError):
 
 
 @dataclass(frozen=True)
-class Prompt:
-    """One object to segment: a box and/or points, in pixels (or normalised: ``normalized``).
-
-    ``box``: (x0, y0, x1, y1); ``points``: ((x, y), ...) with ``point_labels`` (1/0 each);
-    ``category_id`` as in the output's categories; ``score``: the detector's confidence.
+class Detection:
+    """One object to segment, as a detector gave it: its ``prompt`` (``sam_widgets.prompts.Prompt``,
+    the package's one prompt type: a box and/or points with their labels), in pixels, or in
+    [0, 1] of the image's width and height when ``normalized`` (YOLO); ``category_id`` as in the
+    output's categories; ``score``: the detector's confidence.
     """
 
-    box: tuple[float, float, float, float] | None = None
-    points: tuple[tuple[float, float], ...] = ()
-    point_labels: tuple[int, ...] = ()
+    prompt: Prompt
     category_id: int = 1
     score: float | None = None
-    normalized: bool = False  # YOLO: coordinates in [0, 1] of the image's width and height
+    normalized: bool = False
+
+    @property
+    def box(self) -> tuple[float, float, float, float] | None:
+        """X0, Y0, X1, Y1 (X0 <= X1, Y0 <= Y1), or None."""
+        return self.prompt.box
+
+    @property
+    def points(self) -> tuple[tuple[float, float], ...]:
+        """(X, Y) points, each with its label in ``point_labels`` (1 on the object, 0 not)."""
+        return self.prompt.points
+
+    @property
+    def point_labels(self) -> tuple[int, ...]:
+        return self.prompt.labels
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -64,37 +79,49 @@ class Prompt:
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Prompt:
+    def from_dict(cls, d: dict[str, Any]) -> Detection:
         return cls(
-            box=None if d["box"] is None else tuple(float(v) for v in d["box"]),
-            points=tuple((float(x), float(y)) for x, y in d["points"]),
-            point_labels=tuple(int(v) for v in d["point_labels"]),
+            Prompt(
+                points=tuple((float(x), float(y)) for x, y in d["points"]),
+                labels=tuple(int(v) for v in d["point_labels"]),
+                box=None if d["box"] is None else _xyxy(*(float(v) for v in d["box"])),
+            ),
             category_id=int(d["category_id"]),
             score=None if d["score"] is None else float(d["score"]),
             normalized=bool(d["normalized"]),
         )
 
 
+def _xyxy(x0: float, y0: float, x1: float, y1: float) -> tuple[float, float, float, float]:
+    """A box with its corners in order (detectors may write them either way round)."""
+    (x0, x1), (y0, y1) = sorted((x0, x1)), sorted((y0, y1))
+    return x0, y0, x1, y1
+
+
 @dataclass
 class PromptSet:
     """The prompts of a run: per image key, its prompts; the categories; what was not matched."""
 
-    by_image: dict[str, list[Prompt]]
+    by_image: dict[str, list[Detection]]
     categories: list[dict[str, Any]]
     unmatched: list[str] = field(default_factory=list)  # image names of the file not found in IMAGES
     source: str = ""
 
 
-def check_prompt(p: Prompt, width: int, height: int) -> tuple[Prompt | None, str | None]:
-    """``p`` in pixels of a ``width`` x ``height`` image, clipped to it; or (None, the reason)."""
-    sx, sy = (width, height) if p.normalized else (1.0, 1.0)
+def check_prompt(d: Detection, width: int, height: int) -> tuple[Detection | None, str | None]:
+    """``d`` in pixels of a ``width`` x ``height`` image, its box clipped to it; or (None, the reason).
+
+    A box that reaches outside the image is clipped; one with less than ``MIN_BOX_SIDE`` pixels
+    each way inside it is refused. The rest is ``Prompt.check``'s, as for a click in the widget.
+    """
+    sx, sy = (width, height) if d.normalized else (1.0, 1.0)
     box = None
-    if p.box is not None:
-        x0, y0, x1, y1 = p.box
+    if d.box is not None:
+        x0, y0, x1, y1 = d.box
         x0, x1 = sorted((x0 * sx, x1 * sx))
         y0, y1 = sorted((y0 * sy, y1 * sy))
         if not all(math.isfinite(v) for v in (x0, y0, x1, y1)):
-            return None, f"box {list(p.box)} is not finite"
+            return None, f"box {list(d.box)} is not finite"
         cx0, cy0, cx1, cy1 = max(x0, 0.0), max(y0, 0.0), min(x1, float(width)), min(y1, float(height))
         if cx1 - cx0 < MIN_BOX_SIDE or cy1 - cy0 < MIN_BOX_SIDE:
             where = "outside" if (cx1 <= cx0 or cy1 <= cy0) else "too small in"
@@ -103,13 +130,12 @@ def check_prompt(p: Prompt, width: int, height: int) -> tuple[Prompt | None, str
                 f"(a box needs {MIN_BOX_SIDE:g} pixels each way inside it)"
             )
         box = (cx0, cy0, cx1, cy1)
-    points = tuple((x * sx, y * sy) for x, y in p.points)
-    for x, y in points:
-        if not (math.isfinite(x) and math.isfinite(y) and 0 <= x <= width and 0 <= y <= height):
-            return None, f"point ({x:g}, {y:g}) lies outside the {width}x{height} image"
-    if box is None and not points:
-        return None, "a prompt without a box or points"
-    return Prompt(box, points, p.point_labels, p.category_id, p.score, False), None
+    points = tuple((x * sx, y * sy) for x, y in d.points)
+    try:
+        prompt = Prompt(points=points, labels=d.point_labels, box=box).check(width, height)
+    except ValueError as e:
+        return None, str(e)
+    return Detection(prompt, d.category_id, d.score, False), None
 
 
 # ----------------------------------------------------------------------------- matching
@@ -149,13 +175,10 @@ def _load_json(path: Path, what: str) -> Any:
         raise PromptFileError(f"{what} {path} is not readable JSON ({e}).") from None
 
 
-def _points_of(d: dict[str, Any], where: str) -> tuple[tuple[tuple[float, float], ...], tuple[int, ...]]:
-    pts = d.get("points") or []
-    points = tuple((float(x), float(y)) for x, y in pts)
-    labels = tuple(int(v) for v in d.get("point_labels", [1] * len(points)))
-    if len(labels) != len(points) or not set(labels) <= {0, 1}:
-        raise ValueError(f"{where}: point_labels {d.get('point_labels')!r} must be one 1 or 0 per point")
-    return points, labels
+def _points_of(d: dict[str, Any]) -> tuple[tuple[tuple[float, float], ...], tuple[int, ...]]:
+    """A detection's points and their labels (all 1 when it gives none); ``Prompt`` checks them."""
+    points = tuple((float(x), float(y)) for x, y in d.get("points") or [])
+    return points, tuple(int(v) for v in d.get("point_labels", [1] * len(points)))
 
 
 def read_coco_prompts(
@@ -192,7 +215,7 @@ def read_coco_prompts(
     except (KeyError, TypeError):
         raise PromptFileError(f"{path}: an 'images' entry lacks 'id' or 'file_name'.") from None
     match = _Matcher(keys)
-    by_image: dict[str, list[Prompt]] = {}
+    by_image: dict[str, list[Detection]] = {}
     unmatched: dict[str, None] = {}
     for i, d in enumerate(detections):
         where = f"{path.name}, detection {i}"
@@ -212,14 +235,12 @@ def read_coco_prompts(
             box = None
             if d.get("bbox") is not None:
                 x, y, w, h = (float(v) for v in d["bbox"])
-                box = (x, y, x + w, y + h)
-            points, labels = _points_of(d, where)
+                box = _xyxy(x, y, x + w, y + h)
+            points, labels = _points_of(d)
             if box is None and not points:
                 raise ValueError(f"{where}: neither 'bbox' nor 'points'")
-            prompt = Prompt(
-                box,
-                points,
-                labels,
+            detection = Detection(
+                Prompt(points=points, labels=labels, box=box),
                 int(d.get("category_id", 1)),
                 None if d.get("score") is None else float(d["score"]),
             )
@@ -233,7 +254,7 @@ def read_coco_prompts(
         if key is None:
             unmatched[name] = None
             continue
-        by_image.setdefault(key, []).append(prompt)
+        by_image.setdefault(key, []).append(detection)
     if not categories:
         ids = sorted({p.category_id for ps in by_image.values() for p in ps})
         categories = [{"id": c, "name": str(c)} for c in ids]
@@ -277,7 +298,7 @@ def read_yolo_prompts(folder: str | Path, keys: list[str], *, min_score: float =
     folder = Path(folder).expanduser()
     names = _yolo_names(folder)
     match = _Matcher(keys)
-    by_image: dict[str, list[Prompt]] = {}
+    by_image: dict[str, list[Detection]] = {}
     unmatched: list[str] = []
     seen: set[int] = set()
     for txt in sorted(folder.rglob("*.txt")):
@@ -312,7 +333,7 @@ def read_yolo_prompts(folder: str | Path, keys: list[str], *, min_score: float =
             if score is not None and score < min_score:
                 continue
             seen.add(cls)
-            prompts.append(Prompt(box, category_id=cls + 1, score=score, normalized=True))
+            prompts.append(Detection(Prompt(box=_xyxy(*box)), cls + 1, score, normalized=True))
     if not by_image and not unmatched:
         raise PromptFileError(f"{folder} holds no YOLO label files (<image stem>.txt).")
     count = max(len(names or []), max(seen, default=-1) + 1)

@@ -29,7 +29,7 @@ import numpy as np
 
 from ..errors import SamWidgetsError
 from ..record import record_of
-from .prompts import Prompt
+from .prompts import Detection
 from .worker import Annotator, Settings, failed_record, load_image
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -174,7 +174,7 @@ class _AnnotateActor:
                 rec = failed_record(key, e, "image")
             else:
                 plist = None if prompts is None or prompts == "" else json.loads(prompts)
-                rec = self.annotator.annotate(key, image, [Prompt.from_dict(p) for p in plist or []])
+                rec = self.annotator.annotate(key, image, [Detection.from_dict(p) for p in plist or []])
             out.append(json.dumps(rec))
         return {"record": np.array(out, dtype=object)}
 
@@ -195,7 +195,7 @@ def annotate_records(
     root: str,
     keys: list[str],
     settings: Settings,
-    prompts: dict[str, list[Prompt]] | None,
+    prompts: dict[str, list[Detection]] | None,
     plan: dict[str, Any],
 ) -> Iterator[dict[str, Any]]:
     """Records of ``keys`` (paths under ``root``) as the actors finish them, in any order."""

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..formats import segmentation
 from ..record import record_of
-from .prompts import Prompt, check_prompt
+from .prompts import Detection, check_prompt
 
 __all__ = ["Settings", "Annotator", "load_image", "failed_record", "EVERYTHING_DEFAULTS"]
 
@@ -97,7 +97,7 @@ class Annotator:
 
     # ------------------------------------------------------------------ one image
 
-    def annotate(self, key: str, image: np.ndarray, prompts: list[Prompt] | None = None) -> dict[str, Any]:
+    def annotate(self, key: str, image: np.ndarray, prompts: list[Detection] | None = None) -> dict[str, Any]:
         """The record of one image: ``{"file_name", "width", "height", "status": "done",
         "annotations": [...], "skipped_prompts": [...], "seconds", "worker"}``; a failure inside the
         model gives a ``failed_record`` instead of raising (one bad image never ends a run)."""
@@ -154,10 +154,10 @@ class Annotator:
         ]
 
     def _prompted(
-        self, image: np.ndarray, prompts: list[Prompt]
+        self, image: np.ndarray, prompts: list[Detection]
     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         h, w = image.shape[:2]
-        ok: list[tuple[int, Prompt]] = []
+        ok: list[tuple[int, Detection]] = []
         skipped = []
         for i, p in enumerate(prompts):
             checked, reason = check_prompt(p, w, h)
