@@ -13,8 +13,6 @@ import io
 import json
 import os
 import re
-import shutil
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -22,7 +20,7 @@ from typing import Any, Protocol
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from ._io import rle_decode, rle_encode
+from ._io import rle_decode, rle_encode, write_all_or_nothing
 from .errors import AnnotationFileError, ImageMismatchError
 from .prompts import Prompt
 
@@ -147,26 +145,15 @@ def write_folder(
     data["sam_widgets"] = section
     payload = json.dumps(data).encode()
     path = folder / ANNOTATIONS_FILE
-    try:
-        staging = Path(tempfile.mkdtemp(dir=folder, prefix=_STAGING_PREFIX))
-    except OSError as e:
-        raise AnnotationFileError(
-            f"Cannot write into {folder} ({e.strerror or e}): pass a writable folder. Nothing was saved."
-        ) from e
-    try:
-        try:
-            for name, blob in entries:
-                (staging / name).write_bytes(blob)
-            (staging / ANNOTATIONS_FILE).write_bytes(payload)
-        except OSError as e:
-            raise AnnotationFileError(
-                f"Saving into {folder} failed ({e.strerror or e}); nothing in the folder changed."
-            ) from e
-        for name, _ in entries:
-            os.replace(staging / name, folder / name)
-        os.replace(staging / ANNOTATIONS_FILE, path)  # last: the new save is complete
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    write_all_or_nothing(
+        folder,
+        entries,
+        lambda: (ANNOTATIONS_FILE, payload),
+        prefix=_STAGING_PREFIX,
+        error=AnnotationFileError,
+        doing="Saving",
+        done="saved",
+    )
     for name in set(ours) - {n for n, _ in entries}:
         (folder / name).unlink(missing_ok=True)
     return path

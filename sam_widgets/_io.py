@@ -1,6 +1,8 @@
 """Private I/O, written once: atomic file writes, reading image files, mask RLE, CUDA sync.
 
 - ``atomic_write``: a reader sees the old file or the whole new one, never half of it.
+- ``write_all_or_nothing``: several files into a folder through a staging folder, the one that
+  says the set is complete last (saves and exports).
 - ``read_image`` (``open_image``): the one way image files are opened (PIL): EXIF orientation
   applied (``ImageOps.exif_transpose``), size limits checked from the header before any pixel is
   decoded, truncated or corrupt files refused at open, every error a ``ValueError`` naming the file.
@@ -13,9 +15,10 @@ No torch at import time.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import IO, Any
 
@@ -23,6 +26,7 @@ import numpy as np
 
 __all__ = [
     "atomic_write",
+    "write_all_or_nothing",
     "MIN_SIDE",
     "MAX_PIXELS",
     "MAX_ASPECT",
@@ -67,6 +71,56 @@ def atomic_write(
             pass
         raise
     return path
+
+
+def write_all_or_nothing(
+    folder: Path,
+    files: Iterable[tuple[str, bytes]],
+    last: Callable[[], tuple[str, bytes]],
+    *,
+    prefix: str,
+    error: Callable[[str], Exception],
+    doing: str,
+    done: str,
+    create: bool = False,
+) -> None:
+    """Write ``files`` ((path relative to ``folder``, bytes), made as they are read), then the file
+    ``last()`` returns, into ``folder``, all or nothing.
+
+    Every file is first written into a staging folder inside ``folder`` (its name starts with
+    ``prefix``) and only then moved into place, ``last`` last: the file that says the set is
+    complete. A failure before the moves leaves the folder as it was and raises ``error`` with a
+    message that says so (``doing``: "Saving", ``done``: "saved"); the staging folder is always
+    removed. ``create``: make ``folder`` (and its parents) first.
+    """
+    try:
+        if create:
+            folder.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=folder, prefix=prefix))
+    except OSError as e:
+        raise error(
+            f"Cannot write into {folder} ({e.strerror or e}): pass a writable folder. Nothing was {done}."
+        ) from e
+    try:
+        written: list[str] = []
+        try:
+            for rel, blob in files:
+                target = staging / rel
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(blob)  # open(): the user's umask, unlike mkstemp's 0600
+                written.append(rel)
+            final, blob = last()
+            (staging / final).write_bytes(blob)
+        except OSError as e:
+            raise error(
+                f"{doing} into {folder} failed ({e.strerror or e}); nothing in the folder changed."
+            ) from e
+        for rel in written:
+            (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+            os.replace(staging / rel, folder / rel)
+        os.replace(staging / final, folder / final)  # last: the set is complete
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 # ---------------------------------------------------------------------- image files

@@ -14,11 +14,22 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from . import checkpoints
 from .errors import SamWidgetsError
 
 __all__ = ["main", "bench_main", "add_bench_arguments", "add_annotate_arguments", "run_command", "UserError"]
+
+
+def _given(args: argparse.Namespace, *names: str) -> dict[str, Any]:
+    """``{name: args.name}`` for each option named: what the command line passes on as it is."""
+    return {name: getattr(args, name) for name in names}
+
+
+def _switch(parser: Any, flag: str, default: bool | None, help: str) -> None:  # noqa: A002 - argparse's name
+    """An on/off option: ``--flag`` and ``--no-flag``."""
+    parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=help)
 
 
 def _download(args: argparse.Namespace) -> int:
@@ -91,28 +102,18 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
         help="ours' precision; auto (as load_sam): the fastest path that keeps the masks, and the "
         "fast paths on; fp32 without --fast: segment_anything's own code, bit for bit (default: auto)",
     )
-    parser.add_argument(
+    _switch(
+        parser,
         "--fast",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="time ours on the fast paths (sam_widgets.fast); stock always runs stock code "
+        None,
+        "time ours on the fast paths (sam_widgets.fast); stock always runs stock code "
         "(default: on with --precision auto, off otherwise)",
     )
     parser.add_argument("--repeats", type=int, default=3, help="timed encodings per predictor")
     parser.add_argument("--clicks", type=int, default=20, help="timed clicks per predictor")
     parser.add_argument("--image-size", default="768x1024", help="HxW of the timing test image")
-    parser.add_argument(
-        "--timing",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="time stock SamPredictor against CachedPredictor (default: on)",
-    )
-    parser.add_argument(
-        "--iou",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="measure IoU (1 click, 3 clicks, box) on --dataset (default: on)",
-    )
+    _switch(parser, "--timing", True, "time stock SamPredictor against CachedPredictor (default: on)")
+    _switch(parser, "--iou", True, "measure IoU (1 click, 3 clicks, box) on --dataset (default: on)")
     parser.add_argument(
         "--dataset",
         default="synthetic",
@@ -130,10 +131,8 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-clicks", type=int, default=20, help="with --noc: clicks per object, the cap (default: 20)"
     )
     parser.add_argument("--min-area", type=int, default=100, help="skip objects smaller than this, pixels")
-    parser.add_argument(
-        "--out", type=Path, default=None, help="write bench.json, summary.csv, per_object.csv here"
-    )
-    parser.add_argument("--json", type=Path, default=None, help="also write the results JSON here")
+    parser.add_argument("--out", type=Path, help="write bench.json, summary.csv, per_object.csv here")
+    parser.add_argument("--json", type=Path, help="also write the results JSON here")
     _add_ray_arguments(parser, "evaluate IoU on Ray, one image per task (timing stays in this process)")
 
 
@@ -143,26 +142,18 @@ def _add_ray_arguments(parser: argparse.ArgumentParser, what: str) -> None:
         "--ray",
         nargs="?",
         const="local",
-        default=None,
         metavar="ADDRESS",
         help=f"{what}: alone, a local Ray runtime; with ADDRESS (auto, HOST:6379, ray://HOST:10001) "
         "join that cluster",
     )
-    g.add_argument(
-        "--workers", type=int, default=None, help="Ray actors, one model each (default: from the cluster)"
-    )
-    g.add_argument(
-        "--cpus-per-worker", type=float, default=None, help="CPUs per actor without GPUs (default: up to 4)"
-    )
+    g.add_argument("--workers", type=int, help="Ray actors, one model each (default: from the cluster)")
+    g.add_argument("--cpus-per-worker", type=float, help="CPUs per actor without GPUs (default: up to 4)")
     g.add_argument(
         "--gpus-per-worker",
         type=float,
-        default=None,
         help="GPUs per actor (default: 1 when the cluster has GPUs)",
     )
-    g.add_argument(
-        "--ray-num-cpus", type=int, default=None, help="CPUs of a local Ray runtime (default: all)"
-    )
+    g.add_argument("--ray-num-cpus", type=int, help="CPUs of a local Ray runtime (default: all)")
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -214,14 +205,7 @@ def _bench(args: argparse.Namespace) -> int:
         random_weights=args.random_weights,
         timing=args.timing,
         iou_samples=samples if ray_address is None else None,
-        dataset=args.dataset,
-        min_area=args.min_area,
-        noc=args.noc,
-        max_clicks=args.max_clicks,
-        device=args.device,
-        precision=args.precision,
-        fast=args.fast,
-        repeats=args.repeats,
+        **_given(args, "dataset", "min_area", "noc", "max_clicks", "device", "precision", "fast", "repeats"),
         clicks=args.clicks,
         image_size=(h, w),
     )
@@ -380,12 +364,9 @@ def add_annotate_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--prompts",
         type=Path,
-        default=None,
         help="boxes (and points) per image: a COCO detections JSON, or a YOLO labels folder",
     )
-    p.add_argument(
-        "--image-ids", type=Path, default=None, help="a COCO JSON whose 'images' name the ids of --prompts"
-    )
+    p.add_argument("--image-ids", type=Path, help="a COCO JSON whose 'images' name the ids of --prompts")
     p.add_argument("--min-score", type=float, default=0.0, help="ignore detections below this score")
     from .annotate.worker import EVERYTHING_DEFAULTS as every
 
@@ -399,15 +380,10 @@ def add_annotate_arguments(parser: argparse.ArgumentParser) -> None:
         "--format", default="rle", choices=["rle", "polygons"], help="COCO segmentation (default: rle)"
     )
     o.add_argument("--polygon-tolerance", type=float, default=0.0, help="simplify polygons, pixels")
-    o.add_argument(
-        "--resume",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="continue the run in --out, skipping images already done (default: on)",
-    )
+    _switch(o, "--resume", True, "continue the run in --out, skipping images already done (default: on)")
     o.add_argument("--overwrite", action="store_true", help="start over: remove --out's earlier results")
     o.add_argument("--retry-failed", action="store_true", help="on resume, try failed images again")
-    o.add_argument("--threads", type=int, default=None, help="torch threads per model")
+    o.add_argument("--threads", type=int, help="torch threads per model")
     o.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     _add_ray_arguments(parser, "annotate on Ray, one model per actor")
 
@@ -422,29 +398,13 @@ def _annotate(args: argparse.Namespace) -> int:
     summary = annotate(
         args.images,
         args.out,
-        model=args.model,
-        weights=args.weights,
-        device=args.device,
-        precision=args.precision,
-        prompts=args.prompts,
-        image_ids=args.image_ids,
-        min_score=args.min_score,
-        everything={
-            "points_per_side": args.points_per_side,
-            "pred_iou_thresh": args.pred_iou_thresh,
-            "stability_score_thresh": args.stability_score_thresh,
-            "points_per_batch": args.points_per_batch,
-        },
-        format=args.format,
-        polygon_tolerance=args.polygon_tolerance,
+        **_given(args, "model", "weights", "device", "precision", "prompts", "image_ids", "min_score"),
+        everything=_given(
+            args, "points_per_side", "pred_iou_thresh", "stability_score_thresh", "points_per_batch"
+        ),
+        **_given(args, "format", "polygon_tolerance", "retry_failed", "threads"),
         resume=args.resume and not args.overwrite,
-        retry_failed=args.retry_failed,
-        ray=args.ray,
-        workers=args.workers,
-        cpus_per_worker=args.cpus_per_worker,
-        gpus_per_worker=args.gpus_per_worker,
-        ray_num_cpus=args.ray_num_cpus,
-        threads=args.threads,
+        **_given(args, "ray", "workers", "cpus_per_worker", "gpus_per_worker", "ray_num_cpus"),
         progress=not args.quiet,
         log=lambda line: print(line, file=sys.stderr),
     )

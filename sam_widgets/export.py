@@ -40,14 +40,13 @@ import io
 import json
 import os
 import re
-import shutil
-import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from ._annotation_files import _safe
+from ._io import write_all_or_nothing
 from .errors import ExportError, ExportFolderError, MissingMaskError
 from .formats import mask_to_polygons, segmentation
 
@@ -367,35 +366,31 @@ def write(
             f"a {format!r} export must write. Export into another folder."
         )
     created = not folder.exists()
+    hashes: dict[str, str] = {}
+
+    def blobs() -> Iterator[tuple[str, bytes]]:
+        for rel, make in files.items():
+            blob = make()
+            hashes[rel] = hashlib.sha256(blob).hexdigest()
+            yield rel, blob
+
+    def manifest() -> tuple[str, bytes]:
+        manifest = {"sam_widgets_export": 1, "format": format, "files": hashes}
+        return MANIFEST, json.dumps(manifest, indent=1).encode("utf-8")
+
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(dir=folder, prefix=_STAGING_PREFIX))
-    except OSError as e:
-        raise ExportFolderError(
-            f"Cannot write into {folder} ({e.strerror or e}): pass a writable folder. Nothing was exported."
-        ) from e
-    try:
-        hashes: dict[str, str] = {}
-        try:
-            for rel, make in files.items():
-                blob = make()
-                target = staging / rel
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(blob)  # open(): the user's umask, unlike mkstemp's 0600
-                hashes[rel] = hashlib.sha256(blob).hexdigest()
-            manifest = {"sam_widgets_export": 1, "format": format, "files": hashes}
-            (staging / MANIFEST).write_text(json.dumps(manifest, indent=1), encoding="utf-8")
-        except OSError as e:
-            raise ExportFolderError(
-                f"Exporting into {folder} failed ({e.strerror or e}); nothing in the folder changed."
-            ) from e
-        for rel in files:
-            (folder / rel).parent.mkdir(parents=True, exist_ok=True)
-            os.replace(staging / rel, folder / rel)
-        os.replace(staging / MANIFEST, folder / MANIFEST)  # last: the export is complete
+        write_all_or_nothing(
+            folder,
+            blobs(),
+            manifest,
+            prefix=_STAGING_PREFIX,
+            error=ExportFolderError,
+            doing="Exporting",
+            done="exported",
+            create=True,
+        )
         created = False
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
         if created:  # failed in a folder it made: leave no empty folder behind
             try:
                 folder.rmdir()

@@ -21,6 +21,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from ._io import rle_encode
+
 __all__ = ["SEGMENTATION_FORMATS", "mask_to_rle", "mask_to_polygons", "rle_area_bbox", "segmentation"]
 
 SEGMENTATION_FORMATS = ("rle", "polygons")
@@ -39,11 +41,7 @@ def mask_to_rle(mask: Any) -> dict[str, Any]:
 
     JSON-ready (``counts`` is ASCII text, as in COCO files); exact, holes and parts included.
     """
-    from pycocotools import mask as mask_utils
-
-    m = _check_mask(mask)
-    rle = mask_utils.encode(np.asfortranarray(m, dtype=np.uint8))
-    return {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}
+    return rle_encode(_check_mask(mask))
 
 
 def rle_area_bbox(rle: dict[str, Any]) -> tuple[int, list[float]]:

@@ -93,19 +93,13 @@ class LabelError(SamWidgetsError, ValueError):
 
 
 class _Predictor(Protocol):
-    """What a session needs of a predictor: SamPredictor's ``set_image`` and ``predict``."""
+    """What a session needs of a predictor: SamPredictor's ``set_image``, and its ``predict``
+    (point_coords, point_labels, box, mask_input, multimask_output, return_logits -> masks,
+    scores, low-res logits), as ``CachedPredictor`` has them."""
 
     def set_image(self, image: np.ndarray, image_format: str = "RGB") -> None: ...
 
-    def predict(
-        self,
-        point_coords: np.ndarray | None = None,
-        point_labels: np.ndarray | None = None,
-        box: np.ndarray | None = None,
-        mask_input: np.ndarray | None = None,
-        multimask_output: bool = True,
-        return_logits: bool = False,
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
+    predict: Callable[..., tuple[np.ndarray, np.ndarray, np.ndarray]]
 
 
 # ---------------------------------------------------------------------- objects and states

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.server
 import threading
+import time
 from collections import Counter
 
 import numpy as np
@@ -43,6 +44,38 @@ def rgb_image():
     img = rng.integers(0, 255, size=(90, 120, 3), dtype=np.uint8)
     img[20:60, 30:80] = (250, 30, 30)  # a flat red block: something to segment
     return img
+
+
+class FakePredictor:
+    """Masks without a model: candidate k is a square around the last point (or the box's first
+    corner), ``size + step * k`` pixels either way. ``delay`` (s) lets other threads run in the
+    middle of a click; ``entered`` is set when a click starts, and a ``release`` event, when
+    set on the object, holds every click until it is set."""
+
+    def __init__(self, delay: float = 0.0, size: int = 20, step: int = 10) -> None:
+        self.delay, self.size, self.step = delay, size, step
+        self.entered = threading.Event()
+        self.release: threading.Event | None = None
+
+    def set_image(self, image, image_format="RGB"):
+        self.shape = image.shape[:2]
+        self.features = object()
+
+    def predict(self, point_coords=None, point_labels=None, box=None, mask_input=None, multimask_output=True):
+        shape = self.shape
+        self.entered.set()
+        if self.release is not None:
+            assert self.release.wait(10)
+        if self.delay:
+            time.sleep(self.delay)
+        h, w = shape
+        x, y = point_coords[-1] if point_coords is not None else box[:2]
+        n = 3 if multimask_output else 1
+        masks = np.zeros((n, h, w), bool)
+        for k in range(n):
+            r = self.size + self.step * k
+            masks[k, max(0, int(y) - r) : int(y) + r, max(0, int(x) - r) : int(x) + r] = True
+        return masks, np.linspace(0.9, 0.7, n), np.zeros((n, 256, 256), np.float32)
 
 
 class FileServer:

@@ -39,6 +39,14 @@ ray_warnings = [
     pytest.mark.filterwarnings("ignore::ResourceWarning"),
 ]
 
+
+def ray_test(fn):
+    """A test that needs Ray (skipped without it) and does not fail on Ray's own warnings."""
+    for mark in reversed([needs_ray, *ray_warnings]):
+        fn = mark(fn)
+    return fn
+
+
 # "everything" cheap and permissive enough for micro: 16 points, no filtering by score.
 EVERY = {"points_per_side": 4, "pred_iou_thresh": 0.0, "stability_score_thresh": 0.0}
 EVERY_ARGS = ["--points-per-side", "4", "--pred-iou-thresh", "0", "--stability-score-thresh", "0"]
@@ -471,10 +479,7 @@ def _collect_quietly() -> None:
         gc.collect()
 
 
-@needs_ray
-@ray_warnings[0]
-@ray_warnings[1]
-@ray_warnings[2]
+@ray_test
 def test_ray_run_gives_the_local_annotations(reference, image_dir, tmp_path, ray_cluster):
     _, _, coco = reference
     out = tmp_path / "out"
@@ -489,10 +494,7 @@ def test_ray_run_gives_the_local_annotations(reference, image_dir, tmp_path, ray
     assert ray.is_initialized()  # a runtime it did not start is left running
 
 
-@needs_ray
-@ray_warnings[0]
-@ray_warnings[1]
-@ray_warnings[2]
+@ray_test
 def test_a_killed_ray_run_resumes_without_duplicates_or_losses(reference, image_dir, tmp_path, ray_cluster):
     _, _, coco = reference
     out = tmp_path / "out"
@@ -507,10 +509,7 @@ def test_a_killed_ray_run_resumes_without_duplicates_or_losses(reference, image_
     assert "Ray, 2 workers" in r.stdout and "(resumed)" in r.stdout
 
 
-@needs_ray
-@ray_warnings[0]
-@ray_warnings[1]
-@ray_warnings[2]
+@ray_test
 def test_bench_ray_merges_per_image_iou_into_the_same_tables(tmp_path, capsys, ray_cluster):
     from sam_widgets.cli import main
 

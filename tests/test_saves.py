@@ -3,6 +3,7 @@ users' files left alone, images identified by content. Each test failed before i
 
 from __future__ import annotations
 
+import functools
 import json
 
 import numpy as np
@@ -12,23 +13,10 @@ from sam_widgets import _annotation_files
 from sam_widgets.errors import AnnotationFileError, ImageMismatchError
 from sam_widgets.session import Session
 
+from . import conftest
 
-class FakePredictor:
-    """Masks without a model: candidate k is a box around the last point, k pixels larger."""
-
-    def set_image(self, image, image_format="RGB"):
-        self.shape = image.shape[:2]
-        self.features = object()
-
-    def predict(self, point_coords=None, point_labels=None, box=None, mask_input=None, multimask_output=True):
-        h, w = self.shape
-        x, y = point_coords[-1] if point_coords is not None else box[:2]
-        n = 3 if multimask_output else 1
-        masks = np.zeros((n, h, w), bool)
-        for k in range(n):
-            r = 3 + 2 * k
-            masks[k, max(0, int(y) - r) : int(y) + r, max(0, int(x) - r) : int(x) + r] = True
-        return masks, np.linspace(0.9, 0.7, n), np.zeros((n, 256, 256), np.float32)
+#: Small masks: candidate k is a square 3 + 2k pixels either way of the last point.
+FakePredictor = functools.partial(conftest.FakePredictor, size=3, step=2)
 
 
 @pytest.fixture

@@ -16,34 +16,7 @@ import pytest
 
 from sam_widgets.session import MAX_HISTORY_BYTES, Session
 
-
-class FakePredictor:
-    """Masks without a model: candidate k is a square around the last point, k pixels larger."""
-
-    def __init__(self, delay: float = 0.0) -> None:
-        self.delay = delay
-        self.entered = threading.Event()
-        self.release: threading.Event | None = None
-
-    def set_image(self, image, image_format="RGB"):
-        self.shape = image.shape[:2]
-        self.features = object()
-
-    def predict(self, point_coords=None, point_labels=None, box=None, mask_input=None, multimask_output=True):
-        shape = self.shape
-        self.entered.set()
-        if self.release is not None:
-            assert self.release.wait(10)
-        if self.delay:
-            time.sleep(self.delay)  # lets other threads run in the middle of a click
-        h, w = shape
-        x, y = point_coords[-1] if point_coords is not None else box[:2]
-        n = 3 if multimask_output else 1
-        masks = np.zeros((n, h, w), bool)
-        for k in range(n):
-            r = 20 + 10 * k
-            masks[k, max(0, int(y) - r) : int(y) + r, max(0, int(x) - r) : int(x) + r] = True
-        return masks, np.linspace(0.9, 0.7, n), np.zeros((n, 256, 256), np.float32)
+from .conftest import FakePredictor
 
 
 def test_points_from_many_threads_are_all_kept(rgb_image):
