@@ -20,8 +20,7 @@ which costs no memory and no time), never typed in from a paper or a blog:
   hook and recomputed with the block's own weights and relative positions;
 - ``preprocess_steps``: the image as the encoder receives it (resize, normalise, pad).
 
-``QUOTED`` holds figures commonly quoted about SAM, each with its source, for the notebooks to set
-against the measured ones.
+The figures commonly quoted about SAM, each with its source, are ``measure.QUOTED``.
 """
 
 from __future__ import annotations
@@ -37,11 +36,9 @@ from segment_anything.modeling import Sam
 
 from ._images import as_rgb_uint8
 from .architectures import SamConfig, build_sam, config_for
-from .measure import QUOTED_SOURCE, QUOTED_SPEED_IOU
 
 __all__ = [
     "Anatomy",
-    "QUOTED",
     "describe",
     "param_counts",
     "flop_counts",
@@ -56,20 +53,6 @@ __all__ = [
     "preprocess_steps",
     "meta_model",
 ]
-
-# Figures that circulate about SAM, with where they come from. The notebooks compare them with
-# what the code computes; "quoted" never means "measured here".
-QUOTED: dict[str, dict[str, Any]] = {
-    "patch_tokens": {
-        "value": "64x64x256 after patch embedding",
-        "source": "a claim in popular write-ups, as the project's design notes point out; the code "
-        "gives 64x64xembed_dim after patch embedding, and the neck makes 256",
-    },
-    "speed_vs_iou": {
-        "value": {name: (q["miou"], q["encoder_ms"]) for name, q in QUOTED_SPEED_IOU.items()},
-        "source": QUOTED_SOURCE,
-    },
-}
 
 
 @dataclass(frozen=True)

@@ -90,6 +90,8 @@ class CheckpointInfo:
         url: official download URL.
         sha256: full sha256 hex digest (the suffix in the file name is not a prefix of it).
         size_bytes: file size in bytes, or None where it is not pinned.
+        listed_bytes: where the size is not pinned, the size other projects list for the file:
+            shown to users (``download_size``), never checked on a download.
     """
 
     name: str
@@ -97,39 +99,58 @@ class CheckpointInfo:
     url: str
     sha256: str
     size_bytes: int | None
+    listed_bytes: int | None = None
+
+    @property
+    def download_size(self) -> str:
+        """The download's size for people: "375 MB", "2.6 GB" (pinned or listed; "" if neither)."""
+        n = self.size_bytes if self.size_bytes is not None else self.listed_bytes
+        if n is None:
+            return ""
+        return f"{n / 1e9:.1f} GB" if n >= 1e9 else f"{n / 1e6:.0f} MB"
+
+
+def _pinned(
+    name: str, filename: str, sha256: str, size_bytes: int | None, base: str, listed_bytes: int | None = None
+) -> CheckpointInfo:
+    return CheckpointInfo(name, filename, f"{base}/{filename}", sha256, size_bytes, listed_bytes)
 
 
 REGISTRY: dict[str, CheckpointInfo] = {
-    "vit_b": CheckpointInfo(
-        name="vit_b",
-        filename="sam_vit_b_01ec64.pth",
-        url=f"{_OFFICIAL_BASE}/sam_vit_b_01ec64.pth",
-        sha256="ec2df62732614e57411cdcf32a23ffdf28910380d03139ee0f4fcbe91eb8c912",
-        size_bytes=375_042_383,
-    ),
-    "vit_l": CheckpointInfo(
-        name="vit_l",
-        filename="sam_vit_l_0b3195.pth",
-        url=f"{_OFFICIAL_BASE}/sam_vit_l_0b3195.pth",
-        sha256="3adcc4315b642a4d2101128f611684e8734c41232a17c648ed1693702a49a622",
-        size_bytes=None,
-    ),
-    "vit_h": CheckpointInfo(
-        name="vit_h",
-        filename="sam_vit_h_4b8939.pth",
-        url=f"{_OFFICIAL_BASE}/sam_vit_h_4b8939.pth",
-        sha256="a7bf3b02f3ebf1267aba913ff637d9a2d5c33d3173bb679e46d9f338c26f262e",
-        size_bytes=2_564_550_879,
-    ),
-    # MobileSAM (TinyViT encoder + SAM's prompt encoder and mask decoder; Apache-2.0), the file in
-    # its GitHub repository at the revision that independent projects pin, with their sha256.
-    "mobile_sam": CheckpointInfo(
-        name="mobile_sam",
-        filename="mobile_sam.pt",
-        url=f"{_MOBILE_SAM_BASE}/mobile_sam.pt",
-        sha256="6dbb90523a35330fedd7f1d3dfc66f995213d81b29a5ca8108dbcdd4e37d6c2f",
-        size_bytes=40_728_226,
-    ),
+    info.name: info
+    for info in (
+        _pinned(
+            "vit_b",
+            "sam_vit_b_01ec64.pth",
+            "ec2df62732614e57411cdcf32a23ffdf28910380d03139ee0f4fcbe91eb8c912",
+            375_042_383,
+            _OFFICIAL_BASE,
+        ),
+        _pinned(
+            "vit_l",
+            "sam_vit_l_0b3195.pth",
+            "3adcc4315b642a4d2101128f611684e8734c41232a17c648ed1693702a49a622",
+            None,  # not pinned: 1,249,524,607 bytes as listed beside this sha256 by other projects
+            _OFFICIAL_BASE,
+            listed_bytes=1_249_524_607,
+        ),
+        _pinned(
+            "vit_h",
+            "sam_vit_h_4b8939.pth",
+            "a7bf3b02f3ebf1267aba913ff637d9a2d5c33d3173bb679e46d9f338c26f262e",
+            2_564_550_879,
+            _OFFICIAL_BASE,
+        ),
+        # MobileSAM (TinyViT encoder + SAM's prompt encoder and mask decoder; Apache-2.0), the file
+        # in its GitHub repository at the revision that independent projects pin, with their sha256.
+        _pinned(
+            "mobile_sam",
+            "mobile_sam.pt",
+            "6dbb90523a35330fedd7f1d3dfc66f995213d81b29a5ca8108dbcdd4e37d6c2f",
+            40_728_226,
+            _MOBILE_SAM_BASE,
+        ),
+    )
 }
 
 

@@ -7,8 +7,8 @@ The logic of notebook 03, where a test can reach it:
 - ``checkpoint_status``: whether an official checkpoint is in the cache here, and if not the one
   line that says how to fetch it;
 - ``run_model``: one model on the image and every prompt through ``CachedPredictor``: encoder
-  time per repeat, click time per prompt, RAM added by encoding, and masks and candidate scores
-  only if the weights are trained;
+  time per repeat (``measure.encoder_ms``), click time per prompt, RAM added by encoding
+  (``measure.PeakRSS``), and masks and candidate scores only if the weights are trained;
 - ``compare``: all of that for vit_b, vit_l, vit_h and micro, each model loaded, measured and
   freed in turn. A checkpoint that is not here gives architecture facts and, if asked,
   random-weight timing (the real architecture, so the real speed); never a mask;
@@ -32,7 +32,7 @@ import numpy as np
 from . import checkpoints
 from .architectures import OFFICIAL
 from .errors import ChecksumError
-from .measure import PeakRSS
+from .measure import PeakRSS, encoder_ms, sync_for
 from .models import available_ram_bytes
 from .prompts import Prompt
 from .record import record_of
@@ -67,13 +67,8 @@ __all__ = [
 
 GiB = 1024**3
 ALL_MODELS = (*OFFICIAL, "micro")
-#: Download sizes, from the sizes pinned in ``checkpoints.REGISTRY``; vit_l's is not pinned there,
-#: so its published size (1.25 GB) is given in words.
-DOWNLOAD_SIZE = {
-    name: f"{info.size_bytes / 1e9:.1f} GB" if info.size_bytes >= 1e9 else f"{info.size_bytes / 1e6:.0f} MB"
-    for name, info in checkpoints.REGISTRY.items()
-    if info.size_bytes is not None
-} | {"vit_l": "1.2 GB"}
+#: Download sizes for people ("375 MB"), from ``checkpoints.REGISTRY`` (``CheckpointInfo.download_size``).
+DOWNLOAD_SIZE = {name: info.download_size for name, info in checkpoints.REGISTRY.items()}
 #: Peak RAM of one image encoding on the CPU, fp32, stock attention, in bytes: measured for
 #: DESIGN.md (2026-11; vit_b re-measured for binder/README.md: 3.53 GiB). ``compare`` skips a model
 #: that would not fit in the memory free here. A leaner attention path needs less: these are bounds.
@@ -255,15 +250,15 @@ def run_model(
     added: int | None = None
     masks: dict[str, np.ndarray] = {}
     scores: dict[str, np.ndarray] = {}
+    sync = sync_for(predictor.device)
     for r in range(repeats):
         if r == 0 and predictor.device.type == "cpu":
             with PeakRSS() as peak:
-                predictor.set_image(image)
+                encode_ms.append(encoder_ms(predictor, image, sync))
             added = peak.bytes
         else:
-            predictor.set_image(image)
-        assert predictor.stats.encoder_ms is not None and predictor.stats.last_was_hit is False
-        encode_ms.append(predictor.stats.encoder_ms)
+            encode_ms.append(encoder_ms(predictor, image, sync))
+        assert predictor.stats.last_was_hit is False  # no cache: the encoder ran
         for prompt in prompts:
             m, s, _ = predictor.predict(**prompt.predict_kwargs(), multimask_output=True)
             assert predictor.stats.click_ms is not None

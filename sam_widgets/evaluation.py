@@ -46,6 +46,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from . import measure
 from .viz import mask_iou
 
 __all__ = [
@@ -64,7 +65,6 @@ __all__ = [
     "evaluate_object",
     "evaluate_samples",
     "curves_of",
-    "set_image_timed",
     "summarize",
     "pearson_r",
     "bootstrap_ci",
@@ -402,7 +402,7 @@ def evaluate_samples(
         (``datasets.Sample``).
       n_clicks: clicks per object (20 for NoC).
       progress: a tqdm bar over objects.
-      sync: called after ``set_image`` before the clock stops (e.g. ``torch.cuda.synchronize``).
+      sync: called after ``set_image`` before the clock stops (``measure.sync_for(device)``).
       feed_logits: see ``evaluate_object``.
       noc_thresholds: also record ``noc_85``, ``noc_90``, ... per object (cap ``n_clicks``).
 
@@ -425,7 +425,7 @@ def evaluate_samples(
     bar = tqdm(total=sum(map(len, todo)), desc=desc, unit="object", disable=not progress, leave=False)
     try:
         for sample, objects in zip(samples, todo, strict=True):
-            encoder_ms.append(set_image_timed(predictor, sample.image, sync))
+            encoder_ms.append(measure.encoder_ms(predictor, sample.image, sync))
             for i in objects:
                 gt = sample.masks[i]
                 r = evaluate_object(predictor, gt, n_clicks, feed_logits=feed_logits)
@@ -464,20 +464,6 @@ def curves_of(records: list[dict[str, Any]]) -> list[list[float]]:
             k += 1
         out.append(c)
     return out
-
-
-def set_image_timed(predictor: Any, image: np.ndarray, sync: Callable[[], None] | None) -> float:
-    """``predictor.set_image(image)``; returns its encoder ms (see ``evaluate_samples``)."""
-    stats = getattr(predictor, "stats", None)
-    if stats is not None:
-        stats.encoder_ms = None
-    t = time.perf_counter()
-    predictor.set_image(image)
-    if sync is not None:
-        sync()
-    wall = (time.perf_counter() - t) * 1e3
-    reported = getattr(stats, "encoder_ms", None)
-    return float(reported) if reported is not None else wall
 
 
 def pearson_r(x: Iterable[float], y: Iterable[float]) -> float | None:

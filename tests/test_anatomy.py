@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sam_widgets import anatomy
+from sam_widgets import anatomy, measure
 from sam_widgets.architectures import CONFIGS
 
 from .conftest import TINY
@@ -85,7 +85,7 @@ def test_meta_model_and_unknown_name():
     assert anatomy.describe(TINY).embed_dim == 32
     with pytest.raises(ValueError, match="Unknown model"):
         anatomy.meta_model("vit_x")
-    assert all("source" in q for q in anatomy.QUOTED.values())
+    assert all("source" in q for q in measure.QUOTED.values())
     assert CONFIGS["vit_h"].encoder_depth == anatomy.describe("vit_h").depth
 
 

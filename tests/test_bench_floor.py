@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from sam_widgets.bench import floor
-from sam_widgets.bench.timing import ModelResult
+from sam_widgets.bench.timing import BenchResult as ModelResult
 
 
 def test_gemm_rate_measures_each_shape():

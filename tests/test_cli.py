@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from sam_widgets import bench, checkpoints
+from sam_widgets import bench, checkpoints, measure
 from sam_widgets.cli import main
 
 
@@ -135,5 +135,5 @@ def test_bad_mirror_url(capsys, monkeypatch):
 
 
 def test_timing_summary():
-    t = bench.Timing.of([3.0, 1.0, 2.0])
+    t = measure.Timing.of([3.0, 1.0, 2.0])
     assert (t.median, t.min, t.max, t.n) == (2.0, 1.0, 3.0, 3)

@@ -247,12 +247,11 @@ class _IoUActor:
         self.warm = False
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        import torch
-
         from ..evaluation import evaluate_samples
+        from ..measure import sync_for
 
         dev = self.sam.device
-        sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else None
+        sync = sync_for(dev)
         out = []
         for index, blob in zip(batch["index"], batch["sample"], strict=True):
             sample = pickle.loads(blob)

@@ -28,11 +28,10 @@ With ``noc=True`` (``--noc``): clicks-to-IoU, NoC@85/90, failures and mIoU@1/3/5
 
 from __future__ import annotations
 
-from ..measure import QUOTED_HARDWARE, Timing
 from .floor import encoder_gflop, format_floor, gemm_floor
 from .iou import NO_IOU_RANDOM, IoUResult, evaluate_iou
 from .noc import NOC_COLUMNS, PUBLISHED_NOC, format_noc_table
-from .plots import QUOTED, plot_examples, plot_speed_vs_iou
+from .plots import plot_examples, plot_speed_vs_iou
 from .report import (
     PER_OBJECT_COLUMNS,
     SUMMARY_COLUMNS,
@@ -42,16 +41,13 @@ from .report import (
     write_results,
 )
 from .runner import run
-from .timing import ModelResult, bench_model, machine_info
+from .timing import BenchResult, bench_model, machine_info
 from .weights import resolve_weights
 
 __all__ = [
-    "Timing",
-    "ModelResult",
+    "BenchResult",
     "IoUResult",
     "NO_IOU_RANDOM",
-    "QUOTED",
-    "QUOTED_HARDWARE",
     "bench_model",
     "gemm_floor",
     "encoder_gflop",

@@ -18,6 +18,8 @@ import functools
 import time
 from typing import TYPE_CHECKING, Any
 
+from ..measure import sync_for
+
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
@@ -55,7 +57,7 @@ def gemm_rate(
     import torch
 
     dev = torch.device(device)
-    sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
+    sync = sync_for(dev)
     by_shape = {}
     for m, k, n in shapes:
         a = torch.randn(m, k, device=dev).to(dtype)

@@ -5,11 +5,10 @@ Never from random weights: those give timing only, marked ``NO_IOU_RANDOM``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..measure import Timing
+from ..measure import Timing, encoder_ms, sync_for
 from ..record import record_of
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -56,13 +55,6 @@ class IoUResult:
     noc: dict[str, Any] = field(default_factory=dict)
 
 
-def _sync_for(sam: Sam) -> Callable[[], None] | None:
-    from .._io import cuda_sync
-
-    dev = sam.device
-    return (lambda: cuda_sync(dev)) if dev.type == "cuda" else None
-
-
 def evaluate_iou(
     sam: Sam | str,
     samples: list[Sample],
@@ -105,7 +97,6 @@ def evaluate_iou(
         curves_of,
         evaluate_samples,
         noc_summary,
-        set_image_timed,
         summarize,
     )
     from ..models import load_sam
@@ -128,7 +119,7 @@ def evaluate_iou(
             f"evaluate_iou: the weights of this {type(sam).__name__} are unknown; load it with load_sam(), "
             "or pass weights='pretrained' (trained) or weights='random' (timing only, no IoU)."
         )
-    sync = _sync_for(sam)
+    sync = sync_for(sam.device)
     predictor = CachedPredictor(sam, cache_bytes=0)  # no cache: every set_image runs the encoder
     result = IoUResult(
         model=name,
@@ -144,7 +135,7 @@ def evaluate_iou(
         predictor.set_image(samples[0].image)
     if weights == "random":
         for i in range(repeats):
-            result.encoder_ms_runs.append(set_image_timed(predictor, samples[i % len(samples)].image, sync))
+            result.encoder_ms_runs.append(encoder_ms(predictor, samples[i % len(samples)].image, sync))
     else:
         records, result.encoder_ms_runs = evaluate_samples(
             predictor,

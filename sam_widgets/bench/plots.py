@@ -7,24 +7,21 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..measure import QUOTED_SPEED_IOU
-from .timing import ModelResult
+from .timing import BenchResult
 
 if TYPE_CHECKING:  # pragma: no cover
     from segment_anything.modeling import Sam
 
     from ..datasets import Sample
 
-__all__ = ["QUOTED", "plot_speed_vs_iou", "plot_examples"]
-
-#: The quoted figures drawn by default (``measure.QUOTED_SPEED_IOU``: encoder ms, 1-click mIoU).
-QUOTED = QUOTED_SPEED_IOU
+__all__ = ["plot_speed_vs_iou", "plot_examples"]
 
 
 def plot_speed_vs_iou(
-    results: list[ModelResult] | list[dict[str, Any]],
+    results: list[BenchResult] | list[dict[str, Any]],
     machine: dict[str, Any] | None = None,
     prompt: str = "1_click",
-    quoted: dict[str, dict[str, float]] | None = QUOTED,
+    quoted: dict[str, dict[str, float]] | None = QUOTED_SPEED_IOU,
     ax: Any = None,
 ) -> Any:
     """Encoder time (log x) against mIoU, one point per model; returns the matplotlib Axes.
@@ -40,7 +37,7 @@ def plot_speed_vs_iou(
     if ax is None:
         _, ax = plt.subplots(figsize=(7, 4.5))
     xs: list[float] = []
-    rows = [r.iou if isinstance(r, ModelResult) else r.get("iou", r) for r in results]
+    rows = [r.iou if isinstance(r, BenchResult) else r.get("iou", r) for r in results]
     rows = [r for r in rows if r and r.get("encoder_ms")]
     for i, r in enumerate(rows):
         enc = r["encoder_ms"]

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from .noc import NOC_COLUMNS, noc_row
-from .timing import ModelResult
+from .timing import BenchResult
 
 __all__ = [
     "format_table",
@@ -20,7 +20,7 @@ __all__ = [
 ]
 
 
-def format_table(results: list[ModelResult]) -> str:
+def format_table(results: list[BenchResult]) -> str:
     """A fixed-width table: one row per model and predictor, with the stock/ours ratio."""
     head = (
         f"{'model':<10} {'weights':<10} {'device':<6} {'prec':<9} {'predictor':<9} "
@@ -51,9 +51,9 @@ def _f(v: float | None, fmt: str = ".3f") -> str:
     return "-" if v is None else format(v, fmt)
 
 
-def format_iou_table(results: list[ModelResult] | list[dict[str, Any]]) -> str:
+def format_iou_table(results: list[BenchResult] | list[dict[str, Any]]) -> str:
     """One row per model: encoder ms (median over runs), mIoU per prompt, Pearson r, status."""
-    rows = [r.iou if isinstance(r, ModelResult) else r.get("iou", r) for r in results]
+    rows = [r.iou if isinstance(r, BenchResult) else r.get("iou", r) for r in results]
     rows = [r for r in rows if r]
     head = (
         f"{'model':<10} {'weights':<10} {'encoder ms':>11} {'objects':>7} {'1 click':>8} {'3 clicks':>8} "
@@ -71,9 +71,9 @@ def format_iou_table(results: list[ModelResult] | list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def format_prompt_table(results: list[ModelResult] | list[dict[str, Any]]) -> str:
+def format_prompt_table(results: list[BenchResult] | list[dict[str, Any]]) -> str:
     """mIoU per prompt setting (rows) and model (columns), each with its 95% bootstrap interval."""
-    rows = [r.iou if isinstance(r, ModelResult) else r.get("iou", r) for r in results]
+    rows = [r.iou if isinstance(r, BenchResult) else r.get("iou", r) for r in results]
     rows = [r for r in rows if r and r.get("miou")]
     prompts = [p for p in ("1_click", "2_clicks", "3_clicks", "box") if any(p in r["miou"] for r in rows)]
     width = 22

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..record import record_of
 from .iou import evaluate_iou
-from .timing import ModelResult, bench_model, machine_info
+from .timing import BenchResult, bench_model, machine_info
 from .weights import _skip_message, resolve_weights
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -59,7 +59,7 @@ def run(
         if timing:
             r = bench_model(name, **kwargs, sam=sam)
         else:
-            r = ModelResult(
+            r = BenchResult(
                 model=name,
                 weights=w,
                 device=str(sam.device),

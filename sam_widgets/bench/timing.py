@@ -3,7 +3,6 @@ numbers come from (``machine_info``). What each timing measures: ``sam_widgets.b
 
 from __future__ import annotations
 
-import functools
 import os
 import platform
 import time
@@ -13,19 +12,23 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .._io import cuda_sync
-from ..measure import PeakMemory, Timing, time_ms
+from ..measure import PeakMemory, Timing, sync_for, time_ms
 from ..record import record_of
 from .weights import resolve_weights
 
 if TYPE_CHECKING:  # pragma: no cover
     from segment_anything.modeling import Sam
 
-__all__ = ["ModelResult", "machine_info", "bench_model"]
+__all__ = ["BenchResult", "machine_info", "bench_model"]
 
 
 @dataclass
-class ModelResult:
+class BenchResult:
+    """One model in one bench run: stock SamPredictor against CachedPredictor (``stock``, ``ours``:
+    ``set_image_ms``, ``click_ms``, ``view_ms``, ``revisit_ms`` as ``measure.Timing`` dicts in ms,
+    ``peak_mb``, ``peak_rss_mb``, ``encoder_runs``), their ``ratio``, and the IoU and GEMM-floor
+    figures when asked for. (Notebook 03's one model on one image is ``compare.ModelResult``.)"""
+
     model: str
     weights: str
     device: str
@@ -99,7 +102,7 @@ def bench_model(
     progress: bool = True,
     sam: Sam | None = None,
     fast: bool | None = None,
-) -> ModelResult:
+) -> BenchResult:
     """Time stock SamPredictor and CachedPredictor on one model, the same image and prompts.
 
     ``weights="auto"`` uses pretrained weights when they are available offline (micro always; an
@@ -127,11 +130,11 @@ def bench_model(
         if record_of(sam).weights != "unknown":
             weights = record_of(sam).weights
     dev = sam.device
-    sync = functools.partial(cuda_sync, dev)
+    sync = sync_for(dev)
     images = [_bench_image(image_size, seed) for seed in range(repeats + 1)]
     h, w = image_size
     point = dict(point_coords=np.array([[w * 0.5, h * 0.5]]), point_labels=np.array([1]))
-    result = ModelResult(
+    result = BenchResult(
         model=name,
         weights=weights,
         device=str(dev),
