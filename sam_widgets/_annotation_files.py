@@ -35,7 +35,8 @@ class _Image(Protocol):  # what is read of a session's image slot
     file_name: str
     width: int
     height: int
-    digest: str  # sha256 of the RGB pixels
+    digest: str  # sha256 of the RGB pixels (decoded to take it, if never yet)
+    digest_known: bool  # whether digest costs nothing
     state: Any  # .objects: SessionObjects; .active: label or None
 
 
@@ -130,7 +131,8 @@ def write_folder(
                 "file_name": slot.file_name,
                 "width": slot.width,
                 "height": slot.height,
-                "sha256": slot.digest,
+                # an image without work that was never shown is not decoded to hash it
+                "sha256": slot.digest if objects or slot.state.proposals or slot.digest_known else None,
                 "active": slot.state.active,
                 "objects": objects,
             }
@@ -184,7 +186,7 @@ def _files_we_wrote(folder: Path, slots: Sequence[_Image], overwrite: bool) -> d
     data: Any = None
     try:
         data, _ = read_folder(folder)
-        parse_images(data, path, [(s.name, s.width, s.height, s.digest) for s in slots])
+        parse_images(data, path, [(s.name, s.width, s.height, _digest_of(s)) for s in slots])
     except AnnotationFileError as e:
         if not overwrite:
             raise type(e)(
@@ -240,10 +242,10 @@ def read_folder(folder: str | os.PathLike) -> tuple[Any, Path]:
 
 
 def parse_images(
-    data: Any, path: Path, images: Sequence[tuple[str, int, int, str]]
+    data: Any, path: Path, images: Sequence[tuple[str, int, int, str | Callable[[], str]]]
 ) -> dict[int, tuple[tuple[dict[str, Any], ...], str | None]]:
-    """Per index into ``images`` ((name, width, height, sha256 of the pixels) of the session's
-    images): the saved objects' fields and the active label. Checks everything; raises
+    """Per index into ``images`` ((name, width, height, sha256 of the pixels, or a function giving
+    it) of the session's images): the saved objects' fields and the active label. Checks everything; raises
     ``ImageMismatchError`` or ``AnnotationFileError`` (``path`` names the file in messages).
     An image is the same when its name, size and (where the file records it) content agree."""
     try:
@@ -276,6 +278,10 @@ def parse_images(
                     f"saved for a {entry['width']}x{entry['height']} image of that name."
                 )
             saved_digest = entry.get("sha256")
+            if not (entry["objects"] or entry.get("proposals")):
+                saved_digest = None  # no work on it: nothing to belong to other pixels
+            if saved_digest is not None and callable(digest):  # a file's: decoded only if needed
+                digest = digest()
             if saved_digest is not None and digest is not None and saved_digest != digest:
                 raise ImageMismatchError(
                     f"Image {name!r} has other pixels than the image of that name and size {path} "
@@ -392,3 +398,9 @@ def _png_bytes(mask: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(mask.astype(np.uint8) * 255).save(buf, format="PNG")  # 2-D uint8: mode "L"
     return buf.getvalue()
+
+
+def _digest_of(slot: Any) -> Any:
+    """A slot's sha256 as ``parse_images`` takes it: a function, so that only the images a saved
+    folder names are decoded to check it."""
+    return lambda: slot.digest

@@ -16,6 +16,7 @@ masks later, equal to those ``predict`` would have returned.
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
 import time
 from dataclasses import asdict, dataclass
@@ -34,7 +35,15 @@ from .embedding_cache import Embedding, EmbeddingCache, WeightsFingerprint, dige
 from .prompts import Prompt
 from .record import record_of
 
-__all__ = ["CachedPredictor", "PredictorStats", "as_predictor"]
+__all__ = [
+    "CachedPredictor",
+    "PredictorStats",
+    "LowResGeometry",
+    "as_predictor",
+    "masks_from_low_res",
+    "view_from_low_res",
+    "box_from_low_res",
+]
 
 MB = 1024**2
 
@@ -117,6 +126,7 @@ class CachedPredictor(SamPredictor):
         self.cache = EmbeddingCache(cache_bytes, cache_dir)
         self._fingerprint = WeightsFingerprint(sam_model)
         self._out_size: tuple[int, int] | None = None  # predict() -> predict_torch(), under the lock
+        self._no_masks = False  # predict(masks=False) -> predict_torch(), under the lock
         super().__init__(sam_model)
         self.stats = PredictorStats(device=str(sam_model.device), precision=record_of(sam_model).label)
 
@@ -247,6 +257,7 @@ class CachedPredictor(SamPredictor):
         return_logits: bool = False,
         *,
         out_size: tuple[int, int] | None = None,
+        masks: bool = True,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """SamPredictor.predict with its inputs checked (see SamPredictor for the arguments).
 
@@ -258,6 +269,10 @@ class CachedPredictor(SamPredictor):
         to the image (see ``sam_widgets.fast.upscale_masks``: pixels near an edge can differ from
         the full-size mask resized). Scores and low-res logits are unchanged; ``upscale(logits)``
         gives the full-size masks later. Without ``out_size`` the masks are the image's size.
+
+        ``masks=False``: make no masks (the first array is Nx0x0): only the scores and the low-res
+        logits, for a caller that makes masks later from them (``low_res_geometry``,
+        ``masks_from_low_res``, ``view_from_low_res``): a click then costs the decoder alone.
         """
         with self._lock:
             if not self.is_image_set:
@@ -279,6 +294,7 @@ class CachedPredictor(SamPredictor):
                 out_size = _check_size(out_size)
             t0 = time.perf_counter()
             self._out_size = out_size  # read by predict_torch, which SamPredictor.predict calls
+            self._no_masks = not masks
             try:
                 with _torch_threads(self.threads_for_click()):
                     out = super().predict(
@@ -286,6 +302,7 @@ class CachedPredictor(SamPredictor):
                     )
             finally:
                 self._out_size = None
+                self._no_masks = False
             self.stats.click_ms = (time.perf_counter() - t0) * 1000
             return out
 
@@ -320,7 +337,7 @@ class CachedPredictor(SamPredictor):
         with self._lock:
             if out_size is None:
                 out_size = self._out_size
-            if out_size is None and not _fast.is_fast(self.model):
+            if out_size is None and not self._no_masks and not _fast.is_fast(self.model):
                 return super().predict_torch(
                     point_coords, point_labels, boxes, mask_input, multimask_output, return_logits
                 )
@@ -336,7 +353,10 @@ class CachedPredictor(SamPredictor):
                     dense_prompt_embeddings=dense,
                     multimask_output=multimask_output,
                 )
-                masks = self._resize(low_res, out_size)
+                if self._no_masks:
+                    masks = low_res[..., :0, :0]
+                else:
+                    masks = self._resize(low_res, out_size)
                 if not return_logits:
                     masks = masks > self.model.mask_threshold
                 return masks, iou, low_res
@@ -364,6 +384,18 @@ class CachedPredictor(SamPredictor):
             if not return_logits:
                 out = out > self.model.mask_threshold
             return out.detach().cpu().numpy()
+
+    def low_res_geometry(self) -> LowResGeometry:
+        """Where the low-res logits of the image now set sit on it (``masks_from_low_res``)."""
+        with self._lock:
+            if not self.is_image_set:
+                raise RuntimeError("An image must be set with .set_image(...) first.")
+            return LowResGeometry(
+                tuple(int(v) for v in self.original_size),  # type: ignore[arg-type]
+                tuple(int(v) for v in self.input_size),  # type: ignore[arg-type]
+                int(self.model.image_encoder.img_size),
+                float(self.model.mask_threshold),
+            )
 
     def _resize(self, low_res: torch.Tensor, out_size: tuple[int, int] | None) -> torch.Tensor:
         img_size = self.model.image_encoder.img_size
@@ -399,6 +431,108 @@ class CachedPredictor(SamPredictor):
     def _update_cache_stats(self) -> None:
         self.stats.cache_entries = self.cache.entries
         self.stats.cache_bytes = self.cache.nbytes
+
+
+# ---------------------------------------------------------------------- masks from low-res logits
+
+
+@dataclass(frozen=True)
+class LowResGeometry:
+    """Where SAM's low-res logits (Cx256x256) sit on an image: what makes masks of them later.
+
+    original_size: (H, W) of the image in pixels. input_size: (h, w) of the image resized inside
+    the encoder's square (SamPredictor's ``input_size``). img_size: the square's side (SAM: 1024).
+    threshold: the logit above which a pixel is in the mask (``Sam.mask_threshold``).
+    """
+
+    original_size: tuple[int, int]
+    input_size: tuple[int, int]
+    img_size: int
+    threshold: float
+
+    def valid(self, low: int) -> tuple[float, float, int, int]:
+        """(src_h, src_w): low-res pixels the image covers; (rows, cols) a resize reads (one more:
+        the neighbour the last pixels blend with), as ``fast.upscale_masks``."""
+        src_h = self.input_size[0] * low / self.img_size
+        src_w = self.input_size[1] * low / self.img_size
+        return src_h, src_w, min(low, math.ceil(src_h) + 1), min(low, math.ceil(src_w) + 1)
+
+
+def masks_from_low_res(logits: np.ndarray, geometry: LowResGeometry) -> np.ndarray:
+    """Full-size masks from low-res logits: CxHxW bool, on the cpu.
+
+    Equal bit for bit to the masks ``CachedPredictor.predict`` returns with those logits on the
+    cpu (stock's resize chain, ``fast.postprocess_masks``), whatever image the predictor holds now.
+    """
+    t = torch.from_numpy(np.array(logits, dtype=np.float32))  # a copy: the logits are read-only
+    if t.ndim == 2:
+        t = t[None]
+    with torch.no_grad():
+        up = _fast.postprocess_masks(t[None], geometry.input_size, geometry.original_size, geometry.img_size)
+    return (up[0] > geometry.threshold).numpy()
+
+
+def view_from_low_res(
+    logits: np.ndarray,
+    geometry: LowResGeometry,
+    region: tuple[float, float, float, float],
+    size: tuple[int, int],
+) -> np.ndarray:
+    """The mask of one region of the image at a view's size, from one low-res logits map.
+
+    ``logits``: 256x256 (one candidate). ``region``: (x0, y0, x1, y1) in image pixels; ``size``:
+    (h, w) of the result, e.g. a canvas. Each result pixel samples the logits bilinearly at the
+    centre of the image area it covers, with ``fast.upscale_masks``'s geometry: only the low-res
+    rows and columns under the region are read, so a zoomed view costs what a fitted one does
+    (h x w pixels). Near a mask's edge a pixel can differ from the full-size mask (one resize,
+    not stock's two). Returns hxw bool.
+    """
+    logits = np.asarray(logits, dtype=np.float32)
+    low = logits.shape[-1]
+    H, W = geometry.original_size
+    src_h, src_w, rows, cols = geometry.valid(low)
+    x0, y0, x1, y1 = (float(v) for v in region)
+    oh, ow = (int(v) for v in size)
+
+    def axis(a0: float, a1: float, n: int, full: int, src: float, last: int):
+        centre = a0 + (np.arange(n, dtype=np.float64) + 0.5) * ((a1 - a0) / n)
+        pos = np.clip(centre * (src / full) - 0.5, 0.0, last - 1)
+        i0 = np.floor(pos).astype(np.intp)
+        i1 = np.minimum(i0 + 1, last - 1)
+        return i0, i1, (pos - i0).astype(np.float32)
+
+    r0, r1, wr = axis(y0, y1, oh, H, src_h, rows)
+    c0, c1, wc = axis(x0, x1, ow, W, src_w, cols)
+    lo, hi = int(min(c0.min(), c1.min())), int(max(c0.max(), c1.max())) + 1
+    band = logits[:, lo:hi]
+    by_rows = band[r0] * (1 - wr)[:, None] + band[r1] * wr[:, None]  # oh x (hi - lo)
+    c0, c1 = c0 - lo, c1 - lo
+    out = by_rows[:, c0] * (1 - wc) + by_rows[:, c1] * wc
+    return out > geometry.threshold
+
+
+def box_from_low_res(logits: np.ndarray, geometry: LowResGeometry) -> tuple[int, int, int, int] | None:
+    """(X0, Y0, X1, Y1) in image pixels (X1, Y1 exclusive) holding the mask of one low-res logits
+    map: the image area of the low-res pixels above the threshold, so it holds the full-size mask
+    but for pixels within about one low-res pixel (1/256 of the image's longer side). None: empty."""
+    logits = np.asarray(logits)
+    H, W = geometry.original_size
+    src_h, src_w, rows, cols = geometry.valid(logits.shape[-1])
+    on = logits[:rows, :cols] > geometry.threshold
+    r, c = np.flatnonzero(on.any(1)), np.flatnonzero(on.any(0))
+    if not len(r):
+        return None
+
+    def edge(i: float, full: int, src: float) -> int:
+        return int(np.clip(round(i * full / src), 0, full))
+
+    # pixel i of the low-res map blends into image pixels up to half a pixel beyond its own area
+    return (
+        edge(c[0] - 0.5, W, src_w),
+        edge(r[0] - 0.5, H, src_h),
+        edge(c[-1] + 1.5, W, src_w),
+        edge(r[-1] + 1.5, H, src_h),
+    )
 
 
 # ---------------------------------------------------------------------- helpers

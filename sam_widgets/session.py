@@ -8,17 +8,25 @@ plain pytest drives all of it.
 Conventions:
 
 - coordinates are (X, Y) in pixels of the original image: not canvas pixels, not SAM's 1024 input;
-- masks are bool arrays, HxW (candidates NxHxW), stored read-only: the undo history shares them;
+- masks are bool arrays, HxW (candidates NxHxW), read-only: the undo history shares them;
+- with a ``CachedPredictor`` a click keeps SAM's low-res logits (Nx256x256), not full-size masks:
+  a view asks for the mask of the region it shows at its own size (``mask_view``), and the
+  full-size masks are made when first read (``mask``, ``candidates``, ``masks``, save, export)
+  and kept. Every mask is made in one place, ``Session._materialize``;
 - objects (``SessionObject``) are immutable values. A change replaces the object inside the session,
   so read ``session.active`` or ``session.objects`` again after a change;
-- undo history is per image and holds whole per-image states with their masks compressed (RLE,
+- undo history is per image and holds whole per-image states, an object's masks as its low-res
+  logits (or, for masks from elsewhere: adopted, loaded, another predictor, compressed as RLE by
   pycocotools), so undo and redo never run the model; the history of all images together is
-  capped in bytes (``max_history_bytes``), the oldest steps going first;
+  capped in bytes (``max_history_bytes``; what several steps share is counted once), the oldest
+  steps going first;
 - thread-safe: each public method holds the session's lock from reading the state to committing
   it, and commits to the image it started on (a callback-driven notebook may click from threads).
 
 The image encoder runs lazily: on the first prediction of an image, or when ``ensure_encoded()``
-is called (the widget calls it from a worker thread). Switching images encodes nothing.
+is called (the widget calls it from a worker thread). Switching images encodes nothing. Image
+files are only opened at first (their header: size and orientation); their pixels are decoded
+and hashed when the image is first shown, encoded or saved.
 """
 
 from __future__ import annotations
@@ -43,9 +51,10 @@ from . import _annotation_files as _files
 from . import export as _export
 from ._annotation_files import ANNOTATIONS_FILE
 from ._images import _is_pil, as_rgb_uint8
-from ._io import rle_pack, rle_unpack
+from ._io import open_image, rle_pack, rle_unpack
 from .errors import AnnotationFileError, ImageMismatchError, SamWidgetsError
 from .export import FORMATS, ExportError, ExportFolderError, MissingMaskError, default_category
+from .predictor import LowResGeometry, box_from_low_res, masks_from_low_res, view_from_low_res
 from .prompts import Prompt
 from .viz import PALETTE
 
@@ -105,7 +114,31 @@ class _Predictor(Protocol):
 # ---------------------------------------------------------------------- objects and states
 
 
-@dataclass(frozen=True, eq=False)
+class _LowRes:
+    """An object's candidates as SAM's low-res logits (Nx256x256, read-only) and where they sit on
+    the image; the full-size masks made from them are kept once made (``Session._materialize``)."""
+
+    __slots__ = ("logits", "geometry", "_full", "_stack", "_view", "__weakref__")
+
+    def __init__(self, logits: np.ndarray, geometry: LowResGeometry) -> None:
+        self.logits = logits
+        self.geometry = geometry
+        self._full: dict[int, np.ndarray] = {}  # candidate index -> HxW bool, read-only
+        self._stack: np.ndarray | None = None  # all candidates, NxHxW
+        self._view: tuple[tuple, np.ndarray] | None = None  # the last view asked for
+
+    def __len__(self) -> int:
+        return len(self.logits)
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.logits.nbytes) + 128
+
+
+_UNSET: Any = object()
+
+
+@dataclass(frozen=True, eq=False, init=False)
 class SessionObject:
     """One object being segmented on one image: its prompts and SAM's answer. Immutable.
 
@@ -116,10 +149,12 @@ class SessionObject:
       point_labels: one per point: 1 positive (part of the object), 0 negative (not part of it).
       box: (X0, Y0, X1, Y1) in pixels of the original image, X0 < X1 and Y0 < Y1, or None.
       candidates: NxHxW bool masks SAM returned for these prompts (N = 3 for a single point and no
-        box, else 1), read-only; None before any prompt.
+        box, else 1), read-only; None before any prompt. Made from ``logits`` when first read
+        (then kept) if the session's predictor is a CachedPredictor.
       scores: N predicted IoUs of the candidates (float32), or None.
       chosen: index of the candidate that is the object's mask, or None.
-      logits: Nx256x256 low-res logits, kept only when the session refines with them.
+      logits: Nx256x256 low-res logits (read-only), kept when the predictor is a CachedPredictor
+        (the masks are made from them) or the session refines with them; else None.
       category: the object's class (COCO category, YOLO class, labelme label), or None: then its
         label without a trailing number (``category_name``; ``"cat 2"`` -> ``"cat"``). Two
         objects ``"cat 1"`` and ``"cat 2"`` are two instances of one class. ``Session.set_category``.
@@ -130,11 +165,74 @@ class SessionObject:
     points: tuple[tuple[float, float], ...] = ()
     point_labels: tuple[int, ...] = ()
     box: tuple[float, float, float, float] | None = None
-    candidates: np.ndarray | None = None
+    # The candidates as held: NxHxW bool, a _LowRes (made into masks when read), or None. The
+    # constructor (and dataclasses.replace) take ``candidates=`` for it; copying an object with
+    # replace() copies this as it is and makes no mask.
+    _candidates: Any = field(default=None, repr=False)
     scores: np.ndarray | None = None
     chosen: int | None = None
     logits: np.ndarray | None = field(default=None, repr=False)
     category: str | None = None
+
+    def __init__(self, *args: Any, candidates: Any = _UNSET, **kwargs: Any) -> None:
+        names = [f.name for f in dataclasses.fields(self)]
+        public = ["candidates" if n == "_candidates" else n for n in names]
+        if len(args) > len(public):
+            raise TypeError(f"SessionObject takes at most {len(public)} positional arguments.")
+        given = dict(zip(public, args, strict=False))
+        if candidates is not _UNSET:
+            if "candidates" in given:
+                raise TypeError("SessionObject got candidates twice.")
+            given["candidates"] = candidates
+        if "candidates" in given:
+            kwargs["_candidates"] = given.pop("candidates")  # wins over a copied _candidates
+        for name in given:
+            if name in kwargs:
+                raise TypeError(f"SessionObject got {name} twice.")
+        kwargs.update(given)
+        for f in dataclasses.fields(self):
+            if f.name in kwargs:
+                value = kwargs.pop(f.name)
+            elif f.default is not dataclasses.MISSING:
+                value = f.default
+            elif f.default_factory is not dataclasses.MISSING:
+                value = f.default_factory()
+            else:
+                raise TypeError(f"SessionObject needs {f.name}.")
+            object.__setattr__(self, f.name, value)
+        if kwargs:
+            raise TypeError(f"SessionObject got unknown arguments: {', '.join(kwargs)}.")
+
+    @property
+    def candidates(self) -> np.ndarray | None:
+        """NxHxW bool (read-only) candidate masks, or None before any prompt (see the class)."""
+        held = self._candidates
+        if isinstance(held, _LowRes):
+            return Session._materialize_all(held)
+        return held
+
+    @property
+    def has_mask(self) -> bool:
+        """Whether the object has a mask (without making it)."""
+        return self._candidates is not None and self.chosen is not None
+
+    @property
+    def mask_bbox(self) -> tuple[int, int, int, int] | None:
+        """(X0, Y0, X1, Y1) in image pixels (X1, Y1 exclusive) around the mask, or None (no mask,
+        or an empty one). Without making the full-size mask when it is not made yet: then from
+        the low-res logits (holds the mask; may be larger by about 1/256 of the image's side)."""
+        if not self.has_mask:
+            return None
+        cached = self.__dict__.get("_bbox")
+        if cached is not None:
+            return cached[0]
+        held = self._candidates
+        if isinstance(held, _LowRes) and self.chosen not in held._full:
+            box = box_from_low_res(held.logits[self.chosen], held.geometry)
+        else:
+            box = _mask_bbox(self.mask)
+        object.__setattr__(self, "_bbox", (box,))  # a cache, not a field: the object stays a value
+        return box
 
     @property
     def category_name(self) -> str:
@@ -143,10 +241,11 @@ class SessionObject:
 
     @property
     def mask(self) -> np.ndarray | None:
-        """The chosen candidate: HxW bool (read-only), or None before any prompt."""
-        if self.candidates is None or self.chosen is None:
+        """The chosen candidate: HxW bool (read-only), or None before any prompt (made from the
+        low-res logits when first read, then kept: ``Session._materialize``)."""
+        if not self.has_mask:
             return None
-        return self.candidates[self.chosen]
+        return Session._materialize(self)
 
     @property
     def score(self) -> float | None:
@@ -166,9 +265,11 @@ class SessionObject:
             (self.label, self.color, self.points, self.point_labels, self.box, self.chosen)
             == (other.label, other.color, other.points, other.point_labels, other.box, other.chosen)
             and self.category == other.category
-            and _same_array(self.candidates, other.candidates)
+            and _same_store(self._candidates, other._candidates)
             and _same_array(self.scores, other.scores)
-            and _same_array(self.logits, other.logits)
+            # logits are how masks are held, not what they are: an object restored from a save
+            # (masks, no logits) equals the one saved
+            and (self.logits is None or other.logits is None or _same_array(self.logits, other.logits))
         )
 
     __hash__ = None  # type: ignore[assignment]  # holds arrays: equal by value, not hashable
@@ -177,8 +278,8 @@ class SessionObject:
         parts = [repr(self.label), f"{len(self.points)} point{'s' if len(self.points) != 1 else ''}"]
         if self.box is not None:
             parts.append("box")
-        if self.candidates is not None:
-            parts.append(f"candidate {self.chosen} of {len(self.candidates)}, score {self.score:.3f}")
+        if self._candidates is not None:
+            parts.append(f"candidate {self.chosen} of {len(self._candidates)}, score {self.score:.3f}")
         return f"SessionObject({', '.join(parts)})"
 
 
@@ -186,6 +287,26 @@ def _same_array(a: np.ndarray | None, b: np.ndarray | None) -> bool:
     if a is None or b is None:
         return a is b
     return a is b or (a.shape == b.shape and a.dtype == b.dtype and np.array_equal(a, b))
+
+
+def _same_store(a: Any, b: Any) -> bool:
+    """Equal candidates, held as arrays or as low-res logits (made into masks only when mixed)."""
+    if a is b:
+        return True
+    if isinstance(a, _LowRes) and isinstance(b, _LowRes):
+        return a.geometry == b.geometry and _same_array(a.logits, b.logits)
+    if isinstance(a, _LowRes):
+        a = Session._materialize_all(a)
+    if isinstance(b, _LowRes):
+        b = Session._materialize_all(b)
+    return _same_array(a, b)
+
+
+def _mask_bbox(mask: np.ndarray) -> tuple[int, int, int, int] | None:
+    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+    if not len(rows):
+        return None
+    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
 
 
 @dataclass(frozen=True, eq=False)
@@ -251,11 +372,38 @@ class _Packed:
         return arr
 
 
+class _Held:
+    """Low-res candidates (``_LowRes``) in the history: the logits and their geometry, no mask.
+
+    Holds a weak reference to the ``_LowRes`` it was made from: while that lives, restoring gives
+    it back (with the masks made from it); else a new one, whose masks are made again when read.
+    """
+
+    __slots__ = ("logits", "geometry", "nbytes", "_ref", "__weakref__")
+
+    def __init__(self, held: _LowRes) -> None:
+        self.logits, self.geometry, self.nbytes = held.logits, held.geometry, held.nbytes
+        self._ref = weakref.ref(held)
+
+    def matches(self, held: Any) -> bool:
+        return self._ref() is held
+
+    def array(self) -> _LowRes:
+        held = self._ref()
+        if held is None:
+            held = _LowRes(self.logits, self.geometry)
+            self._ref = weakref.ref(held)
+        return held
+
+
 @dataclass(frozen=True)
 class _Step:
-    """One undo/redo entry: a ``_State`` with its masks packed; ``nbytes`` it holds (approx.)."""
+    """One undo/redo entry: a ``_State`` with its masks packed.
 
-    objects: tuple[tuple[SessionObject, _Packed | None], ...]  # (object without candidates, packed)
+    ``nbytes``: what the step holds apart from its packs (prompts, labels); each pack (``_Packed``
+    or ``_Held``) is counted once in ``Session.history_bytes``, however many steps share it."""
+
+    objects: tuple[tuple[SessionObject, _Packed | _Held | None], ...]  # (object without candidates, pack)
     active: str | None
     nbytes: int
     seq: int  # order of creation across images: the smallest is dropped first
@@ -290,7 +438,8 @@ class _Slot:
         self.height, self.width = size
         self._pixels: np.ndarray | None = pixels
         self._path: Path | None = path
-        self._digest = digest if digest is not None else _pixels_digest(pixels)
+        # a file's sha256 is taken when it is first decoded (None until then), an array's now
+        self._digest = digest if digest is not None or pixels is None else _pixels_digest(pixels)
         self.state = _State()
         self.undo: list[_Step] = []  # oldest first
         self.redo: list[_Step] = []
@@ -298,7 +447,10 @@ class _Slot:
     def pixels(self) -> np.ndarray:
         if self._pixels is None:
             arr = as_rgb_uint8(self._path)
-            if arr.shape[:2] != (self.height, self.width) or _pixels_digest(arr) != self._digest:
+            digest = _pixels_digest(arr) if arr.shape[:2] == (self.height, self.width) else None
+            if self._digest is None and digest is not None:
+                self._digest = digest  # first decoded: what the session's work belongs to
+            if digest is None or digest != self._digest:
                 raise ValueError(
                     f"{self._path} changed since the session opened it (now {arr.shape[1]}x"
                     f"{arr.shape[0]} pixels, was {self.width}x{self.height}); its objects belong to "
@@ -309,8 +461,17 @@ class _Slot:
 
     @property
     def digest(self) -> str:
-        """sha256 of the RGB pixels, as the session opened them."""
-        return self._digest
+        """sha256 of the RGB pixels, as the session first decoded them (decoding them now if
+        they never were, then forgetting the pixels again)."""
+        if self._digest is None:
+            self.pixels()
+            self.release()
+        return self._digest  # type: ignore[return-value]
+
+    @property
+    def digest_known(self) -> bool:
+        """Whether ``digest`` costs nothing (the pixels were decoded once)."""
+        return self._digest is not None
 
     def release(self) -> None:
         """Forget the pixels of an image read from a file (reloaded when needed)."""
@@ -360,7 +521,9 @@ class Session:
         self.max_history = int(max_history)
         self.max_history_bytes = int(max_history_bytes)
         self._state_lock = threading.RLock()  # images, objects, history: read-modify-commit
-        self._packs: weakref.WeakValueDictionary[int, _Packed] = weakref.WeakValueDictionary()
+        self._packs: weakref.WeakValueDictionary[int, _Packed | _Held] = weakref.WeakValueDictionary()
+        self._held: dict[int, list] = {}  # id(pack) -> [steps holding it, pack]: history_bytes
+        self._history_bytes = 0
         self._seq = itertools.count()
         self.click_ms: float | None = None  # ms of the last prediction (decoder + upscaling)
         self._current = 0
@@ -668,14 +831,12 @@ class Session:
     def choose(self, index: int) -> SessionObject:
         """Make candidate ``index`` the mask of the active object (no model run)."""
         obj = self.active
-        if obj is None or obj.candidates is None:
+        if obj is None or obj._candidates is None:
             raise ValueError("The active object has no candidate masks yet: add a point or a box first.")
         index = operator.index(index)
-        if not 0 <= index < len(obj.candidates):
-            raise IndexError(
-                f"Candidate {index} does not exist: the active object has {len(obj.candidates)} "
-                f"(0 to {len(obj.candidates) - 1})."
-            )
+        n = len(obj._candidates)
+        if not 0 <= index < n:
+            raise IndexError(f"Candidate {index} does not exist: the active object has {n} (0 to {n - 1}).")
         if index == obj.chosen:
             return obj
         return self._apply(self._slot.state, obj, dataclasses.replace(obj, chosen=index))
@@ -684,9 +845,17 @@ class Session:
 
     @_locked
     def object_at(self, x: float, y: float) -> SessionObject | None:
-        """The topmost object of the current image whose mask holds pixel (x, y), or None."""
+        """The topmost object of the current image whose mask holds pixel (x, y), or None.
+
+        Asks each mask for that one pixel (``mask_view``): a mask not made at full size yet is
+        read from its low-res logits, as the widget draws it (within about a pixel of its edge
+        it can differ from ``mask``)."""
         xi, yi = self._pixel(x, y)
-        return next((o for o in reversed(self.objects) if o.mask is not None and o.mask[yi, xi]), None)
+        pixel = (xi, yi, xi + 1, yi + 1)
+        return next(
+            (o for o in reversed(self.objects) if o.has_mask and self._materialize(o, pixel, (1, 1))[0, 0]),
+            None,
+        )
 
     @_locked
     def click(self, x: float, y: float, positive: bool = True, *, new_point: bool = False) -> str:
@@ -706,7 +875,7 @@ class Session:
         """
         x, y = self._check_point(x, y)
         active = self.active
-        fresh = active is not None and not active.has_prompts and active.mask is None
+        fresh = active is not None and not active.has_prompts and not active.has_mask
         if not new_point and positive and not fresh:
             hit = self.object_at(x, y)
             if hit is not None and (active is None or hit.label != active.label):
@@ -716,7 +885,7 @@ class Session:
             if index is not None:
                 self.adopt(index)
                 return "adopt"
-            if hit is None and active is not None and active.mask is not None and _far(active, x, y):
+            if hit is None and active is not None and active.has_mask and _far(active, x, y):
                 self._new_object_with_point(x, y)
                 return "new"
         self.add_point(x, y, positive)
@@ -821,8 +990,8 @@ class Session:
         if not slot.undo:
             return False
         old = slot.state
-        slot.redo.append(self._freeze(old))
-        slot.state = _thaw(slot.undo.pop())
+        self._keep(slot.redo, self._freeze(old))
+        slot.state = _thaw(self._forget(slot.undo, len(slot.undo) - 1))
         self._trim_history()
         self._emit(_changes(old, slot.state) + ["history"])
         return True
@@ -834,23 +1003,38 @@ class Session:
         if not slot.redo:
             return False
         old = slot.state
-        slot.undo.append(self._freeze(old))
-        slot.state = _thaw(slot.redo.pop())
+        self._keep(slot.undo, self._freeze(old))
+        slot.state = _thaw(self._forget(slot.redo, len(slot.redo) - 1))
         self._trim_history()
         self._emit(_changes(old, slot.state) + ["history"])
         return True
 
     @property
     def history_bytes(self) -> int:
-        """Bytes the undo/redo history of all images holds (compressed masks, logits; approx.)."""
-        return sum(step.nbytes for slot in self._slots for step in slot.undo + slot.redo)
+        """Bytes the undo/redo history of all images holds (low-res logits, compressed masks,
+        prompts; approx.), what several steps share counted once."""
+        return self._history_bytes
 
     # ------------------------------------------------------------------ results
 
     @property
     def masks(self) -> dict[str, np.ndarray]:
         """Label -> HxW bool mask (read-only) of the current image's objects that have one."""
-        return {o.label: o.mask for o in self.objects if o.mask is not None}
+        return {o.label: o.mask for o in self.objects if o.has_mask}
+
+    @_locked
+    def mask_view(
+        self, label: str, region: tuple[float, float, float, float], size: tuple[int, int]
+    ) -> np.ndarray | None:
+        """Object ``label``'s mask over ``region`` (x0, y0, x1, y1, image pixels) at ``size`` (h, w):
+        hxw bool, what a view shows; None if it has no mask.
+
+        From the low-res logits when the full-size mask is not made (only the logits under the
+        region, resized once to ``size``: a zoomed view costs what a fitted one does), else the
+        full-size mask sampled at the centre of each output pixel. The last view of each object
+        is kept, so redrawing an unchanged object costs nothing."""
+        obj = self._get(self._slot.state, label)
+        return self._materialize(obj, region, size) if obj.has_mask else None
 
     @property
     def annotations(self) -> list[dict[str, Any]]:
@@ -994,7 +1178,7 @@ class Session:
             for slot in self._slots:
                 objects = []
                 for o in slot.state.objects:
-                    if o.mask is None or not o.mask.any():
+                    if not o.has_mask or not o.mask.any():
                         missing.append(f"{o.label!r} on image {slot.name!r}")
                     else:
                         objects.append((o.label, o.category_name, o.mask))
@@ -1032,8 +1216,9 @@ class Session:
 
     def _clear_history(self) -> None:
         for slot in self._slots:
-            slot.undo.clear()
-            slot.redo.clear()
+            for steps in (slot.undo, slot.redo):
+                while steps:
+                    self._forget(steps, 0)
 
     def _get(self, state: _State, label: str) -> SessionObject:
         obj = _find(state, label) if isinstance(label, str) else None
@@ -1085,7 +1270,11 @@ class Session:
         return new
 
     def _predict(self, obj: SessionObject, previous: SessionObject) -> SessionObject:
-        """``obj`` with the candidates SAM predicts for its prompts (none without prompts)."""
+        """``obj`` with the candidates SAM predicts for its prompts (none without prompts).
+
+        With a predictor that gives low-res logits alone (a CachedPredictor: ``low_res_geometry``)
+        no mask is made here: the object holds the logits, and masks are made when asked for
+        (``_materialize``). Otherwise the predictor's full-size masks are kept."""
         if not obj.has_prompts:
             return dataclasses.replace(obj, candidates=None, scores=None, chosen=None, logits=None)
         coords = np.asarray(obj.points, dtype=np.float64).reshape(-1, 2) if obj.points else None
@@ -1096,6 +1285,7 @@ class Session:
             mask_input = np.array(previous.logits[previous.chosen][None])  # 1x256x256, writable copy
         # SAM's recommendation: several candidates only when one point leaves the object ambiguous.
         multimask = len(obj.points) == 1 and obj.box is None
+        lazy = callable(getattr(self.predictor, "low_res_geometry", None))
         with self._lock:
             self.ensure_encoded()
             t0 = time.perf_counter()
@@ -1105,10 +1295,29 @@ class Session:
                 box=box,
                 mask_input=mask_input,
                 multimask_output=multimask,
+                **({"masks": False} if lazy else {}),
             )
             elapsed_ms = (time.perf_counter() - t0) * 1000
+            geometry = self.predictor.low_res_geometry() if lazy else None
         click_ms = getattr(getattr(self.predictor, "stats", None), "click_ms", None)
         self.click_ms = float(click_ms) if click_ms is not None else elapsed_ms
+        if geometry is not None:
+            scores = np.array(scores, dtype=np.float32).reshape(-1)
+            logits = np.array(logits, dtype=np.float32)
+            if tuple(geometry.original_size) != (self.height, self.width) or logits.shape[0] != len(scores):
+                raise RuntimeError(
+                    f"The predictor holds a {geometry.original_size[1]}x{geometry.original_size[0]} "
+                    f"image, not this session's {self.width}x{self.height} one."
+                )
+            scores.setflags(write=False)
+            logits.setflags(write=False)
+            return dataclasses.replace(
+                obj,
+                candidates=_LowRes(logits, geometry),
+                scores=scores,
+                chosen=int(np.argmax(scores)),
+                logits=logits,
+            )
         masks = np.array(masks, dtype=bool)  # NxHxW, our own copy
         scores = np.array(scores, dtype=np.float32).reshape(-1)
         if masks.ndim != 3 or masks.shape[1:] != (self.height, self.width) or len(scores) != len(masks):
@@ -1138,46 +1347,128 @@ class Session:
     def _push(self, slot: _Slot, state: _State) -> None:
         if state.proposals is None:  # a change to objects keeps the proposals shown
             state = dataclasses.replace(state, proposals=slot.state.proposals)
-        slot.undo.append(self._freeze(slot.state))
-        del slot.undo[: max(0, len(slot.undo) - self.max_history)]
-        slot.redo.clear()
+        self._keep(slot.undo, self._freeze(slot.state))
+        while len(slot.undo) > self.max_history:
+            self._forget(slot.undo, 0)
+        while slot.redo:
+            self._forget(slot.redo, 0)
         slot.state = state
         self._trim_history()
 
     def _freeze(self, state: _State) -> _Step:
-        """``state`` as a history entry, masks packed (each candidate stack once per session)."""
+        """``state`` as a history entry, masks packed (each candidate stack once per session):
+        low-res logits as they are (``_Held``), full-size masks as RLE (``_Packed``)."""
         objects, nbytes = [], 256
         for o in state.objects:
-            packed = None
-            if o.candidates is not None:
-                packed = self._packs.get(id(o.candidates))
-                if packed is None or not packed.matches(o.candidates):
-                    packed = _Packed(o.candidates)
-                    self._packs[id(o.candidates)] = packed
-                nbytes += packed.nbytes
-            if o.logits is not None:
+            packed, held = None, o._candidates
+            if held is not None:
+                packed = self._packs.get(id(held))
+                if packed is None or not packed.matches(held):
+                    packed = _Held(held) if isinstance(held, _LowRes) else _Packed(held)
+                    self._packs[id(held)] = packed
+            if o.logits is not None and not isinstance(held, _LowRes):  # refining: kept beside masks
                 nbytes += o.logits.nbytes
             objects.append((dataclasses.replace(o, candidates=None), packed))
             nbytes += 256 + 16 * len(o.points)
         return _Step(tuple(objects), state.active, nbytes, next(self._seq), state.proposals)
 
+    def _keep(self, steps: list[_Step], step: _Step) -> None:
+        """Append ``step`` to an undo or redo list, counting its bytes (each pack once)."""
+        steps.append(step)
+        self._history_bytes += step.nbytes
+        for _, pack in step.objects:
+            if pack is not None:
+                entry = self._held.setdefault(id(pack), [0, pack])
+                entry[0] += 1
+                if entry[0] == 1:
+                    self._history_bytes += pack.nbytes
+
+    def _forget(self, steps: list[_Step], index: int) -> _Step:
+        """Remove step ``index`` of an undo or redo list, and its bytes (packs no step holds)."""
+        step = steps.pop(index)
+        self._history_bytes -= step.nbytes
+        for _, pack in step.objects:
+            if pack is not None:
+                entry = self._held[id(pack)]
+                entry[0] -= 1
+                if entry[0] == 0:
+                    del self._held[id(pack)]
+                    self._history_bytes -= pack.nbytes
+        return step
+
     def _trim_history(self) -> None:
         """Drop the oldest undo steps of any image (then redo steps) while over the byte cap."""
-        total = self.history_bytes
-        while total > self.max_history_bytes:
+        while self._history_bytes > self.max_history_bytes:
             with_undo = [s for s in self._slots if s.undo]
             if with_undo:
                 slot = min(with_undo, key=lambda s: s.undo[0].seq)
-                total -= slot.undo.pop(0).nbytes
+                self._forget(slot.undo, 0)
                 continue
             with_redo = [s for s in self._slots if s.redo]
             if not with_redo:
                 break
             slot = min(with_redo, key=lambda s: s.redo[0].seq)  # redo[0]: the furthest away
-            total -= slot.redo.pop(0).nbytes
+            self._forget(slot.redo, 0)
+
+    # ------------------------------------------------------------------ masks made when asked for
+
+    @staticmethod
+    def _materialize(
+        obj: SessionObject,
+        region: tuple[float, float, float, float] | None = None,
+        size: tuple[int, int] | None = None,
+    ) -> np.ndarray:
+        """THE place an object's mask is made (its chosen candidate; call with ``obj.has_mask``).
+
+        Without ``region`` and ``size``: the full-size HxW mask (read-only), made once and kept
+        with the object's candidates. With them: the mask over ``region`` (x0, y0, x1, y1 in image
+        pixels) at ``size`` (h, w), what a view shows (``Session.mask_view``): from the low-res
+        logits when the full-size mask is not made yet (``predictor.view_from_low_res``), else
+        sampled from it; the last view is kept. Anything drawn on top of the predicted mask
+        (e.g. brush strokes kept per object) belongs here, so that every reader sees it.
+        """
+        held, index = obj._candidates, obj.chosen
+        if region is None and size is None:
+            if not isinstance(held, _LowRes):
+                return held[index]
+            full = held._full.get(index)
+            if full is None:
+                full = held._stack[index] if held._stack is not None else None
+            if full is None:
+                full = masks_from_low_res(held.logits[index], held.geometry)[0]
+                full.setflags(write=False)
+            held._full[index] = full
+            return full
+        if region is None or size is None:
+            raise ValueError("Give both region and size (or neither, for the full-size mask).")
+        key = (index, tuple(float(v) for v in region), tuple(int(v) for v in size))
+        if isinstance(held, _LowRes):
+            if held._view is not None and held._view[0] == key:
+                return held._view[1]
+            if index in held._full:
+                out = _sample(held._full[index], *key[1:])
+            else:
+                out = view_from_low_res(held.logits[index], held.geometry, *key[1:])
+            out.setflags(write=False)
+            held._view = (key, out)
+            return out
+        return _sample(held[index], *key[1:])
+
+    @staticmethod
+    def _materialize_all(held: _LowRes) -> np.ndarray:
+        """All full-size candidates (NxHxW bool, read-only) of low-res ones, made once and kept."""
+        if held._stack is None:
+            stack = masks_from_low_res(held.logits, held.geometry)
+            for i, full in held._full.items():  # keep what was handed out already
+                stack[i] = full
+            stack.setflags(write=False)
+            held._stack = stack
+        return held._stack
 
     def _parse_saved(self, data: Any, path: Path) -> dict[int, _State]:
-        saved = _files.parse_images(data, path, [(x.name, x.width, x.height, x.digest) for x in self._slots])
+        saved = _files.parse_images(
+            data, path, [(x.name, x.width, x.height, _files._digest_of(x)) for x in self._slots]
+        )
         return {
             i: _State(tuple(SessionObject(**fields) for fields in objects), active)
             for i, (objects, active) in saved.items()
@@ -1196,13 +1487,22 @@ def _thaw(step: _Step) -> _State:
     return _State(objects, step.active, step.proposals)
 
 
+def _sample(mask: np.ndarray, region: tuple, size: tuple) -> np.ndarray:
+    """``mask`` over ``region`` (x0, y0, x1, y1) at ``size`` (h, w): the pixel under each centre."""
+    x0, y0, x1, y1 = region
+    h, w = size
+    H, W = mask.shape
+    cols = np.clip(np.floor(x0 + (np.arange(w) + 0.5) * ((x1 - x0) / w)), 0, W - 1).astype(np.intp)
+    rows = np.clip(np.floor(y0 + (np.arange(h) + 0.5) * ((y1 - y0) / h)), 0, H - 1).astype(np.intp)
+    return mask[np.ix_(rows, cols)]
+
+
 def _far(obj: SessionObject, x: float, y: float) -> bool:
     """Is (x, y) outside ``obj``'s mask's bounding box grown by FAR_MARGIN (see Session.click)?"""
-    mask = obj.mask
-    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
-    if not len(rows):
+    box = obj.mask_bbox
+    if box is None:
         return False
-    x0, x1, y0, y1 = cols[0], cols[-1] + 1, rows[0], rows[-1] + 1
+    x0, y0, x1, y1 = box
     margin = max(FAR_MARGIN * max(x1 - x0, y1 - y0), FAR_MIN_PX)
     return not (x0 - margin <= x <= x1 + margin and y0 - margin <= y <= y1 + margin)
 
@@ -1242,7 +1542,7 @@ def _changes(old: _State, new: _State) -> list[str]:
         return [(o.color, o.points, o.point_labels, o.box) for o in state.objects if o.has_prompts]
 
     def masks(state: _State) -> list:
-        return [(o.color, id(o.candidates), o.chosen) for o in state.objects if o.mask is not None]
+        return [(o.color, id(o._candidates), o.chosen) for o in state.objects if o.has_mask]
 
     if prompts(old) != prompts(new):
         events.append("prompts")
@@ -1255,7 +1555,7 @@ def _changes(old: _State, new: _State) -> list[str]:
 
 def _without_empty(state: _State, keep: str | None = None) -> _State:
     """``state`` without its objects that have no prompt and no mask (but ``keep``)."""
-    objects = tuple(o for o in state.objects if o.has_prompts or o.mask is not None or o.label == keep)
+    objects = tuple(o for o in state.objects if o.has_prompts or o.has_mask or o.label == keep)
     if len(objects) == len(state.objects):
         return state
     labels = {o.label for o in objects}
@@ -1293,15 +1593,30 @@ def _open_images(images: Any, names: Sequence[str] | None) -> list[_Slot]:
 def _open_image(item: Any, index: int) -> _Slot:
     if isinstance(item, (str, os.PathLike)):
         path = Path(item)
-        pixels = as_rgb_uint8(path)  # every check, at open: a broken file fails here, naming itself
-        slot = _Slot(path.stem, path.name, pixels.shape[:2], path=path, digest=_pixels_digest(pixels))
-        if index == 0:
-            slot._pixels = pixels  # the first image is current: keep it; the others load when visited
-        return slot
+        if index == 0:  # the first image is shown at once: decode it now (a broken file fails here)
+            pixels = as_rgb_uint8(path)
+            slot = _Slot(path.stem, path.name, pixels.shape[:2], path=path, digest=_pixels_digest(pixels))
+            slot._pixels = pixels
+            return slot
+        # The others: only the header (missing, not an image, too large or thin fail here, naming
+        # the file); pixels are decoded and hashed when the image is first shown, encoded or saved.
+        return _Slot(path.stem, path.name, _displayed_size(path), path=path)
     filename = getattr(item, "filename", "") if _is_pil(item) else ""
     pixels = as_rgb_uint8(item)
     name = Path(filename).stem if filename else f"image_{index}"
     return _Slot(name, Path(filename).name, pixels.shape[:2], pixels=pixels)
+
+
+def _displayed_size(path: Path) -> tuple[int, int]:
+    """(H, W) of an image file as ``as_rgb_uint8`` gives it (EXIF orientation applied), from its
+    header: nothing is decoded."""
+    with open_image(path) as im:
+        width, height = im.size
+        try:
+            orientation = im.getexif().get(0x0112, 1)  # EXIF Orientation
+        except Exception:  # a damaged EXIF block: read_image keeps the pixels as stored too
+            orientation = 1
+    return (width, height) if orientation in (5, 6, 7, 8) else (height, width)
 
 
 def _pixels_digest(pixels: np.ndarray) -> str:

@@ -105,3 +105,65 @@ def test_history_is_capped_in_bytes_across_images(rgb_image):
     assert first <= second  # image 0's steps are older: they went first
     with pytest.raises(ValueError, match="max_history_bytes"):
         Session(rgb_image, FakePredictor(), max_history_bytes=-1)
+
+
+def test_a_folder_of_many_images_opens_without_decoding_them(tmp_path, monkeypatch, rgb_image):
+    from PIL import Image
+
+    import sam_widgets.session as session_module
+
+    paths = []
+    for i in range(40):
+        path = tmp_path / f"photo{i:02d}.png"
+        Image.fromarray(np.roll(rgb_image, i, axis=1)).save(path)
+        paths.append(path)
+    decoded = []
+    real = session_module.as_rgb_uint8
+    monkeypatch.setattr(session_module, "as_rgb_uint8", lambda item: decoded.append(item) or real(item))
+    s = Session(paths, FakePredictor())
+    assert decoded == [paths[0]]  # only the image shown first
+    assert len(s) == 40 and (s.width, s.height) == (120, 90) and s.names[39] == "photo39"
+    s.go(7)
+    assert decoded == [paths[0]]  # going there decodes nothing yet
+    assert np.array_equal(s.image, np.roll(rgb_image, 7, axis=1)) and decoded[-1] == paths[7]
+    s.add_point(10, 10)
+    s.save(tmp_path / "work")  # the sha256 of the images shown (or with work): no decoding
+    assert decoded == [paths[0], paths[7]]
+    decoded.clear()
+    restored = Session.from_folder(tmp_path / "work", paths, FakePredictor())
+    assert len(decoded) <= 2  # the first image, and the one the saved work is on (its sha256)
+    assert len(restored.objects_on(7)) == 1
+
+
+def test_a_file_replaced_before_it_is_first_shown_is_the_one_worked_on(tmp_path, rgb_image):
+    from PIL import Image
+
+    first, second = tmp_path / "a.png", tmp_path / "b.png"
+    Image.fromarray(rgb_image).save(first)
+    Image.fromarray(rgb_image[::-1]).save(second)
+    s = Session([first, second], FakePredictor())
+    Image.fromarray(rgb_image[:, ::-1]).save(second)  # same size, other pixels, never shown yet
+    s.go(1)
+    assert np.array_equal(s.image, rgb_image[:, ::-1])
+    s.go(0)
+    Image.fromarray(rgb_image).save(second)  # changed after it was shown: refused, naming it
+    s.go(1)
+    with pytest.raises(ValueError, match="b.png changed since the session opened it"):
+        _ = s.image
+
+
+def test_a_truncated_file_that_is_not_first_fails_when_shown_naming_it(tmp_path, rgb_image):
+    from PIL import Image
+
+    good, cut = tmp_path / "good.png", tmp_path / "cut.png"
+    Image.fromarray(rgb_image).save(good)
+    Image.fromarray(rgb_image).save(cut)
+    cut.write_bytes(cut.read_bytes()[:200])
+    s = Session([good, cut], FakePredictor())  # the header is whole: it opens
+    s.go(1)
+    with pytest.raises(ValueError, match="cut.png.*truncated or corrupt"):
+        _ = s.image
+    notes = tmp_path / "notes.png"
+    notes.write_text("hello")
+    with pytest.raises(ValueError, match="Image 1: .*notes.png.*not an image"):
+        Session([good, notes], FakePredictor())  # not an image at all: at open
