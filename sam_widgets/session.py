@@ -1024,16 +1024,20 @@ class Session:
 
     @_locked
     def mask_view(
-        self, label: str, region: tuple[float, float, float, float], size: tuple[int, int]
+        self,
+        label: str | SessionObject,
+        region: tuple[float, float, float, float],
+        size: tuple[int, int],
     ) -> np.ndarray | None:
-        """Object ``label``'s mask over ``region`` (x0, y0, x1, y1, image pixels) at ``size`` (h, w):
+        """The mask of object ``label`` (a label of the current image, or a ``SessionObject``) over
+        ``region`` (x0, y0, x1, y1, image pixels) at ``size`` (h, w):
         hxw bool, what a view shows; None if it has no mask.
 
         From the low-res logits when the full-size mask is not made (only the logits under the
         region, resized once to ``size``: a zoomed view costs what a fitted one does), else the
         full-size mask sampled at the centre of each output pixel. The last view of each object
         is kept, so redrawing an unchanged object costs nothing."""
-        obj = self._get(self._slot.state, label)
+        obj = label if isinstance(label, SessionObject) else self._get(self._slot.state, label)
         return self._materialize(obj, region, size) if obj.has_mask else None
 
     @property
@@ -1423,9 +1427,11 @@ class Session:
         Without ``region`` and ``size``: the full-size HxW mask (read-only), made once and kept
         with the object's candidates. With them: the mask over ``region`` (x0, y0, x1, y1 in image
         pixels) at ``size`` (h, w), what a view shows (``Session.mask_view``): from the low-res
-        logits when the full-size mask is not made yet (``predictor.view_from_low_res``), else
-        sampled from it; the last view is kept. Anything drawn on top of the predicted mask
-        (e.g. brush strokes kept per object) belongs here, so that every reader sees it.
+        logits when the full-size mask is not made yet and the image is larger than the view
+        (``predictor.view_from_low_res``), else sampled from the full-size mask (made if the image
+        is no larger than the view: then exact at no extra cost); the last view is kept.
+        Anything drawn on top of the predicted mask (e.g. brush strokes kept per object) belongs
+        here, so that every reader (views, ``masks``, save, export, undo) sees it.
         """
         held, index = obj._candidates, obj.chosen
         if region is None and size is None:
@@ -1445,6 +1451,9 @@ class Session:
         if isinstance(held, _LowRes):
             if held._view is not None and held._view[0] == key:
                 return held._view[1]
+            H, W = held.geometry.original_size
+            if index not in held._full and H * W <= 2 * key[2][0] * key[2][1]:
+                Session._materialize(obj)  # an image no larger than the view: exact, as cheap
             if index in held._full:
                 out = _sample(held._full[index], *key[1:])
             else:

@@ -139,7 +139,6 @@ class SegmentWidget(W.VBox):
         self._dpr = 1.0
         self._fitted: tuple[tuple, np.ndarray] | None = None  # (key, RGBA) of the fitted image
         self._ahead: threading.Thread | None = None
-        self._boxes: dict[tuple[int, int | None], tuple[Any, Any]] = {}  # mask -> its bounding box
 
         self._surface_events = Surface(shortcuts=KEYS)
         self._surface_events.on_msg(lambda _, msg, __: self._from_ui(self._on_input, msg))
@@ -759,10 +758,13 @@ class SegmentWidget(W.VBox):
             out[_outline(m, 1)] = (*proposal_color(i), 255)
         active = self.session.active
         width = max(1, round(2 * self._dpr))
+        region, size = self.visible, (len(rows), len(cols))
         for obj in self.session.objects:
-            if obj.mask is None:
+            if not obj.has_mask:
                 continue
-            m = obj.mask[np.ix_(rows, cols)]
+            # the visible region at the canvas' size, from the object's low-res logits: a click
+            # makes no full-size mask, and a zoomed view costs what the fitted one does
+            m = self.session.mask_view(obj, region, size)
             is_active = active is not None and obj.label == active.label
             alpha = self.opacity if is_active else self.opacity * 0.6
             out[m] = (*obj.color, round(255 * alpha))
@@ -789,14 +791,8 @@ class SegmentWidget(W.VBox):
         layer.font = f"{round(12 * d)}px sans-serif"
         layer.text_baseline = "top"
         vx0, vy0, vx1, vy1 = self.visible
-        boxes = {}
         for obj in self.session.objects:
-            box = None
-            if obj.mask is not None:  # the mask's box, once per mask (a full-size pass)
-                key = (id(obj.candidates), obj.chosen)
-                held = self._boxes.get(key)
-                box = held[1] if held is not None and held[0] is obj.candidates else _mask_box(obj.mask)
-                boxes[key] = (obj.candidates, box)
+            box = obj.mask_bbox  # kept with the object; from its low-res logits: no full-size mask
             if box is None or box[2] < vx0 or box[0] > vx1 or box[3] < vy0 or box[1] > vy1:
                 continue  # nothing of it in view
             bx = float(np.clip((box[0] - x0) * k, 0, self.canvas.width - 40 * d))
@@ -806,7 +802,6 @@ class SegmentWidget(W.VBox):
             layer.fill_rect(bx, by, (len(text) * 7 + 8) * d, 17 * d)
             layer.fill_style = text_color(obj.color)
             layer.fill_text(text, bx + 4 * d, by + 2 * d)
-        self._boxes = boxes
 
     def _draw_prompts(self) -> None:
         layer = self.canvas[2]
@@ -922,8 +917,8 @@ class SegmentWidget(W.VBox):
         elif self.message:
             parts.append(self.message)
         active = self.session.active
-        if active is not None and active.mask is not None:
-            parts.append(f"{active.label}: {int(active.mask.sum())} px, score {active.score:.2f}")
+        if active is not None and active.has_mask:  # (its area would make the full-size mask)
+            parts.append(f"{active.label}: score {active.score:.2f}")
         text = " · ".join(parts + [_model_words(self.predictor)])
         return f"Error: {self.error} · {text}" if self.error else text
 
@@ -1044,13 +1039,6 @@ def _outline(mask: np.ndarray, width: int) -> np.ndarray:
     out = np.zeros_like(mask)
     out[y0:y1, x0:x1] = crop & ~inner
     return out
-
-
-def _mask_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
-    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
-    if not len(rows):
-        return None
-    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
 
 
 def _marker(layer: Any, x: float, y: float, color: str, d: float, hollow: bool = False) -> None:
