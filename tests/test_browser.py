@@ -56,8 +56,13 @@ from .browser_helpers import (
     run_all_cells,
 )
 
-NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
-NOTEBOOK = "01_quickstart.ipynb"
+# The pictures of the notebook's markdown cells: [src, naturalWidth] (0: broken), once all loaded.
+PICTURES = """() => Array.from(document.querySelectorAll('.jp-MarkdownOutput img'))
+  .map(img => [img.src, img.complete ? img.naturalWidth : -1])"""
+PICTURES_DECODED = f"""() => {{ const p = ({PICTURES})();
+  return p.length > 0 && p.every(x => x[1] >= 0); }}"""
+REPO = Path(__file__).resolve().parents[1]
+NOTEBOOK = "notebooks/01_quickstart.ipynb"  # as scripts/quickstart serves it: the repository's root
 BUDGET_S = 150  # every wait of one test together; with teardown (<= 25 s) under 3 minutes
 WIDGET_EXTENSIONS = {"@jupyter-widgets/jupyterlab-manager", "ipycanvas", "anywidget"}  # labextensions
 # (message, where in the stack) of errors a front end throws by itself on every page load, with no
@@ -165,15 +170,15 @@ def server(front_end, tmp_path, deadline, monkeypatch):
             pytest.fail(message)
         pytest.skip(f"{message} (skipped outside CI: env CI is unset)")
     monkeypatch.delenv("SAM_WIDGETS_DISPLAY_SIZE", raising=False)  # the test counts on 1:1
-    root = tmp_path / "notebooks"
-    root.mkdir()
-    # The notebook shows pictures from ../docs (the repository's root is served by scripts/quickstart);
-    # served alone here, it gets them beside it, or the page logs a 404 for each.
-    text = (NOTEBOOKS / NOTEBOOK).read_text()
-    (root / NOTEBOOK).write_text(text.replace("../docs/", "docs/"))
+    # Served as scripts/quickstart serves the repository: its root, the notebook in notebooks/, the
+    # pictures it shows in docs/ (../docs/ from the notebook), copied as they are.
+    root = tmp_path / "repo"
+    (root / "notebooks").mkdir(parents=True)
     (root / "docs").mkdir()
+    text = (REPO / NOTEBOOK).read_text()
+    (root / NOTEBOOK).write_text(text)
     for png in re.findall(r"\.\./docs/([\w.-]+\.png)", text):
-        shutil.copy(NOTEBOOKS.parent / "docs" / png, root / "docs" / png)
+        shutil.copy(REPO / "docs" / png, root / "docs" / png)
     (root / NAV_NOTEBOOK).write_text(json.dumps(nav_notebook()))
     server = JupyterServer(root, tmp_path / "jupyter", app=front_end)
     try:
@@ -252,6 +257,12 @@ def test_quickstart_clicks_in_chromium(front_end, page, server, deadline, tmp_pa
     wait_for(lambda ms: page.wait_for_function(NOTEBOOK_DONE, arg=NOTEBOOK, timeout=ms), "Run All", 120)
     failed = page.evaluate(NOTEBOOK_ERRORS, NOTEBOOK)
     assert not failed, "cells failed in the browser:\n" + "\n\n".join(failed) + context()
+
+    # -- the picture in the notebook's markdown (../docs/widget_objects.png) loaded
+    wait_for(lambda ms: page.wait_for_function(PICTURES_DECODED, timeout=ms), "the pictures to load", 20)
+    pictures = page.evaluate(PICTURES)
+    assert any("widget_objects.png" in src for src, _ in pictures), f"no picture shown: {pictures}"
+    assert all(width > 0 for _, width in pictures), f"a broken picture in the notebook: {pictures}"
 
     # -- the widget is shown (the ipywidgets and ipycanvas front ends loaded), the image encoded
     root = page.locator(".jp-OutputArea-output > .widget-vbox:has(canvas)")  # the widget's VBox
@@ -338,21 +349,26 @@ def test_readme_quickstart_command_serves_the_notebook(tmp_path):
     this project's machines and in containers, where Jupyter refuses to start unless told to): the
     server comes up and serves the quickstart notebook at the address the README gives. The clicks
     in it are the test above."""
-    script = NOTEBOOKS.parent / "scripts" / "quickstart"
-    server = JupyterServer(NOTEBOOKS.parent, tmp_path / "jupyter", launcher=[str(script)])
+    script = REPO / "scripts" / "quickstart"
+    server = JupyterServer(REPO, tmp_path / "jupyter", launcher=[str(script)])
     try:
         server.start(timeout=180)  # first it re-checks .venv (pip: seconds when nothing is missing)
         with urllib.request.urlopen(f"{server.url}/api/contents/{NOTEBOOK}?content=0", timeout=10) as r:
             assert json.load(r)["type"] == "notebook"
         with urllib.request.urlopen(server.url_for("lab", NOTEBOOK), timeout=10) as r:
             assert r.status == 200 and b"jupyter-config-data" in r.read()
+        # the pictures the notebook shows (../docs/ beside notebooks/) are inside what is served
+        # (the browser test below checks they load)
+        for png in re.findall(r"\.\./docs/([\w.-]+\.png)", (REPO / NOTEBOOK).read_text()):
+            with urllib.request.urlopen(f"{server.url}/api/contents/docs/{png}?content=0", timeout=10) as r:
+                assert json.load(r)["type"] == "file", png
     finally:
         server.stop()
 
 
 # ---------------------------------------------------------------------------- navigation
 
-NAV_NOTEBOOK = "navigation.ipynb"
+NAV_NOTEBOOK = "notebooks/navigation.ipynb"
 NAV_SIZE = (900, 1200)  # H, W: larger than the 768 px view, so that it is fitted, zoomed and panned
 NAV_SCENE = 3
 NAV_PROBE = """
@@ -478,7 +494,7 @@ def test_navigation_focus_and_objects_in_chromium(front_end, page, server, deadl
     page.keyboard.press("Control+s")
     saved = poll(lambda: page.evaluate(NOTEBOOK_DIRTY, NAV_NOTEBOOK), lambda d: d is False, deadline, 15)
     assert saved is False, "Ctrl+S over the canvas did not save the notebook"
-    on_disk = json.loads((tmp_path / "notebooks" / NAV_NOTEBOOK).read_text())
+    on_disk = json.loads((tmp_path / "repo" / NAV_NOTEBOOK).read_text())
     assert any(c.get("outputs") for c in on_disk["cells"]), "the saved notebook has no outputs"
     assert state()["labels"] == [label_a], "Ctrl+S reached the widget"
 
