@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Click-to-overlay latency of SegmentWidget in a real browser: chromium, JupyterLab (or Notebook 7).
 
-    python scripts/bench_browser.py                       # 30 clicks at 256 and at 768 px, micro, JupyterLab
-    python scripts/bench_browser.py --large 3000x4000     # also a 4000x3000 scene, fitted and zoomed
+    python scripts/bench_browser.py                       # 30 clicks at 256 and 768 px, 1:1 and zoomed x4
+    python scripts/bench_browser.py --large 3000x4000     # also a 4000x3000 scene, fitted and zoomed 1:1
     python scripts/bench_browser.py --front-end notebook --clicks 50 --json bench-results/browser.json
 
 What is timed, per click: from the mousedown event (its timeStamp, when chromium took the input) to the
@@ -16,8 +16,10 @@ Date.now() - performance.now() at each click; stage boundaries are when a wrappe
 machine, where a thread can wait for a core between an event and its timestamp, one can be late by
 some ms and the next stage even comes out negative; the total is exact):
   to kernel   mouseup in the page -> the widget's handler starts in the kernel (its input surface, the server)
-  predict     CachedPredictor.predict: SAM's prompt encoder + mask decoder + upscaling to the image
-  overlay     SegmentWidget.mask_overlay: the masks as one canvas-sized RGBA image
+  predict     CachedPredictor.predict: SAM's prompt encoder + mask decoder (no mask: the session keeps
+              the low-res logits)
+  overlay     SegmentWidget.mask_overlay: the masks of the visible region at the canvas' size (made from
+              the logits: Session.mask_view), outlines, as one canvas-sized RGBA image
   png         ipycanvas' PNG encoding (PIL) of what the widget sends: the overlay's non-empty box
   kernel rest the rest of the handler up to the canvas message leaving (session, prompts, hold_canvas)
   to page     canvas message leaves the kernel -> its websocket frame arrives in the page
@@ -30,8 +32,10 @@ page side by wrapping ``WebSocket`` (arrival times and sizes) and ``drawImage`` 
 
 Between clicks the widget is cleared from the kernel and the script waits until the canvas shows the
 bare image again; clicks go to the deepest pixel of each object of a synthetic scene in turn (the
-small scenes shown 1:1; with ``--large HxW`` a scene of that size is also clicked in the fitted view
-(the whole image in the 768 px canvas) and zoomed in to one image pixel per screen pixel).
+small scenes shown 1:1, then zoomed in x4 around their largest object; with ``--large HxW`` a scene of
+that size is also clicked in the fitted view (the whole image in the 768 px canvas) and zoomed in to one
+image pixel per screen pixel). A zoomed view should cost no more than the fitted one: the widget makes
+the masks of the visible region at the canvas' size.
 Needs the test extras (`pip install -e '.[test]'`) and /usr/bin/chromium.
 """
 
@@ -359,14 +363,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             canvas = page.locator(".jp-OutputArea-output .sam-widgets-root canvas").first
             canvas.wait_for(timeout=30_000)
             out["kernel_torch_threads"] = int(kernel_exec(page, NOTEBOOK, INSTRUMENT, timeout=30))
-            views = [
-                (f"{size}x{size} 1:1", i, make_scene(args.seed, size), None) for i, size in enumerate(sizes)
-            ]
+            views = []
+            for i, size in enumerate(sizes):
+                scene = make_scene(args.seed, size)
+                views.append((f"{size}x{size} 1:1", i, scene, None))
+                if args.zoom > 1:
+                    views.append((f"{size}x{size} zoomed x{args.zoom:g}", i, scene, args.zoom))
             if large:
                 big = make_scene(args.seed, large)
                 h, w = large
                 views.append((f"{w}x{h} fitted", len(sizes), big, None))
-                views.append((f"{w}x{h} zoomed 1:1", len(sizes), big, "zoom"))
+                views.append((f"{w}x{h} zoomed 1:1", len(sizes), big, "1:1"))
             for name, index, scene, zoom in views:
                 out["runs"].append(bench_view(page, canvas, name, index, scene, zoom, args))
                 print(f"{name}: p50 {out['runs'][-1]['summary']['p50_ms']:.0f} ms", file=sys.stderr)
@@ -379,20 +386,29 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def bench_view(
-    page: Any, canvas: Any, name: str, index: int, scene: tuple, zoom: str | None, args: argparse.Namespace
+    page: Any,
+    canvas: Any,
+    name: str,
+    index: int,
+    scene: tuple,
+    zoom: str | float | None,
+    args: argparse.Namespace,
 ) -> dict:
     """``args.clicks`` timed clicks (after ``args.warmup`` untimed ones) on image ``index`` of the widget,
-    fitted, or zoomed (``zoom="zoom"``) to one image pixel per CSS pixel around the largest object."""
+    fitted (``zoom`` None), or zoomed around the largest object: ``"1:1"`` to one image pixel per CSS
+    pixel, a number to that many times the fitted view's magnification."""
     image, truth = scene
     kernel_exec(page, NOTEBOOK, f"w.go({index}); w.wait(); w.clear(); w.fit()", timeout=120)
     if zoom:
-        x, y = targets(truth[:, ::8, ::8], min_depth=2)[0]
+        grid = max(1, min(8, min(truth.shape[1:]) // 64))
+        x, y = targets(truth[:, ::grid, ::grid], min_depth=2)[0]
         view = json.loads(kernel_exec(page, NOTEBOOK, "print(_bench_view())", timeout=20))
         cw, ch = view["css"]
-        x, y = 8 * x + 4, 8 * y + 4
-        kernel_exec(
-            page, NOTEBOOK, f"w.zoom_to({x - cw / 2}, {y - ch / 2}, {x + cw / 2}, {y + ch / 2})", timeout=20
-        )
+        x, y = grid * x + grid / 2, grid * y + grid / 2
+        # the region shown: the canvas' CSS size in image pixels at the zoom asked for
+        per = 1.0 if zoom == "1:1" else 1.0 / (float(zoom) * view["k"])  # image px per CSS px
+        hw, hh = cw * per / 2, ch * per / 2
+        kernel_exec(page, NOTEBOOK, f"w.zoom_to({x - hw}, {y - hh}, {x + hw}, {y + hh})", timeout=20)
     view = json.loads(kernel_exec(page, NOTEBOOK, "print(_bench_view())", timeout=20))
     bw, bh = view["canvas"]
     page.wait_for_function(
@@ -452,6 +468,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--large", default="", help="also a scene of HxW pixels (e.g. 3000x4000), fitted and zoomed 1:1"
+    )
+    parser.add_argument(
+        "--zoom", type=float, default=4.0, help="the small scenes also zoomed this much (default 4; 1: not)"
     )
     parser.add_argument("--seed", type=int, default=21, help="make_scene seed (default 21: five objects)")
     parser.add_argument("--model", default="micro", help="a load_sam name (default micro)")
