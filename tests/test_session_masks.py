@@ -203,3 +203,20 @@ def test_save_load_and_export_of_low_res_objects(micro_models, tmp_path, upscale
             assert np.array_equal(a.candidates, b.candidates) and np.array_equal(a.mask, b.mask)
     copied = dataclasses.replace(s.objects_on(1)[0], label="copy")  # copying makes no mask
     assert copied._candidates is s.objects_on(1)[0]._candidates
+
+
+def test_predict_without_masks_gives_the_scores_and_logits_alone(micro_models):
+    predictor = CachedPredictor(micro_models["fast"])
+    predictor.set_image(big_image())
+    point = dict(point_coords=np.array([[180.0, 150.0]]), point_labels=np.array([1]))
+    masks, scores, logits = predictor.predict(**point)
+    none, scores2, logits2 = predictor.predict(**point, masks=False)
+    assert none.shape == (3, 0, 0) and np.array_equal(scores, scores2) and np.array_equal(logits, logits2)
+    geometry = predictor.low_res_geometry()
+    assert geometry.original_size == (300, 400) and geometry.threshold == 0.0
+    assert np.array_equal(_predictor.masks_from_low_res(logits, geometry), masks)
+    predictor.set_image(big_image()[:200].copy())  # made from the logits, whatever image is set now
+    assert np.array_equal(_predictor.masks_from_low_res(logits, geometry), masks)
+    box = _predictor.box_from_low_res(logits[0], geometry)
+    ys, xs = np.nonzero(masks[0])
+    assert box[0] <= xs.min() and box[1] <= ys.min() and box[2] > xs.max() and box[3] > ys.max()
