@@ -108,6 +108,14 @@ class JupyterServer:
             path.write_text(json.dumps(values))
         env = dict(os.environ)
         env.pop("JUPYTER_CONFIG_PATH", None)
+        if sys.prefix != sys.base_prefix:  # a venv over the system's packages (--system-site-packages):
+            # Jupyter looks in the venv only; the front ends' extensions and the server extensions'
+            # settings (jupyter-lsp, ...) are installed under the base prefix
+            base = Path(sys.base_prefix)
+            env["JUPYTER_PATH"] = os.pathsep.join(
+                [str(base / "share" / "jupyter")] + [p for p in [env.get("JUPYTER_PATH")] if p]
+            )
+            env["JUPYTER_CONFIG_PATH"] = str(base / "etc" / "jupyter")
         env.update(
             JUPYTER_CONFIG_DIR=str(dirs["config"]),
             JUPYTER_DATA_DIR=str(dirs["data"]),
