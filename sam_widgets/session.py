@@ -1459,7 +1459,8 @@ class Session:
             else:
                 out = view_from_low_res(held.logits[index], held.geometry, *key[1:])
             out.setflags(write=False)
-            held._view = (key, out)
+            if key[2][0] * key[2][1] > 1:  # a view, not one pixel asked for (object_at): kept
+                held._view = (key, out)
             return out
         return _sample(held[index], *key[1:])
 

@@ -139,7 +139,9 @@ def test_clicks_on_objects_select_them_from_their_logits(micro_models, upscales)
     s2.add_object()
     s2.add_point(10, 290)
     made = upscales["full"]
+    shown = s2.mask_view("object 1", (0, 0, 400, 300), (150, 200))
     assert s2.object_at(*inside).label == "object 1" and upscales["full"] == made
+    assert s2.mask_view("object 1", (0, 0, 400, 300), (150, 200)) is shown  # still kept
     assert s2.click(*inside) == "select" and s2.active.label == "object 1"
 
 
