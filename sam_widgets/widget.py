@@ -752,10 +752,15 @@ class SegmentWidget(W.VBox):
         outline (at the device pixel ratio; the active object's twice as wide); proposals fainter."""
         rows, cols = self._grid()
         out = np.zeros((len(rows), len(cols), 4), np.uint8)
+        pixels = out.view(np.uint32)[..., 0]  # one RGBA pixel a word: one store per pixel
+
+        def rgba(color: tuple, alpha: float) -> np.uint32:
+            return np.array([*color, round(alpha)], np.uint8).view(np.uint32)[0]
+
         for i, p in enumerate(self.session.proposals):  # largest first, so small ones stay visible
             m = p.mask[np.ix_(rows, cols)]
-            out[m] = (*proposal_color(i), round(255 * self.opacity * PROPOSAL_ALPHA))
-            out[_outline(m, 1)] = (*proposal_color(i), 255)
+            pixels[m] = rgba(proposal_color(i), 255 * self.opacity * PROPOSAL_ALPHA)
+            pixels[_outline(m, 1)] = rgba(proposal_color(i), 255)
         active = self.session.active
         width = max(1, round(2 * self._dpr))
         region, size = self.visible, (len(rows), len(cols))
@@ -767,8 +772,8 @@ class SegmentWidget(W.VBox):
             m = self.session.mask_view(obj, region, size)
             is_active = active is not None and obj.label == active.label
             alpha = self.opacity if is_active else self.opacity * 0.6
-            out[m] = (*obj.color, round(255 * alpha))
-            out[_outline(m, 2 * width if is_active else width)] = (*obj.color, 255)
+            pixels[m] = rgba(obj.color, 255 * alpha)
+            pixels[_outline(m, 2 * width if is_active else width)] = rgba(obj.color, 255)
         return out
 
     def _draw_masks(self) -> None:
@@ -1031,11 +1036,13 @@ def _outline(mask: np.ndarray, width: int) -> np.ndarray:
     rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
     y0, y1, x0, x1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
     crop = mask[y0:y1, x0:x1]
-    inner = ndimage.binary_erosion(crop, iterations=width, border_value=0)
-    # The view's edge is no edge of the object: pad with the mask itself there.
     if y0 == 0 or x0 == 0 or y1 == mask.shape[0] or x1 == mask.shape[1]:
+        # The view's edge is no edge of the object: pad with the mask itself there (one erosion:
+        # a zoomed-in object that fills the view costs one pass, not two).
         padded = np.pad(mask, width, mode="edge")[y0 : y1 + 2 * width, x0 : x1 + 2 * width]
         inner = ndimage.binary_erosion(padded, iterations=width, border_value=0)[width:-width, width:-width]
+    else:
+        inner = ndimage.binary_erosion(crop, iterations=width, border_value=0)
     out = np.zeros_like(mask)
     out[y0:y1, x0:x1] = crop & ~inner
     return out
