@@ -35,6 +35,8 @@ import torch.nn.functional as F
 from segment_anything.modeling.common import LayerNorm2d
 from torch import nn
 
+from ._kernels import _linear  # oneDNN (GELU fused) for bf16 CPU inference
+
 __all__ = ["TinyViT", "MOBILE_SAM_ENCODER", "mobile_sam_encoder", "bias_index"]
 
 #: MobileSAM's encoder numbers (``build_sam_vit_t`` at MobileSAM commit f706ad9c).
@@ -188,8 +190,6 @@ class Attention(nn.Module):
         b, hp, wp, c = x.shape
         ws, heads, hd = self.window, self.num_heads, self.head_dim
         nh, nw = hp // ws, wp // ws
-        from .fast import _linear  # oneDNN for bf16 CPU inference
-
         qkv = _linear(self.norm(x), self.qkv).view(b, nh, ws, nw, ws, heads, 3, hd)
         qkv = qkv.permute(6, 0, 1, 3, 5, 2, 4, 7).reshape(3, b * nh * nw, heads, ws * ws, hd)
         q, k, v = qkv.unbind(0)  # each: windows, heads, N, head_dim
@@ -210,8 +210,6 @@ class Mlp(nn.Module):
         self.fc2 = nn.Linear(hidden, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        from .fast import _linear  # oneDNN with the GELU fused, for bf16 CPU inference
-
         return _linear(_linear(self.norm(x), self.fc1, gelu=True), self.fc2)
 
 

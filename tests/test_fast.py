@@ -10,7 +10,7 @@ import pytest
 import torch
 from segment_anything import SamPredictor
 
-from sam_widgets import CachedPredictor, architectures, fast, load_sam, models
+from sam_widgets import CachedPredictor, _kernels, architectures, fast, load_sam, models
 from sam_widgets.architectures import build_sam
 from sam_widgets.micro.data import heldout_set
 from sam_widgets.models import model_info
@@ -380,7 +380,8 @@ def test_fast_and_stock_embeddings_are_cached_apart(tiny_sam, rgb_image, tmp_pat
 # ---------------------------------------------------------------------- bf16 products by oneDNN
 
 needs_onednn = pytest.mark.skipif(
-    fast._MKLDNN_LINEAR is None or not torch.backends.mkldnn.is_available(), reason="no oneDNN in this torch"
+    _kernels._MKLDNN_LINEAR is None or not torch.backends.mkldnn.is_available(),
+    reason="no oneDNN in this torch",
 )
 
 
@@ -393,7 +394,7 @@ def test_bf16_linear_by_onednn_is_f_linear_within_bf16_rounding(gelu):
     with torch.no_grad():
         exact = torch.nn.functional.linear(x.double(), lin.weight.double(), lin.bias.double())
         exact = torch.nn.functional.gelu(exact) if gelu else exact
-        got = fast._linear(x, lin, gelu=gelu)
+        got = _kernels._linear(x, lin, gelu=gelu)
         stock = lin(x)
         stock = torch.nn.functional.gelu(stock) if gelu else stock
     assert got.dtype == torch.bfloat16 and got.shape == (3, 5, 96)
@@ -404,15 +405,15 @@ def test_bf16_linear_by_onednn_is_f_linear_within_bf16_rounding(gelu):
 
 def test_linear_falls_back_to_the_module_outside_bf16_cpu_inference(monkeypatch):
     calls = []
-    monkeypatch.setattr(fast, "_MKLDNN_LINEAR", lambda *a: calls.append(a))
+    monkeypatch.setattr(_kernels, "_MKLDNN_LINEAR", lambda *a: calls.append(a))
     lin = torch.nn.Linear(8, 4)
     x = torch.randn(2, 8)
-    torch.testing.assert_close(fast._linear(x, lin, gelu=True), torch.nn.functional.gelu(lin(x)))
+    torch.testing.assert_close(_kernels._linear(x, lin, gelu=True), torch.nn.functional.gelu(lin(x)))
     lin16 = torch.nn.Linear(8, 4).to(torch.bfloat16)
-    y = fast._linear(x.to(torch.bfloat16), lin16)  # autograd on: the module's own code
+    y = _kernels._linear(x.to(torch.bfloat16), lin16)  # autograd on: the module's own code
     assert y.requires_grad and not calls
     with torch.no_grad():
-        fast._linear(x.to(torch.bfloat16), lin16)
+        _kernels._linear(x.to(torch.bfloat16), lin16)
     assert len(calls) == 1
 
 
@@ -425,12 +426,12 @@ def test_bf16_encoder_with_onednn_products_is_as_close_to_fp32(tiny_sam, monkeyp
     with torch.no_grad():
         want = ref.image_encoder(x)
         enc = copy.deepcopy(ref.image_encoder).to(torch.bfloat16)
-        real = fast._MKLDNN_LINEAR
+        real = _kernels._MKLDNN_LINEAR
         calls = []
-        monkeypatch.setattr(fast, "_MKLDNN_LINEAR", lambda *a: calls.append(1) or real(*a))
+        monkeypatch.setattr(_kernels, "_MKLDNN_LINEAR", lambda *a: calls.append(1) or real(*a))
         new = enc(x.to(torch.bfloat16)).float()
         assert calls  # the path ran
-        monkeypatch.setattr(fast, "_MKLDNN_LINEAR", None)
+        monkeypatch.setattr(_kernels, "_MKLDNN_LINEAR", None)
         old = enc(x.to(torch.bfloat16)).float()
     assert rel_err(want, new) <= rel_err(want, old) * 1.2 + 1e-4
     assert rel_err(want, new) < 0.05
