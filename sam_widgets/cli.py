@@ -133,7 +133,11 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--min-area", type=int, default=100, help="skip objects smaller than this, pixels")
     parser.add_argument("--out", type=Path, help="write bench.json, summary.csv, per_object.csv here")
     parser.add_argument("--json", type=Path, help="also write the results JSON here")
-    _add_ray_arguments(parser, "evaluate IoU on Ray, one image per task (timing stays in this process)")
+    _add_ray_arguments(
+        parser,
+        "evaluate IoU (and --noc) on Ray, one image per task, each worker loading its own images "
+        "(timing stays in this process)",
+    )
 
 
 def _add_ray_arguments(parser: argparse.ArgumentParser, what: str) -> None:
@@ -184,21 +188,21 @@ def _bench(args: argparse.Namespace) -> int:
         raise SystemExit("--noc measures on --dataset: drop --no-iou")
     if args.max_clicks < 1:
         raise SystemExit(f"--max-clicks {args.max_clicks}: give at least 1 (the literature uses 20)")
-    if args.noc and getattr(args, "ray", None) is not None:
-        raise SystemExit("--noc runs in this process, not on Ray yet: drop --ray (or --noc)")
     from .architectures import MODEL_NAMES
 
     unknown = [m for m in models if m not in MODEL_NAMES]
     if unknown or not models:
         raise SystemExit(f"--models {args.models!r}: choose from {', '.join(MODEL_NAMES)}")
     samples = None
+    ray_address = getattr(args, "ray", None)
     if args.iou:
         from . import datasets
 
-        samples = datasets.load(args.dataset, limit=args.samples)
+        # On Ray the workers load the images (a large set never sits in this process): names here.
+        load = datasets.load if ray_address is None else datasets.refs
+        samples = load(args.dataset, limit=args.samples)
         if not samples:
             raise SystemExit(f"--dataset {args.dataset!r}: no image with an object in it")
-    ray_address = getattr(args, "ray", None)
     out = bench.run(
         models,
         weights=args.weights,
@@ -291,14 +295,16 @@ def run_command(func: Callable[[argparse.Namespace], int], args: argparse.Namesp
 
 
 def _bench_iou_on_ray(args: argparse.Namespace, out: dict, objects: list, samples: list) -> None:
-    """``bench --ray``: each model's IoU on a Ray actor pool (``annotate.ray_runner``), merged into
-    the same results as a local run; random weights keep their local, timing-only entry."""
+    """``bench --ray``: each model's IoU (and NoC) on a Ray actor pool (``annotate.ray_runner``),
+    merged into the same results as a local run; random weights keep their local, timing-only
+    entry. ``samples`` are ``datasets.SampleRef``: the actors load the images, not this process."""
     from dataclasses import asdict
 
     from . import bench
     from .annotate import ray_runner
 
     started = ray_runner.connect(args.ray, num_cpus=args.ray_num_cpus)
+    seen: dict = {}
     try:
         plan = ray_runner.plan_workers(args.workers, args.cpus_per_worker, args.gpus_per_worker)
         print(
@@ -308,9 +314,10 @@ def _bench_iou_on_ray(args: argparse.Namespace, out: dict, objects: list, sample
         )
         for r in objects:
             if r.weights == "random":
+                first = next(s for s in (ref.load() for ref in samples) if s is not None)
                 res = bench.evaluate_iou(
                     r.model,
-                    samples[:1],
+                    [first],
                     dataset=args.dataset,
                     weights="random",
                     device=args.device,
@@ -326,7 +333,10 @@ def _bench_iou_on_ray(args: argparse.Namespace, out: dict, objects: list, sample
                     device=args.device,
                     precision=args.precision,
                     min_area=args.min_area,
+                    noc=args.noc,
+                    max_clicks=args.max_clicks,
                     plan=plan,
+                    seen=seen,
                 )
             r.iou = asdict(res)
     finally:
@@ -334,11 +344,16 @@ def _bench_iou_on_ray(args: argparse.Namespace, out: dict, objects: list, sample
             ray_runner.disconnect()
     out["results"] = [asdict(r) for r in objects]
     out["settings"].update(n_clicks=3, min_area=args.min_area, ray={"address": args.ray, **plan})
+    if args.noc:
+        out["settings"].update(noc=True, max_clicks=args.max_clicks)
+    if not seen:  # random weights only: no image went to Ray
+        loaded = [s for s in (ref.load() for ref in samples[:1]) if s is not None]
+        seen = {"names": [s.name for s in loaded], "objects": sum(len(s.masks) for s in loaded)}
     out["dataset"] = {
         "name": args.dataset,
-        "samples": len(samples),
-        "objects": int(sum(len(s.masks) for s in samples)),
-        "names": [s.name for s in samples],
+        "samples": len(seen["names"]),
+        "objects": int(seen["objects"]),
+        "names": seen["names"],
     }
 
 

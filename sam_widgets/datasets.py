@@ -10,7 +10,9 @@ Every loader returns a list of ``Sample``: a name, an HxWx3 uint8 RGB image, NxH
 - ``load_coco(annotation_json, image_dir)``: any dataset in COCO format (polygons and RLE).
 
 ``load("synthetic" | "skimage" | "coco:<ann.json>:<image_dir>", limit)`` picks one by name (the
-``--dataset`` of ``sam-widgets bench``).
+``--dataset`` of ``sam-widgets bench``). ``refs(spec, limit)`` names the same samples without loading
+them (``SampleRef``: small and picklable, ``.load()`` makes the ``Sample``): ``bench --ray`` sends
+those to its workers, so a large set never sits in one process's memory.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from .errors import SamWidgetsError
 
 __all__ = [
     "Sample",
+    "SampleRef",
     "DatasetError",
     "DatasetFileNotFoundError",
     "SKIMAGE_SAMPLES",
@@ -35,6 +38,8 @@ __all__ = [
     "skimage_samples",
     "load_coco",
     "load",
+    "refs",
+    "coco_refs",
 ]
 
 
@@ -89,6 +94,14 @@ def synthetic(n: int = 20, size: int | tuple[int, int] = 256) -> list[Sample]:
         Sample(f"heldout-{HELDOUT_SEED_START + i}", image, masks, ("shape",) * len(masks))
         for i, (image, masks) in enumerate(heldout_set(n, size))
     ]
+
+
+def _synthetic_one(index: int, size: int | tuple[int, int] = 256) -> Sample:
+    """``synthetic(n)[index]`` alone (the scene of seed HELDOUT_SEED_START + index)."""
+    from .micro.data import HELDOUT_SEED_START, make_scene
+
+    image, masks = make_scene(HELDOUT_SEED_START + index, size)
+    return Sample(f"heldout-{HELDOUT_SEED_START + index}", image, masks, ("shape",) * len(masks))
 
 
 # ----------------------------------------------------------------------------- scikit-image
@@ -238,29 +251,63 @@ def _read_image(path: Path) -> np.ndarray:
         raise DatasetError(str(e)) from e
 
 
-def load_coco(
-    annotation_json: str | Path,
-    image_dir: str | Path,
-    limit: int | None = None,
-    progress: bool = True,
-) -> list[Sample]:
-    """Load a dataset in COCO format: one ``Sample`` per image that has at least one object.
+@dataclass(frozen=True)
+class SampleRef:
+    """A sample named but not loaded: a few hundred bytes, picklable (a Ray task's argument).
 
-    Arguments:
-      annotation_json: a COCO instances file (``images``, ``annotations``, ``categories``).
-        Segmentations may be polygons, uncompressed RLE or compressed RLE. ``iscrowd: 1``
-        annotations (a crowd, not one object) and empty masks are skipped.
-      image_dir: the folder holding the images, by their ``file_name``.
-      limit: load at most this many images (in the file's order); None for all. Images and masks
-        are held in memory (a few MB per image: all of COCO val2017 would take many GB).
-      progress: show a tqdm progress bar.
-
-    Raises:
-      DatasetFileNotFoundError: the JSON file or an image is missing.
-      DatasetError: the JSON is not valid COCO, or an image's size differs from the JSON's.
+    ``load()`` makes the ``Sample`` (None for a COCO image whose every mask is empty), reading the
+    image and decoding the masks only then. ``kind``: ``synthetic`` (``index``: its place in
+    ``synthetic(n)``), ``skimage`` (``name``) or ``coco`` (``path`` of the image, its ``height`` and
+    ``width`` from the JSON, ``annotations``: a JSON list of ``[annotation id, segmentation,
+    label]``, ``source``: the annotation file's name, for messages).
     """
-    from tqdm.auto import tqdm
 
+    name: str
+    kind: str
+    index: int = 0
+    path: str = ""
+    height: int = 0
+    width: int = 0
+    annotations: str = ""
+    source: str = ""
+
+    def load(self) -> Sample | None:
+        """The ``Sample``; raises ``DatasetError`` as ``load_coco`` does (wrong size, bad mask)."""
+        if self.kind == "synthetic":
+            return _synthetic_one(self.index)
+        if self.kind == "skimage":
+            return skimage_samples([self.name])[0]
+        if self.kind != "coco":
+            raise DatasetError(f"a sample reference of unknown kind {self.kind!r}.")
+        path, h, w = Path(self.path), self.height, self.width
+        if not path.is_file():
+            raise DatasetFileNotFoundError(
+                f"image {self.name!r} of {self.source} is not in {path.parent}: pass the folder that "
+                "holds it as image_dir, or limit= to load fewer images."
+            )
+        image = _read_image(path)
+        if image.shape[:2] != (h, w):
+            raise DatasetError(
+                f"{path} is {image.shape[1]}x{image.shape[0]} pixels but {self.source} says {w}x{h}: "
+                "the annotations belong to other images (or resized ones)."
+            )
+        masks, labels = [], []
+        for ann_id, segmentation, label in json.loads(self.annotations):
+            try:
+                m = _decode(segmentation, h, w)
+            except (ValueError, TypeError, KeyError) as e:
+                raise DatasetError(f"{self.source}: annotation {ann_id} of {self.name}: {e}.") from None
+            if m.any():
+                masks.append(m)
+                labels.append(label)
+        return Sample(self.name, image, np.stack(masks), tuple(labels)) if masks else None
+
+
+def coco_refs(
+    annotation_json: str | Path, image_dir: str | Path, limit: int | None = None
+) -> list[SampleRef]:
+    """``load_coco``'s images as ``SampleRef``: the JSON read and checked, every image file's
+    presence checked, no pixels read and no mask decoded. Same arguments and errors."""
     ann_path = Path(annotation_json).expanduser()
     image_dir = Path(image_dir).expanduser()
     if not ann_path.is_file():
@@ -296,7 +343,7 @@ def load_coco(
     if limit is not None:
         todo = todo[:limit]
     out = []
-    for im in tqdm(todo, desc=f"loading {ann_path.name}", disable=not progress, leave=False):
+    for im in todo:
         try:
             name, h, w = im["file_name"], int(im["height"]), int(im["width"])
         except (KeyError, TypeError, ValueError):
@@ -309,24 +356,56 @@ def load_coco(
                 f"image {name!r} (id {im.get('id')}) of {ann_path.name} is not in {image_dir}: "
                 "pass the folder that holds it as image_dir, or limit= to load fewer images."
             )
-        image = _read_image(path)
-        if image.shape[:2] != (h, w):
-            raise DatasetError(
-                f"{path} is {image.shape[1]}x{image.shape[0]} pixels but {ann_path.name} says {w}x{h}: "
-                "the annotations belong to other images (or resized ones)."
+        anns = [
+            [
+                a.get("id"),
+                a.get("segmentation"),
+                categories.get(a.get("category_id"), str(a.get("category_id"))),
+            ]
+            for a in by_image[im["id"]]
+        ]
+        out.append(
+            SampleRef(
+                name,
+                "coco",
+                path=str(path),
+                height=h,
+                width=w,
+                annotations=json.dumps(anns),
+                source=ann_path.name,
             )
-        masks, labels = [], []
-        for a in by_image[im["id"]]:
-            try:
-                m = _decode(a.get("segmentation"), h, w)
-            except (ValueError, TypeError, KeyError) as e:
-                raise DatasetError(f"{ann_path}: annotation {a.get('id')} of {name}: {e}.") from None
-            if m.any():
-                masks.append(m)
-                labels.append(categories.get(a.get("category_id"), str(a.get("category_id"))))
-        if masks:
-            out.append(Sample(name, image, np.stack(masks), tuple(labels)))
+        )
     return out
+
+
+def load_coco(
+    annotation_json: str | Path,
+    image_dir: str | Path,
+    limit: int | None = None,
+    progress: bool = True,
+) -> list[Sample]:
+    """Load a dataset in COCO format: one ``Sample`` per image that has at least one object.
+
+    Arguments:
+      annotation_json: a COCO instances file (``images``, ``annotations``, ``categories``).
+        Segmentations may be polygons, uncompressed RLE or compressed RLE. ``iscrowd: 1``
+        annotations (a crowd, not one object) and empty masks are skipped.
+      image_dir: the folder holding the images, by their ``file_name``.
+      limit: load at most this many images (in the file's order); None for all. Images and masks
+        are held in memory (a few MB per image: all of COCO val2017 would take many GB; ``coco_refs``
+        names them without loading, for ``bench --ray``).
+      progress: show a tqdm progress bar.
+
+    Raises:
+      DatasetFileNotFoundError: the JSON file or an image is missing.
+      DatasetError: the JSON is not valid COCO, or an image's size differs from the JSON's.
+    """
+    from tqdm.auto import tqdm
+
+    todo = coco_refs(annotation_json, image_dir, limit)
+    name = Path(annotation_json).name
+    loaded = (r.load() for r in tqdm(todo, desc=f"loading {name}", disable=not progress, leave=False))
+    return [s for s in loaded if s is not None]
 
 
 # ----------------------------------------------------------------------------- by name
@@ -349,6 +428,33 @@ def load(spec: str, limit: int | None = None, progress: bool = True) -> list[Sam
                 "e.g. coco:annotations/instances_val2017.json:val2017"
             )
         return load_coco(parts[0], parts[1], limit=limit, progress=progress)
+    raise DatasetError(
+        f"unknown dataset {spec!r}: use synthetic, skimage or coco:<annotation.json>:<image_dir>."
+    )
+
+
+def refs(spec: str, limit: int | None = None) -> list[SampleRef]:
+    """``load(spec, limit)``'s samples as ``SampleRef`` (named, not loaded), in the same order.
+
+    A COCO image whose masks all turn out empty loads as None (``load`` leaves it out).
+    """
+    if spec == "synthetic":
+        n = limit or 20
+        if not 0 < n <= 10**5:
+            raise ValueError(f"limit must be in 1..100000 for synthetic, got {n}")
+        from .micro.data import HELDOUT_SEED_START
+
+        return [SampleRef(f"heldout-{HELDOUT_SEED_START + i}", "synthetic", index=i) for i in range(n)]
+    if spec == "skimage":
+        return [SampleRef(name, "skimage") for name in list(SKIMAGE_SAMPLES)[:limit]]
+    if spec.startswith("coco:"):
+        parts = spec[len("coco:") :].split(":")
+        if len(parts) != 2 or not all(parts):
+            raise DatasetError(
+                f"dataset {spec!r}: write coco:<annotation.json>:<image_dir>, "
+                "e.g. coco:annotations/instances_val2017.json:val2017"
+            )
+        return coco_refs(parts[0], parts[1], limit=limit)
     raise DatasetError(
         f"unknown dataset {spec!r}: use synthetic, skimage or coco:<annotation.json>:<image_dir>."
     )

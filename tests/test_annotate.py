@@ -226,6 +226,38 @@ def _cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "sam_widgets", "annotate", *args]
 
 
+def test_a_run_holds_no_images_masks_in_memory(image_dir, tmp_path, monkeypatch):
+    """The run keeps each image's brief, not its masks: with 2 MB of masks per image (24 MB in
+    all) the run's Python memory peaks far below the total, and annotations.json is whole."""
+    import tracemalloc
+
+    import sam_widgets.annotate as annotate_module
+
+    class BigMasks:  # the Annotator's interface, with a model's worth of masks and no model
+        def __init__(self, settings):
+            pass
+
+        def annotate(self, key, image, prompts):
+            h, w = image.shape[:2]
+            seg = {"size": [h, w], "counts": key + "x" * 100_000}
+            anns = [{"segmentation": seg, "area": 1, "bbox": [0, 0, 1, 1], "score": 0.5} for _ in range(20)]
+            return {"file_name": key, "width": w, "height": h, "status": "done", "annotations": anns}
+
+    monkeypatch.setattr(annotate_module, "Annotator", BigMasks)
+    tracemalloc.start()
+    try:
+        s = annotate(image_dir, tmp_path / "out", **COMMON)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert s.done == GOOD and s.annotations == 20 * GOOD  # 24 MB of masks went through
+    assert peak < 10 * 2**20, f"the run held {peak / 2**20:.0f} MiB"
+    coco = json.loads((tmp_path / "out" / "annotations.json").read_text())
+    assert [a["id"] for a in coco["annotations"]] == list(range(1, 20 * GOOD + 1))
+    names = {im["id"]: im["file_name"] for im in coco["images"]}
+    assert all(a["segmentation"]["counts"].startswith(names[a["image_id"]]) for a in coco["annotations"])
+
+
 def test_a_killed_local_run_resumes_without_duplicates_or_losses(reference, image_dir, tmp_path):
     _, _, coco = reference
     out = tmp_path / "out"
@@ -529,6 +561,77 @@ def test_bench_ray_merges_per_image_iou_into_the_same_tables(tmp_path, capsys, r
     assert "IoU on synthetic" in capsys.readouterr().out
 
 
+@pytest.fixture(scope="module")
+def coco_set(tmp_path_factory, scenes):
+    """Four of the scenes as a COCO dataset on disk (PNG images, compressed RLE masks)."""
+    from pycocotools import mask as mask_utils
+
+    root = tmp_path_factory.mktemp("coco")
+    (root / "images").mkdir()
+    images, anns = [], []
+    for i, s in enumerate(scenes[:4]):
+        Image.fromarray(s.image).save(root / "images" / f"s{i}.png")
+        h, w = s.image.shape[:2]
+        images.append({"id": i + 1, "file_name": f"s{i}.png", "height": h, "width": w})
+        for m in s.masks:
+            rle = mask_utils.encode(np.asfortranarray(m.astype(np.uint8)))
+            seg = {"size": [h, w], "counts": rle["counts"].decode()}
+            anns.append(
+                {"id": len(anns) + 1, "image_id": i + 1, "category_id": 1, "iscrowd": 0, "segmentation": seg}
+            )
+    ann = root / "instances.json"
+    ann.write_text(
+        json.dumps({"images": images, "annotations": anns, "categories": [{"id": 1, "name": "shape"}]})
+    )
+    return f"coco:{ann}:{root / 'images'}"
+
+
+@needs_ray
+@ray_warnings[0]
+@ray_warnings[1]
+@ray_warnings[2]
+def test_bench_ray_noc_equals_local_and_streams_the_images(
+    tmp_path, capsys, ray_cluster, coco_set, monkeypatch
+):
+    """bench --ray --noc: the same NoC, per object and summarised, as the local run, with the
+    images loaded by the actors only: in this process, loading a sample or the set fails."""
+    import torch
+
+    from sam_widgets import datasets
+    from sam_widgets.cli import main
+
+    common = ["bench", "--models", "micro", "--no-timing", "--precision", "fp32", "--dataset", coco_set]
+    common += ["--samples", "4", "--noc", "--max-clicks", "4"]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the actors' arithmetic (1 CPU each): equal results, not just close
+    try:
+        assert main([*common, "--json", str(tmp_path / "local.json")]) == 0
+    finally:
+        torch.set_num_threads(threads)
+
+    def refuse(*a, **k):
+        raise AssertionError("bench --ray loaded images in the driver")
+
+    monkeypatch.setattr(datasets.SampleRef, "load", refuse)
+    monkeypatch.setattr(datasets, "load_coco", refuse)
+    monkeypatch.setattr(datasets, "load", refuse)
+    assert main([*common, "--ray", ray_cluster, "--json", str(tmp_path / "ray.json")]) == 0
+    printed = capsys.readouterr().out
+    assert "NoC@85" in printed and "a failure counts 4" in printed
+    local = json.loads((tmp_path / "local.json").read_text())
+    on_ray = json.loads((tmp_path / "ray.json").read_text())
+    assert on_ray["dataset"] == local["dataset"] and on_ray["dataset"]["samples"] == 4
+    assert on_ray["settings"]["noc"] is True and on_ray["settings"]["max_clicks"] == 4
+    li, ri = local["results"][0]["iou"], on_ray["results"][0]["iou"]
+    key = ("sample", "object", "noc_85", "noc_90", "iou_1_click", "iou_4_clicks")
+    assert [tuple(o[k] for k in key) for o in ri["per_object"]] == [
+        tuple(o[k] for k in key) for o in li["per_object"]
+    ]
+    assert ri["noc"]["objects"] == li["noc"]["objects"] > 0
+    assert ri["noc"]["noc"] == li["noc"]["noc"] and ri["noc"]["failed"] == li["noc"]["failed"]
+    assert ri["noc"]["miou_at"] == li["noc"]["miou_at"]
+
+
 def test_the_ray_actors_work_as_the_local_runner_without_a_runtime(reference, image_dir, scenes):
     """The callable classes Ray Data runs, called directly on batches as Ray passes them (numpy
     columns): the same records as the local runner, bad images recorded. Runs where Ray cannot."""
@@ -556,7 +659,7 @@ def test_the_ray_actors_work_as_the_local_runner_without_a_runtime(reference, im
     from sam_widgets.models import load_sam
     from sam_widgets.predictor import CachedPredictor
 
-    iou = _IoUActor("micro", "pretrained", "cpu", "fp32", 1, 3, 100)
+    iou = _IoUActor("micro", "pretrained", "cpu", "fp32", 1, 3, 100, noc=True)
     got = json.loads(
         iou({"index": np.array([0]), "sample": np.array([pickle.dumps(scenes[0])], dtype=object)})["result"][
             0
@@ -567,6 +670,18 @@ def test_the_ray_actors_work_as_the_local_runner_without_a_runtime(reference, im
     )
     assert [r["iou_box"] for r in got["records"]] == pytest.approx([r["iou_box"] for r in want], abs=1e-4)
     assert got["device"] == "cpu" and len(got["encoder_ms"]) == 1
+    assert got["records"][0]["noc_85"] in range(1, 4) and got["name"] == scenes[0].name
+    # a sample named by reference is loaded by the actor; one that cannot be is an error record
+    from sam_widgets.datasets import SampleRef
+
+    refs = [
+        SampleRef("heldout-500000", "synthetic", index=0),
+        SampleRef("gone.png", "coco", path=str(image_dir / "gone.png"), height=9, width=9, annotations="[]"),
+    ]
+    batch = {"index": np.array([0, 1]), "sample": np.array([pickle.dumps(r) for r in refs], dtype=object)}
+    ok, bad = (json.loads(r) for r in iou(batch)["result"])
+    assert ok["name"] == "heldout-500000" and ok["masks"] > 0 and ok["records"]
+    assert bad["error"].startswith("DatasetFileNotFoundError") and "gone.png" in bad["error"]
 
 
 def test_ray_missing_is_a_clear_error(monkeypatch, image_dir, tmp_path):

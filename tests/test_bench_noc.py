@@ -72,8 +72,6 @@ def test_bench_noc_argument_errors(capsys):
     assert "drop --no-iou" in capsys.readouterr().err
     assert main(["bench", "--models", "micro", "--noc", "--max-clicks", "0"]) == 1
     assert "--max-clicks 0" in capsys.readouterr().err
-    assert main(["bench", "--models", "micro", "--noc", "--ray"]) == 1  # refused before any Ray start
-    assert "drop --ray" in capsys.readouterr().err
 
 
 def test_format_noc_table_without_noc():

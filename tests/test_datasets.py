@@ -168,3 +168,23 @@ def test_load_by_name():
         datasets.load("coco:only.json")
     with pytest.raises(DatasetError, match="unknown dataset"):
         datasets.load("imagenet")
+
+
+def test_refs_name_the_samples_load_gives_without_loading_them(coco):
+    """datasets.refs: small picklable references that load to the same samples as load()."""
+    import pickle
+
+    path, img_dir, _ = coco
+    for spec, limit in (("synthetic", 2), ("skimage", 1), (f"coco:{path}:{img_dir}", None)):
+        refs = datasets.refs(spec, limit=limit)
+        loaded = [s for s in (r.load() for r in refs) if s is not None]
+        want = datasets.load(spec, limit=limit, progress=False)
+        assert [s.name for s in loaded] == [s.name for s in want]
+        for a, b in zip(loaded, want, strict=True):
+            assert np.array_equal(a.image, b.image) and np.array_equal(a.masks, b.masks)
+            assert a.labels == b.labels
+        assert all(len(pickle.dumps(r)) < 4096 for r in refs)  # names, not pixels
+    with pytest.raises(datasets.DatasetFileNotFoundError):
+        datasets.refs(f"coco:{path}:{img_dir / 'nope'}")
+    with pytest.raises(datasets.DatasetError, match="unknown dataset"):
+        datasets.refs("imagenet")

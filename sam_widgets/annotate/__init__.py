@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .output import ANNOTATIONS, MANIFEST, OutputFolder, OutputFolderError
+from .output import ANNOTATIONS, MANIFEST, OutputFolder, OutputFolderError, brief
 from .prompts import Detection, PromptFileError, PromptSet, read_prompts
 from .worker import EVERYTHING_DEFAULTS, Annotator, Settings, failed_record, load_image
 
@@ -156,7 +156,9 @@ def _digest(path: Path) -> str:
     return h.hexdigest()
 
 
-def _resolve_model(model: str, ray: str | None, weights: str = "pretrained", device: str = "auto") -> str:
+def _resolve_model(
+    model: str, ray: str | None, weights: str = "pretrained", device: str = "auto", precision: str = "auto"
+) -> str:
     """``auto`` -> a name, by ``load_sam("auto")``'s rule on this machine (the driver), so that the
     manifest names the model and every worker loads the same one."""
     if model != "auto":
@@ -169,7 +171,8 @@ def _resolve_model(model: str, ray: str | None, weights: str = "pretrained", dev
     from .. import checkpoints, models
 
     dev = models.pick_device(device)
-    wanted = models.pick_model(models.free_memory_bytes(dev))
+    # the fast paths run with precision="auto" (load_sam's fast=None), stock code otherwise
+    wanted = models.pick_model(models.free_memory_bytes(dev), fast=precision == "auto")
     if weights == "random":
         return wanted
     cached = checkpoints.cached_models()
@@ -261,7 +264,7 @@ def annotate(
     if prompts is not None:
         prompt_set = read_prompts(prompts, keys, image_ids=image_ids, min_score=min_score)
     settings = Settings(
-        model=_resolve_model(model, ray, weights, device),
+        model=_resolve_model(model, ray, weights, device, precision),
         weights=weights,
         device=device,
         precision=precision,
@@ -340,7 +343,7 @@ def annotate(
                     if first_s is None:
                         first_s = time.perf_counter() - t0
                     folder.write_record(rec)  # first: a record on disk is an image done for good
-                    records[rec["file_name"]] = rec
+                    records[rec["file_name"]] = brief(rec)  # its masks stay on disk only
                     if rec["status"] == "done":
                         done += 1
                     else:
@@ -363,7 +366,7 @@ def annotate(
         done=done,
         failed=failed,
         skipped_before=before,
-        annotations=sum(len(r["annotations"]) for r in records.values()),
+        annotations=sum(r["n_annotations"] for r in records.values()),
         seconds=seconds,
         runner=runner,
         out=Path(out),

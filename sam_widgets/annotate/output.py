@@ -13,6 +13,10 @@ run on OUT (``resume``, the default) skips every image that has a record, so no 
 twice and none is lost. ``annotations.json`` is assembled from the records in the image list's
 order (ids 1..N), so the same images and settings give the same file whichever runner (local or
 Ray) and however many restarts made it.
+
+Memory: a run keeps only each image's ``brief`` (status, size, counts, reasons: ~100 bytes), never
+its masks; ``write_coco`` streams the records' masks from disk into ``annotations.json`` one image
+at a time. A folder of 100,000 images with hundreds of masks each fits as well as a dozen.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from typing import Any
 
 from ..errors import SamWidgetsError
 
-__all__ = ["OutputFolder", "OutputFolderError", "MANIFEST", "ANNOTATIONS", "RECORDS", "versions"]
+__all__ = ["OutputFolder", "OutputFolderError", "MANIFEST", "ANNOTATIONS", "RECORDS", "versions", "brief"]
 
 FORMAT = 1
 MANIFEST = "manifest.json"
@@ -63,6 +67,25 @@ def _write_atomic(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def brief(record: dict[str, Any]) -> dict[str, Any]:
+    """What a run keeps in memory of an image's record: everything but its masks.
+
+    ``{"file_name", "status", "n_annotations", "skipped_prompts": [{"index", "reason"}]}`` and,
+    when the record has them, ``reason``, ``width``, ``height``."""
+    out = {
+        "file_name": record["file_name"],
+        "status": record["status"],
+        "n_annotations": len(record.get("annotations", [])),
+        "skipped_prompts": [
+            {"index": s["index"], "reason": s["reason"]} for s in record.get("skipped_prompts", [])
+        ],
+    }
+    for k in ("reason", "width", "height"):
+        if k in record:
+            out[k] = record[k]
+    return out
 
 
 def record_name(key: str) -> str:
@@ -167,12 +190,13 @@ class OutputFolder:
         return rec if isinstance(rec, dict) and rec.get("file_name") == key else None
 
     def done(self, keys: list[str], retry_failed: bool = False) -> dict[str, dict[str, Any]]:
-        """Records already here for ``keys`` (failed ones left out with ``retry_failed``)."""
+        """The ``brief`` of each record already here for ``keys`` (failed ones left out with
+        ``retry_failed``), read one at a time."""
         out = {}
         for key in keys:
             rec = self.read_record(key)
             if rec is not None and not (retry_failed and rec.get("status") != "done"):
-                out[key] = rec
+                out[key] = brief(rec)
         return out
 
     def write_record(self, record: dict[str, Any]) -> None:
@@ -183,12 +207,13 @@ class OutputFolder:
     def write_manifest(
         self, keys: list[str], records: dict[str, dict[str, Any]], extra: dict[str, Any], finished: bool
     ) -> Path:
+        """``manifest.json`` from the ``brief`` of each image's record (``records``; full ones work too)."""
         images = []
         for key in keys:
             rec = records.get(key)
             entry: dict[str, Any] = {"file_name": key, "status": "pending" if rec is None else rec["status"]}
             if rec is not None:
-                entry["annotations"] = len(rec.get("annotations", []))
+                entry["annotations"] = rec.get("n_annotations", len(rec.get("annotations", [])))
                 if rec.get("reason"):
                     entry["reason"] = rec["reason"]
                 if rec.get("skipped_prompts"):
@@ -216,25 +241,42 @@ class OutputFolder:
     def write_coco(
         self, keys: list[str], records: dict[str, dict[str, Any]], categories: list[dict[str, Any]]
     ) -> Path:
-        """``annotations.json``: the done images (ids by ``keys`` order) and their masks."""
-        images, annotations = [], []
+        """``annotations.json``: the done images (ids by ``keys`` order) and their masks.
+
+        ``records``: the ``brief`` of each image's record. The masks are read from the record
+        files one image at a time and written as they are read (never all in memory); the file
+        is written atomically, and its bytes are ``json.dumps`` of the whole COCO dict.
+        """
+        images = []
         for image_id, key in enumerate(keys, start=1):
             rec = records.get(key)
             if rec is None or rec["status"] != "done":
                 continue
             images.append({"id": image_id, "file_name": key, "width": rec["width"], "height": rec["height"]})
-            for ann in rec["annotations"]:
-                annotations.append({"id": len(annotations) + 1, "image_id": image_id, **ann})
-        data = {
-            "info": {
-                "description": "made with sam-widgets annotate",
-                "version": self.identity.get("settings", {}).get("model", ""),
-                "date_created": self.created,
-            },
-            "images": images,
-            "annotations": annotations,
-            "categories": categories,
+        info = {
+            "description": "made with sam-widgets annotate",
+            "version": self.identity.get("settings", {}).get("model", ""),
+            "date_created": self.created,
         }
         path = self.root / ANNOTATIONS
-        _write_atomic(path, json.dumps(data))
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(f'{{"info": {json.dumps(info)}, "images": {json.dumps(images)}, "annotations": [')
+                n = 0
+                for im in images:
+                    rec = self.read_record(im["file_name"])
+                    if rec is None or rec.get("status") != "done":
+                        raise OutputFolderError(
+                            f"the record of {im['file_name']} in {self.root / RECORDS} changed while this "
+                            "run wrote; is another process writing OUT? Run again to rebuild the file."
+                        )
+                    for ann in rec["annotations"]:
+                        n += 1
+                        f.write((", " if n > 1 else "") + json.dumps({"id": n, "image_id": im["id"], **ann}))
+                f.write(f'], "categories": {json.dumps(categories)}}}')
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
         return path

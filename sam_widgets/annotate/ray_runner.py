@@ -5,8 +5,9 @@ cluster (``"auto"``, ``"HOST:6379"``, ``"ray://HOST:10001"``). ``annotate_record
 local runner's ``annotate_records`` on Ray: a dataset of image names, ``map_batches`` with a
 callable class (``ActorPoolStrategy(size=workers)``, ``num_gpus=1`` per actor when the cluster
 has GPUs, else ``num_cpus``), and the records stream back to the driver, which writes them as they
-come (so resume works as locally). ``evaluate_iou_ray`` is ``bench``'s IoU evaluation with one
-image per Ray task, merged into the same ``IoUResult``.
+come (so resume works as locally). ``evaluate_iou_ray`` is ``bench``'s IoU (and NoC) evaluation
+with one image per Ray task, merged into the same ``IoUResult``: the driver sends sample references
+(``datasets.refs``) and each actor loads its own images, so a COCO-sized set streams through.
 
 Workers open image files by the path the driver sees: on a cluster, IMAGES must be on storage
 every node mounts at the same path (NFS, a shared volume), and sam-widgets must be installed on
@@ -34,7 +35,7 @@ from .worker import Annotator, Settings, failed_record, load_image
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..bench.iou import IoUResult
-    from ..datasets import Sample
+    from ..datasets import Sample, SampleRef
 
 log = logging.getLogger("sam_widgets")
 START_ATTEMPTS = 3  # starts of a local Ray runtime before giving up (see connect)
@@ -222,7 +223,11 @@ def annotate_records(
 
 
 class _IoUActor:
-    """One model per actor; ``__call__`` runs bench's IoU protocol on one image."""
+    """One model per actor; ``__call__`` runs bench's IoU protocol (and NoC) on one image.
+
+    An image arrives as a ``datasets.SampleRef`` (named, loaded here: the driver never holds the
+    set's pixels) or as a pickled ``Sample``.
+    """
 
     def __init__(
         self,
@@ -233,6 +238,7 @@ class _IoUActor:
         threads: int | None,
         n_clicks: int,
         min_area: int,
+        noc: bool = False,
     ) -> None:
         import torch
 
@@ -243,18 +249,31 @@ class _IoUActor:
             torch.set_num_threads(threads)
         self.sam = load_sam(name, weights=weights, device=device, precision=precision, progress=False)
         self.predictor = CachedPredictor(self.sam, cache_bytes=0)
-        self.n_clicks, self.min_area = n_clicks, min_area
+        self.n_clicks, self.min_area, self.noc = n_clicks, min_area, noc
         self.warm = False
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from ..evaluation import evaluate_samples
+        from ..datasets import DatasetError, SampleRef
+        from ..evaluation import NOC_THRESHOLDS, evaluate_samples
         from ..measure import sync_for
 
         dev = self.sam.device
         sync = sync_for(dev)
         out = []
         for index, blob in zip(batch["index"], batch["sample"], strict=True):
-            sample = pickle.loads(blob)
+            part: dict[str, Any] = {"index": int(index)}
+            try:
+                sample = pickle.loads(blob)
+                if isinstance(sample, SampleRef):
+                    sample = sample.load()
+            except DatasetError as e:  # the driver raises it: a bad dataset is the user's to fix
+                part["error"] = f"{type(e).__name__}: {e}"
+                out.append(json.dumps(part))
+                continue
+            if sample is None:  # a COCO image whose masks are all empty: not a sample (as load)
+                part.update(records=[], encoder_ms=[], name=None, masks=0)
+                out.append(json.dumps(part))
+                continue
             if not self.warm:  # as evaluate_iou: one untimed encoding first (allocator, kernels)
                 self.predictor.set_image(sample.image)
                 self.warm = True
@@ -265,24 +284,24 @@ class _IoUActor:
                 min_area=self.min_area,
                 progress=False,
                 sync=sync,
+                noc_thresholds=NOC_THRESHOLDS if self.noc else None,
             )
-            out.append(
-                json.dumps(
-                    {
-                        "index": int(index),
-                        "records": records,
-                        "encoder_ms": enc,
-                        "device": str(dev),
-                        "precision": record_of(self.sam).precision,
-                    }
-                )
+            part.update(
+                records=records,
+                encoder_ms=enc,
+                name=sample.name,
+                masks=len(sample.masks),
+                device=str(dev),
+                precision=record_of(self.sam).precision,
             )
+            out.append(json.dumps(part))
+            del sample
         return {"result": np.array(out, dtype=object)}
 
 
 def evaluate_iou_ray(
     name: str,
-    samples: list[Sample],
+    samples: list[Sample] | list[SampleRef],
     *,
     weights: str = "pretrained",
     dataset: str = "",
@@ -290,24 +309,38 @@ def evaluate_iou_ray(
     precision: str = "fp32",
     n_clicks: int = 3,
     min_area: int = 100,
+    noc: bool = False,
+    max_clicks: int = 20,
     plan: dict[str, Any] | None = None,
     progress: bool = True,
+    seen: dict[str, Any] | None = None,
 ) -> IoUResult:
     """``bench.evaluate_iou`` on Ray: one image per task, the per-object records merged in the
-    samples' order and summarised as locally (``evaluation.summarize``). Trained weights only
-    (random weights have no IoU: use ``evaluate_iou``, which times them)."""
+    samples' order and summarised as locally (``evaluation.summarize``; with ``noc``, every object
+    through ``max_clicks`` clicks and ``evaluation.noc_summary``, as ``evaluate_iou(noc=True)``).
+
+    ``samples``: ``datasets.SampleRef`` (``datasets.refs``: each actor loads its own images, so the
+    driver holds only the small per-object records, never the pixels) or loaded ``Sample``. Trained
+    weights only (random weights have no IoU: use ``evaluate_iou``, which times them).
+    ``result.samples`` counts the images that had an object (as ``datasets.load`` keeps them);
+    ``seen``, when given, receives ``names`` (theirs, in order) and ``objects`` (their masks).
+    """
     from tqdm.auto import tqdm
 
     from ..bench.iou import IoUResult
-    from ..evaluation import summarize
+    from ..datasets import DatasetError
+    from ..evaluation import curves_of, noc_summary, summarize
     from ..measure import Timing
 
     ray = _ray()
     if weights != "pretrained":
         raise ValueError("evaluate_iou_ray measures IoU of trained weights only; random weights have none.")
+    if noc and max_clicks < 1:
+        raise ValueError(f"max_clicks must be >= 1, got {max_clicks}.")
     plan = plan or plan_workers()
     items = [{"index": i, "sample": pickle.dumps(s)} for i, s in enumerate(samples)]
-    ds = ray.data.from_items(items, override_num_blocks=len(items))
+    ds = ray.data.from_items(items, override_num_blocks=max(1, min(len(items), 10_000)))
+    del items
     threads = None if plan["gpus_per_worker"] else max(1, int(plan["cpus_per_worker"]))
     ds = _map(
         ds,
@@ -319,25 +352,29 @@ def evaluate_iou_ray(
             "device": device,
             "precision": precision,
             "threads": threads,
-            "n_clicks": n_clicks,
+            "n_clicks": max_clicks if noc else n_clicks,
             "min_area": min_area,
+            "noc": noc,
         },
     )
     parts: dict[int, dict[str, Any]] = {}
     for row in tqdm(
         ds.iter_rows(),
-        total=len(items),
-        desc=f"IoU {name} (Ray)",
+        total=len(samples),
+        desc=f"{'NoC' if noc else 'IoU'} {name} (Ray)",
         unit="img",
         disable=not progress,
         leave=False,
     ):
         part = json.loads(row["result"])
+        if "error" in part:
+            raise DatasetError(part["error"])
         parts[part["index"]] = part
-    records = [r for i in sorted(parts) for r in parts[i]["records"]]
-    encoder_ms = [e for i in sorted(parts) for e in parts[i]["encoder_ms"]]
+    loaded = [parts[i] for i in sorted(parts) if parts[i]["name"] is not None]
+    records = [r for p in loaded for r in p["records"]]
+    encoder_ms = [e for p in loaded for e in p["encoder_ms"]]
     summary = summarize(records)
-    first = parts[min(parts)] if parts else {"device": device, "precision": precision}
+    first = loaded[0] if loaded else {"device": device, "precision": precision}
     result = IoUResult(
         model=name,
         weights=weights,
@@ -345,7 +382,7 @@ def evaluate_iou_ray(
         precision=first["precision"],
         dataset=dataset,
         status="measured",
-        samples=len(samples),
+        samples=len(loaded),
         min_area_px=min_area,
         encoder_ms_runs=encoder_ms,
         objects=summary["objects"],
@@ -355,6 +392,10 @@ def evaluate_iou_ray(
         click_ms_median=summary["click_ms_median"],
         per_object=[{"model": name, **r} for r in records],
     )
+    if noc:
+        result.noc = {"model": name, **noc_summary(curves_of(records), max_clicks=max_clicks)}
     if encoder_ms:
         result.encoder_ms = asdict(Timing.of(encoder_ms))
+    if seen is not None:
+        seen.update(names=[p["name"] for p in loaded], objects=sum(p["masks"] for p in loaded))
     return result
