@@ -11,6 +11,7 @@ state-dict keys, so any code written for segment_anything works with it.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import warnings
 from pathlib import Path
@@ -31,6 +32,9 @@ __all__ = [
     "load_sam",
     "pick_device",
     "pick_model",
+    "memory_needed",
+    "MEASURED_PEAK_GIB",
+    "MEMORY_MARGIN",
     "free_memory_bytes",
     "available_ram_bytes",
     "model_info",
@@ -41,6 +45,22 @@ __all__ = [
 log = logging.getLogger("sam_widgets")
 
 GB = 1024**3
+#: Peak memory, GiB, of a fresh process that loads the model, encodes one 768x1024 image and runs one
+#: click, on the CPU with random weights (the official sizes): ``VmHWM``, Python, torch and the
+#: libraries included (~0.66 GiB of it before any model). Measured by ``scripts/measure_memory.py``
+#: (each in its own process) on 2026-12-01, Intel Xeon with AVX-512 + AMX, 2 torch threads
+#: (BENCHMARKS.md, "Peak memory per model"; docs/choosing_a_model.md explains the rule).
+#: ``fp32-stock``: ``precision="fp32"`` (segment_anything's own code: every attention map
+#: materialised); ``fp32-fast``/``bf16-fast``: the fast paths, as ``precision="auto"`` runs them.
+MEASURED_PEAK_GIB: dict[str, dict[str, float]] = {
+    "mobile_sam": {"fp32-stock": 0.95, "fp32-fast": 0.95, "bf16-fast": 0.86},
+    "vit_b": {"fp32-stock": 3.49, "fp32-fast": 1.27, "bf16-fast": 1.13},
+    "vit_l": {"fp32-stock": 5.14, "fp32-fast": 2.11, "bf16-fast": 1.83},
+    "vit_h": {"fp32-stock": 6.38, "fp32-fast": 3.39, "bf16-fast": 3.06},
+}
+#: What ``load_sam("auto")`` asks of the free memory beyond the measured peak: larger images
+#: (their pixels and full-size masks), other code in the process, allocator slack.
+MEMORY_MARGIN = 1.25
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 
 
@@ -153,12 +173,26 @@ def free_memory_bytes(device: str | torch.device = "auto") -> int:
     return available_ram_bytes()  # a container's limit counts (mybinder: 2 GB on a large machine)
 
 
-def pick_model(free_bytes: int) -> str:
-    """The published rule: >= 12 GB vit_h, >= 6 GB vit_l, else vit_b."""
-    if free_bytes >= 12 * GB:
-        return "vit_h"
-    if free_bytes >= 6 * GB:
-        return "vit_l"
+def memory_needed(name: str, fast: bool = True) -> int:
+    """Bytes of free memory ``load_sam("auto")`` asks before it picks ``name``: the measured peak
+    (``MEASURED_PEAK_GIB``; with ``fast``, the larger of fp32-fast and bf16-fast, either of which
+    ``precision="auto"`` may run; without, fp32-stock) times ``MEMORY_MARGIN``, rounded up to
+    1/4 GiB."""
+    peaks = MEASURED_PEAK_GIB[name]
+    peak = max(peaks["fp32-fast"], peaks["bf16-fast"]) if fast else peaks["fp32-stock"]
+    return math.ceil(peak * MEMORY_MARGIN * 4) * GB // 4
+
+
+def pick_model(free_bytes: int, fast: bool = True) -> str:
+    """``load_sam("auto")``'s rule by memory: the largest of vit_h, vit_l that fits
+    (``free_bytes >= memory_needed(name, fast)``), else vit_b (the smallest official model).
+
+    ``fast``: the fast paths will run (``precision="auto"``); False for segment_anything's own
+    code (``precision="fp32"``), which needs much more (it materialises every attention map).
+    The thresholds, measured: README, "Choosing a model"."""
+    for name in ("vit_h", "vit_l"):
+        if free_bytes >= memory_needed(name, fast):
+            return name
     return "vit_b"
 
 
@@ -280,8 +314,9 @@ def load_sam(
       name: ``vit_b`` | ``vit_l`` | ``vit_h`` | ``micro`` | ``mobile_sam`` | ``auto``. ``auto``:
         the architecture of ``checkpoint`` when one is given; else, on a CPU-only device with
         ``mobile_sam`` in the cache, ``mobile_sam`` (MobileSAM: a TinyViT encoder, ~1/10 of
-        vit_b's time per image); else by the free memory of the device (>= 12 GB vit_h, >= 6 GB
-        vit_l, else vit_b; the largest cached one that fits, else that one downloaded); offline
+        vit_b's time per image); else by the free memory of the device (``pick_model``: the
+        largest of vit_h, vit_l whose measured peak memory times 1.25 fits, ``memory_needed``,
+        else vit_b; the largest cached one that fits, else that one downloaded); offline
         with nothing cached it falls back to ``micro`` and says so (a ``ModelFallbackWarning``).
       checkpoint: a local file to load instead of the cache. A file carrying an official name is
         verified against the pinned sha256; a file of another architecture fails naming both.
@@ -325,7 +360,7 @@ def load_sam(
                 )
         sam, source = _load_into(name, state_dict, str(path)), str(path)
     elif name == "auto":
-        sam, name, source = _load_auto(weights, dev, progress)
+        sam, name, source = _load_auto(weights, dev, progress, fast=use_fast)
     elif weights == "random":
         sam, source = build_sam(config_for(name)), "random init"
     elif name == "micro":
@@ -350,9 +385,9 @@ def load_sam(
     return sam.eval()
 
 
-def _load_auto(weights: str, dev: torch.device, progress: bool) -> tuple[Sam, str, str]:
-    """(model, name, source) for ``load_sam("auto")``."""
-    wanted = pick_model(free_memory_bytes(dev))
+def _load_auto(weights: str, dev: torch.device, progress: bool, fast: bool = True) -> tuple[Sam, str, str]:
+    """(model, name, source) for ``load_sam("auto")``; ``fast``: the fast paths will run."""
+    wanted = pick_model(free_memory_bytes(dev), fast=fast)
     if weights == "random":
         return build_sam(config_for(wanted)), wanted, "random init"
     cached = checkpoints.cached_models()

@@ -18,7 +18,8 @@ from pathlib import Path
 import nbformat
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGES = ["binder/README.md"]  # repository pages the site includes (index.md lists them)
+# repository pages the site includes (index.md lists them)
+PAGES = ["binder/README.md", "docs/choosing_a_model.md"]
 
 
 class StaleNotebookError(RuntimeError):

@@ -131,15 +131,43 @@ def test_offline_and_not_cached_says_what_to_do():
         load_sam("vit_b", device="cpu")
 
 
-def test_pick_model_rule():
-    assert pick_model(int(12 * GB)) == "vit_h"
-    assert pick_model(int(11.9 * GB)) == "vit_l"
-    assert pick_model(int(6 * GB)) == "vit_l"
-    assert pick_model(int(5.9 * GB)) == "vit_b"
+def test_pick_model_rule_from_measured_peaks():
+    """load_sam("auto")'s memory rule: the largest of vit_h, vit_l whose measured peak x 1.25 (to 1/4
+    GiB) fits, else vit_b; the stock code (precision="fp32") needs its own, larger peak."""
+    from sam_widgets.models import MEASURED_PEAK_GIB, MEMORY_MARGIN, memory_needed
+
+    assert MEMORY_MARGIN == 1.25
+    for name, peaks in MEASURED_PEAK_GIB.items():
+        fast = max(peaks["fp32-fast"], peaks["bf16-fast"]) * 1.25
+        assert fast * GB <= memory_needed(name) < (fast + 0.25) * GB and memory_needed(name) % (GB // 4) == 0
+        assert memory_needed(name, fast=False) >= peaks["fp32-stock"] * 1.25 * GB
+    # the figures of docs/choosing_a_model.md, from scripts/measure_memory.py's table
+    assert [memory_needed(n) / GB for n in ("vit_b", "vit_l", "vit_h")] == [1.75, 2.75, 4.25]
+    assert [memory_needed(n, fast=False) / GB for n in ("vit_b", "vit_l", "vit_h")] == [4.5, 6.5, 8.0]
+    # fake free memory -> the model
+    cases = {
+        0: "vit_b",
+        2 * GB: "vit_b",  # mybinder.org
+        int(2.74 * GB): "vit_b",
+        int(2.75 * GB): "vit_l",
+        4 * GB: "vit_l",
+        int(4.25 * GB): "vit_h",
+        16 * GB: "vit_h",
+    }
+    for free, want in cases.items():
+        assert pick_model(free) == want, free
+    stock = [pick_model(f * GB, fast=False) for f in (4, 6, 7, 8, 24)]
+    assert stock == ["vit_b", "vit_b", "vit_l", "vit_h", "vit_h"]
+    assert (
+        pick_model(memory_needed("vit_h") - 1) == "vit_l"
+        and pick_model(memory_needed("vit_l") - 1) == "vit_b"
+    )
 
 
 def test_auto_uses_free_memory(monkeypatch):
-    monkeypatch.setattr(models, "free_memory_bytes", lambda device: 7 * GB)
+    from sam_widgets.models import memory_needed
+
+    monkeypatch.setattr(models, "free_memory_bytes", lambda device: memory_needed("vit_l"))
     sam = load_sam("auto", weights="random", device="cpu")
     assert record_of(sam).name == "vit_l"
 
