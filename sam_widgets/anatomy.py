@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -39,7 +39,9 @@ from .architectures import SamConfig, build_sam, config_for
 
 __all__ = [
     "Anatomy",
+    "Stage",
     "describe",
+    "stages",
     "param_counts",
     "flop_counts",
     "attention_cost",
@@ -72,9 +74,22 @@ class Anatomy:
     neck_channels: int  # channels of the image embedding
     embedding_shape: tuple[int, int, int]  # C x H x W of the image embedding
     low_res_mask: int  # side of the masks the decoder outputs, before upscaling
+    encoder: str = "vit"  # "vit" (vit_b/l/h, micro) or "tiny_vit" (mobile_sam: see ``stages``)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage of an image encoder (``stages``): its blocks run at one grid size and width."""
+
+    kind: str  # "convolution (MBConv)", "windowed attention" or "attention (ViT)"
+    blocks: int
+    width: int  # channels per token
+    grid: int  # tokens per side
+    heads: int  # 0 for convolutions
+    window: int  # tokens per window side; 0: the whole grid or no attention
 
 
 def meta_model(name_or_config: str | SamConfig) -> Sam:
@@ -87,10 +102,78 @@ def _model(model: Sam | str | SamConfig) -> Sam:
     return model if isinstance(model, Sam) else meta_model(model)
 
 
-def describe(model: Sam | str | SamConfig) -> Anatomy:
-    """Shape facts of ``model`` (a Sam, a model name, or a SamConfig), read from its modules."""
+def _is_tiny_vit(enc: Any) -> bool:
+    return hasattr(enc, "layers") and not hasattr(enc, "blocks")
+
+
+def stages(model: Sam | str | SamConfig) -> tuple[Stage, ...]:
+    """The image encoder's stages, read from its modules.
+
+    MobileSAM's TinyViT (four: MBConv convolutions at 1/4 of the input, then windowed attention at
+    1/8, 1/16, 1/16, each stage after the first entered through a patch-merging convolution); a
+    ViT (vit_b/l/h, micro) has one stage of ``depth`` blocks on one grid, windowed or global.
+    """
     sam = _model(model)
     enc = sam.image_encoder
+    if not _is_tiny_vit(enc):
+        a = describe(sam)
+        return (Stage("attention (ViT)", a.depth, a.embed_dim, a.grid, a.num_heads, a.window_size),)
+    out = []
+    grid = enc.img_size // 4  # the stem: two stride-2 convolutions
+    for layer in enc.layers:
+        first = layer.blocks[0]
+        if hasattr(first, "attn"):
+            out.append(
+                Stage(
+                    "windowed attention",
+                    len(layer.blocks),
+                    first.attn.qkv.in_features,
+                    grid,
+                    first.attn.num_heads,
+                    first.attn.window,
+                )
+            )
+        else:
+            out.append(
+                Stage("convolution (MBConv)", len(layer.blocks), first.conv1.c.in_channels, grid, 0, 0)
+            )
+        if layer.downsample is not None:
+            grid = math.ceil(grid / layer.downsample.conv2.c.stride[0])
+    return tuple(out)
+
+
+def describe(model: Sam | str | SamConfig) -> Anatomy:
+    """Shape facts of ``model`` (a Sam, a model name, or a SamConfig), read from its modules.
+
+    For MobileSAM's TinyViT (``encoder="tiny_vit"``), whose grid and width change from stage to
+    stage (``stages``), the fields describe its last stage, the one the neck reads: ``patch_size``
+    is the input pixels per final token (16, as in SAM's ViTs), ``depth`` counts the blocks of all
+    stages, and no block attends globally.
+    """
+    sam = _model(model)
+    enc = sam.image_encoder
+    if _is_tiny_vit(enc):
+        st = stages(sam)
+        last = st[-1]
+        neck = enc.neck[-2].out_channels
+        emb = sam.prompt_encoder.image_embedding_size
+        padded = math.ceil(last.grid / last.window) * last.window
+        return Anatomy(
+            img_size=enc.img_size,
+            patch_size=enc.img_size // last.grid,
+            grid=last.grid,
+            embed_dim=last.width,
+            depth=sum(x.blocks for x in st),
+            num_heads=last.heads,
+            window_size=last.window,
+            padded_grid=padded,
+            windows=(padded // last.window) ** 2,
+            global_blocks=(),
+            neck_channels=neck,
+            embedding_shape=(neck, emb[0], emb[1]),
+            low_res_mask=4 * emb[0],
+            encoder="tiny_vit",
+        )
     patch = enc.patch_embed.proj
     grid = enc.img_size // patch.stride[0]
     window = max(b.window_size for b in enc.blocks)
@@ -122,14 +205,27 @@ def param_counts(model: Sam | str | SamConfig) -> dict[str, int]:
     def n(*modules: Any) -> int:
         return sum(p.numel() for m in modules for p in m.parameters())
 
-    windowed = [b for b in enc.blocks if b.window_size > 0]
-    global_ = [b for b in enc.blocks if b.window_size == 0]
+    if _is_tiny_vit(enc):  # TinyViT: stages, no position embedding, a classifier SAM never runs
+        encoder = {
+            "encoder.patch_embed": n(enc.patch_embed),
+            "encoder.pos_embed": 0,
+            "encoder.windowed_blocks": n(enc.layers),
+            "encoder.global_blocks": 0,
+            "encoder.neck": n(enc.neck),
+            "encoder.classifier_unused": n(enc.norm_head, enc.head),
+        }
+    else:
+        windowed = [b for b in enc.blocks if b.window_size > 0]
+        global_ = [b for b in enc.blocks if b.window_size == 0]
+        encoder = {
+            "encoder.patch_embed": n(enc.patch_embed),
+            "encoder.pos_embed": enc.pos_embed.numel() if enc.pos_embed is not None else 0,
+            "encoder.windowed_blocks": n(*windowed),
+            "encoder.global_blocks": n(*global_),
+            "encoder.neck": n(enc.neck),
+        }
     counts = {
-        "encoder.patch_embed": n(enc.patch_embed),
-        "encoder.pos_embed": enc.pos_embed.numel() if enc.pos_embed is not None else 0,
-        "encoder.windowed_blocks": n(*windowed),
-        "encoder.global_blocks": n(*global_),
-        "encoder.neck": n(enc.neck),
+        **encoder,
         "prompt_encoder": n(sam.prompt_encoder),
         "decoder.transformer": n(dec.transformer),
         "decoder.upscaling": n(dec.output_upscaling),
@@ -148,6 +244,8 @@ def flop_counts(model: Sam | str | SamConfig) -> dict[str, float]:
     matrix products and convolutions are counted, as FlopCounterMode does. Keys: ``encoder``
     (total), ``encoder.patch_embed``, ``encoder.windowed_blocks``, ``encoder.global_blocks``,
     ``encoder.neck`` (they add up to the total), ``prompt_encoder+decoder`` (one point, 3 masks).
+    For MobileSAM's TinyViT, ``encoder.windowed_blocks`` is its four stages (the MBConv stage and
+    the patch mergings included) and ``encoder.global_blocks`` is 0.
     """
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -158,7 +256,21 @@ def flop_counts(model: Sam | str | SamConfig) -> dict[str, float]:
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         sam.image_encoder(x)
     by_module = {k: float(sum(v.values())) for k, v in counter.get_flop_counts().items()}
-    out: dict[str, float] = {
+    if config_like.encoder == "tiny_vit":  # stages, not blocks: all of them windowed or convolutions
+        top = type(sam.image_encoder).__name__
+        out = {
+            "encoder": float(counter.get_total_flops()),
+            "encoder.patch_embed": by_module.get(f"{top}.patch_embed", 0.0),
+            "encoder.windowed_blocks": sum(
+                by_module.get(f"{top}.layers.{i}", 0.0) for i in range(len(sam.image_encoder.layers))
+            ),
+            "encoder.global_blocks": 0.0,
+            "encoder.neck": by_module.get(f"{top}.neck", 0.0),
+        }
+        config_like = replace(config_like, depth=0)  # the ViT loop below adds nothing
+    else:
+        out = {}
+    out = out or {
         "encoder": float(counter.get_total_flops()),
         "encoder.patch_embed": by_module.get("ImageEncoderViT.patch_embed", 0.0),
         "encoder.windowed_blocks": 0.0,

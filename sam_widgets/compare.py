@@ -9,7 +9,7 @@ The logic of notebook 03, where a test can reach it:
 - ``run_model``: one model on the image and every prompt through ``CachedPredictor``: encoder
   time per repeat (``measure.encoder_ms``), click time per prompt, RAM added by encoding
   (``measure.PeakRSS``), and masks and candidate scores only if the weights are trained;
-- ``compare``: all of that for vit_b, vit_l, vit_h and micro, each model loaded, measured and
+- ``compare``: all of that for vit_b, vit_l, vit_h, mobile_sam and micro, each model loaded, measured and
   freed in turn. A checkpoint that is not here gives architecture facts and, if asked,
   random-weight timing (the real architecture, so the real speed); never a mask;
 - ``plot_masks``, ``plot_candidates``, ``plot_encode_times``, ``table``: the figures and the table.
@@ -33,7 +33,7 @@ from . import checkpoints
 from .architectures import OFFICIAL
 from .errors import ChecksumError
 from .measure import PeakRSS, encoder_ms, sync_for
-from .models import available_ram_bytes
+from .models import MEASURED_PEAK_GIB, available_ram_bytes
 from .prompts import Prompt
 from .record import record_of
 
@@ -66,13 +66,16 @@ __all__ = [
 ]
 
 GiB = 1024**3
-ALL_MODELS = (*OFFICIAL, "micro")
+ALL_MODELS = (*OFFICIAL, "mobile_sam", "micro")
 #: Download sizes for people ("375 MB"), from ``checkpoints.REGISTRY`` (``CheckpointInfo.download_size``).
 DOWNLOAD_SIZE = {name: info.download_size for name, info in checkpoints.REGISTRY.items()}
-#: Peak RAM of one image encoding on the CPU, fp32, stock attention, in bytes: measured for
-#: DESIGN.md (2026-11; vit_b re-measured for binder/README.md: 3.53 GiB). ``compare`` skips a model
-#: that would not fit in the memory free here. A leaner attention path needs less: these are bounds.
-ENCODE_PEAK_RAM = {"vit_b": int(3.6 * GiB), "vit_l": int(5.2 * GiB), "vit_h": int(6.5 * GiB), "micro": 0}
+#: Peak RAM of one image encoding and a click on the CPU, fp32, stock attention (the most any path
+#: needs), in bytes: a fresh process's whole peak, measured by scripts/measure_memory.py
+#: (``models.MEASURED_PEAK_GIB``). ``compare`` skips a model that would not fit in the memory
+#: free here; the fast paths need much less, so these are bounds.
+ENCODE_PEAK_RAM = {name: int(peaks["fp32-stock"] * GiB) for name, peaks in MEASURED_PEAK_GIB.items()} | {
+    "micro": 0
+}
 #: Shown on every random-weight result: what it is good for, and what it is not.
 RANDOM_LABEL = "random weights: timing only, no masks"
 
@@ -296,7 +299,7 @@ def compare(
     check_memory: bool = True,
     log: Callable[[str], Any] | None = print,
 ) -> list[ModelResult]:
-    """Run each model in ``models`` (vit_b, vit_l, vit_h, then micro) on ``image`` and ``prompts``.
+    """Run each model in ``models`` (vit_b, vit_l, vit_h, mobile_sam, then micro) on ``image``, ``prompts``.
 
     A model whose checkpoint is cached here runs with its trained weights: masks, candidate
     scores, times. One that is not gets its architecture facts and, if it is in
@@ -315,9 +318,7 @@ def compare(
     models = set(models)
     unknown = models - set(ALL_MODELS)
     if unknown:
-        raise ValueError(
-            f"unknown model(s) {', '.join(sorted(unknown))}: use {', '.join(OFFICIAL)} or micro."
-        )
+        raise ValueError(f"unknown model(s) {', '.join(sorted(unknown))}: use {', '.join(ALL_MODELS)}.")
     names = [n for n in ALL_MODELS if n in models]
     results: list[ModelResult] = []
     for name in names:
@@ -363,7 +364,7 @@ def table(results: Sequence[ModelResult]) -> str:
     (CPU only). A fresh process needs about both plus Python and torch themselves.
     """
     head = (
-        f"{'model':<6} {'weights':<10} {'width':>5} {'blocks':>6} {'global blocks':<13} "
+        f"{'model':<10} {'weights':<10} {'width':>5} {'blocks':>6} {'global blocks':<13} "
         f"{'enc. params':>11} {'encode':>8} {'click':>8} {'weights':>8} {'encode +RAM':>11}"
     )
     lines = [head, "-" * len(head)]
@@ -374,8 +375,9 @@ def table(results: Sequence[ModelResult]) -> str:
         mem = f"{r.weights_bytes / GiB:.2f} GiB" if r.weights_bytes is not None else "-"
         ram = f"{r.encode_added_bytes / GiB:.2f} GiB" if r.encode_added_bytes is not None else "-"
         blocks = ",".join(map(str, a.global_blocks)) if len(a.global_blocks) < a.depth else "all"
+        blocks = blocks or "none"  # mobile_sam's TinyViT: windows and convolutions only
         lines.append(
-            f"{r.name:<6} {r.weights:<10} {a.embed_dim:>5} {a.depth:>6} {blocks:<13} "
+            f"{r.name:<10} {r.weights:<10} {a.embed_dim:>5} {a.depth:>6} {blocks:<13} "
             f"{r.encoder_params / 1e6:>9.1f} M {enc:>8} {click:>8} {mem:>8} {ram:>11}"
         )
     return "\n".join(lines)

@@ -29,6 +29,7 @@ __all__ = [
     "PeakRSS",
     "QUOTED",
     "QUOTED_SPEED_IOU",
+    "QUOTED_MOBILE_SAM",
 ]
 
 #: Figures quoted about SAM, not measured here, each with where it comes from: the one table the
@@ -52,6 +53,20 @@ QUOTED: dict[str, dict[str, Any]] = {
 }
 #: ``QUOTED["speed_vs_iou"]["value"]``: model -> {"encoder_ms", "miou"}, as ``bench``'s plots draw it.
 QUOTED_SPEED_IOU: dict[str, dict[str, float]] = QUOTED["speed_vs_iou"]["value"]
+
+#: MobileSAM as its authors report it (not measured here): README of ChaoningZhang/MobileSAM and the
+#: paper (Zhang et al., "Faster Segment Anything: Towards Lightweight SAM for Mobile Applications",
+#: arXiv:2306.14289). Times on "a single GPU" (model not named there); quality only relative to SAM.
+QUOTED_MOBILE_SAM: dict[str, object] = {
+    "encoder_ms": 8.0,
+    "decoder_ms": 4.0,
+    "sam_vit_h_encoder_ms": 452.0,
+    "encoder_params_m": 5.0,
+    "sam_vit_h_encoder_params_m": 611.0,
+    "quality": "performs on par with the original SAM (at least visually)",
+    "hardware": "a single GPU (not named)",
+    "source": "MobileSAM README (github.com/ChaoningZhang/MobileSAM) and arXiv:2306.14289",
+}
 
 
 @dataclass

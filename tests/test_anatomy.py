@@ -138,3 +138,35 @@ def test_decoder_attention_and_click_position(tiny_sam, rgb_image):
     assert low.shape == (4, 4 * grid, 4 * grid) and iou.shape == (4,)
     sim = anatomy.click_position_match(tiny_sam, (w - 1, 0), (h, w))  # top right corner
     assert sim.shape == (grid, grid) and np.unravel_index(sim.argmax(), sim.shape) == (0, grid - 1)
+
+
+def test_mobile_sam_stages_description_params_and_flops():
+    """MobileSAM's TinyViT through the same helpers: its four stages read from the modules, the
+    last one in describe(), parameters and FLOPs that add up (notebook 03's fourth column)."""
+    st = anatomy.stages("mobile_sam")
+    assert [(s.kind.split()[0], s.blocks, s.width, s.grid, s.heads, s.window) for s in st] == [
+        ("convolution", 2, 64, 256, 0, 0),
+        ("windowed", 2, 128, 128, 4, 7),
+        ("windowed", 6, 160, 64, 5, 14),
+        ("windowed", 2, 320, 64, 10, 7),
+    ]
+    a = anatomy.describe("mobile_sam")
+    assert (a.encoder, a.grid, a.patch_size, a.embed_dim, a.depth, a.global_blocks) == (
+        "tiny_vit",
+        64,
+        16,
+        320,
+        12,
+        (),
+    )
+    assert a.embedding_shape == anatomy.describe("vit_b").embedding_shape == (256, 64, 64)
+    params = anatomy.param_counts("mobile_sam")
+    assert params["encoder.global_blocks"] == 0 and params["encoder.classifier_unused"] > 0
+    vit_b = anatomy.param_counts("vit_b")
+    light = ("prompt_encoder", "decoder.transformer", "decoder.upscaling", "decoder.hypernetworks")
+    assert all(params[k] == vit_b[k] for k in light)  # SAM's own decoder
+    flops = anatomy.flop_counts("mobile_sam")
+    parts = sum(v for k, v in flops.items() if k.startswith("encoder."))
+    assert parts == pytest.approx(flops["encoder"]) and flops["encoder.global_blocks"] == 0
+    assert 10 < anatomy.flop_counts("vit_b")["encoder"] / flops["encoder"] < 15
+    assert anatomy.stages("vit_b")[0].blocks == 12

@@ -230,7 +230,10 @@ def test_a_model_that_does_not_fit_in_ram_is_not_run(tiny_official, rgb_image, m
     monkeypatch.setattr(compare, "available_ram_bytes", lambda: compare.GiB)
     (vit_l,) = compare.compare(rgb_image, PROMPTS, ["vit_l"], device="cpu", log=None)
     assert vit_l.weights == "none" and not vit_l.encode_ms
-    assert "needs ~5.2 GiB of RAM, 1.0 GiB free" in vit_l.note and "not downloaded" in vit_l.note
+    assert (
+        f"needs ~{compare.ENCODE_PEAK_RAM['vit_l'] / 2**30:.1f} GiB of RAM, 1.0 GiB free" in vit_l.note
+        and "not downloaded" in vit_l.note
+    )
     (vit_l,) = compare.compare(rgb_image, PROMPTS, ["vit_l"], device="cpu", check_memory=False, log=None)
     assert vit_l.weights == "random"
 
@@ -326,7 +329,11 @@ def test_a_downloaded_model_that_does_not_fit_says_so_in_its_panel(cached_tiny_v
 
     monkeypatch.setattr(compare, "available_ram_bytes", lambda: compare.GiB)
     (vit_b,) = compare.compare(rgb_image, PROMPTS[:1], ["vit_b"], device="cpu", log=None)
-    assert vit_b.weights == "none" and "sha256 verified" in vit_b.note and "needs ~3.6 GiB" in vit_b.note
+    assert (
+        vit_b.weights == "none"
+        and "sha256 verified" in vit_b.note
+        and f"needs ~{compare.ENCODE_PEAK_RAM['vit_b'] / 2**30:.1f} GiB" in vit_b.note
+    )
     fig = compare.plot_masks([vit_b], rgb_image, PROMPTS[:1])
     assert "too little RAM" in " ".join(t.get_text() for t in fig.axes[0].texts)
     plt.close(fig)

@@ -44,8 +44,8 @@ def test_notebooks_are_stored_without_outputs(path):
 
 def test_notebook_03_parameters_default_to_everything(monkeypatch):
     p = _parameters(NB03, {}, monkeypatch)
-    assert p["MODELS"] == ("vit_b", "vit_l", "vit_h", "micro")
-    assert p["RANDOM_TIMING"] == architectures.OFFICIAL
+    assert p["MODELS"] == ("vit_b", "vit_l", "vit_h", "mobile_sam", "micro")
+    assert p["RANDOM_TIMING"] == (*architectures.OFFICIAL, "mobile_sam")
     # Issue 19: a warm-up, then a median of three timed encodings.
     assert (p["WARMUP"], p["REPEATS"], p["DEVICE"]) == (1, 3, "auto")
 
@@ -66,9 +66,9 @@ def test_notebook_03_parameters_from_the_environment(monkeypatch):
     )
     # Notebook 04 reads the same variable as a flag: its "1" and "0" mean all and none here.
     assert _parameters(NB03, {"SAM_WIDGETS_NB_RANDOM_TIMING": "0"}, monkeypatch)["RANDOM_TIMING"] == ()
-    assert (
-        _parameters(NB03, {"SAM_WIDGETS_NB_RANDOM_TIMING": "1"}, monkeypatch)["RANDOM_TIMING"]
-        == architectures.OFFICIAL
+    assert _parameters(NB03, {"SAM_WIDGETS_NB_RANDOM_TIMING": "1"}, monkeypatch)["RANDOM_TIMING"] == (
+        *architectures.OFFICIAL,
+        "mobile_sam",
     )
 
 
@@ -96,8 +96,8 @@ def _ci_env(**env: str) -> dict[str, str]:
     return dict(line.split("=", 1) for line in out.stdout.splitlines() if line.startswith("SAM_WIDGETS_NB_"))
 
 
-def test_ci_times_only_vit_b_with_random_weights_unless_told_otherwise():
-    assert _ci_env()["SAM_WIDGETS_NB_RANDOM_TIMING"] == "vit_b"
+def test_ci_times_only_vit_b_and_mobile_sam_with_random_weights_unless_told_otherwise():
+    assert _ci_env()["SAM_WIDGETS_NB_RANDOM_TIMING"] == "vit_b,mobile_sam"
     assert _ci_env(SAM_WIDGETS_NB_RANDOM_TIMING="all")["SAM_WIDGETS_NB_RANDOM_TIMING"] == "all"
 
 
