@@ -3,9 +3,11 @@
     python scripts/bench_annotate.py                 # micro on 24 images, vit_b (random) on 4; both runners
     python scripts/bench_annotate.py --images 24 --vit-images 4 --ray-num-cpus 2 --json out.json
 
-Generates a fixed folder of images (micro's held-out synthetic scenes, 512x512 PNG, the same every
+Generates a fixed folder of images (micro's held-out synthetic scenes, 256x256 PNG, the same every
 time), then runs the real command (`python -m sam_widgets annotate ...` in a subprocess, "everything"
-mode with the widget's settings, RLE output) for each (model, runner), each into a fresh OUT, and
+with 64 points per image and no score filter, as BENCHMARKS.md's earlier rows: ``--points-per-side 8
+--pred-iou-thresh 0 --stability-score-thresh 0``; RLE output) for each (model, runner), each into a
+fresh OUT, and
 reads images/s from the run's own summary line: overall (model loading included) and after the
 first image (``Summary.steady_images_per_s``). Ray: a local runtime of ``--ray-num-cpus`` CPUs,
 started and stopped by the command itself (``--ray``), with the default plan (2 actors of 1 CPU on
@@ -31,12 +33,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-LINE = re.compile(
-    r"annotated (\d+) of (\d+) images in ([\d.]+) s \(([\d.]+) images/s(?:; ([\d.]+) after the first)?"
-)
+LINE = re.compile(r"annotated (\d+) of (\d+) images in ([\d.]+) s")
+FIRST = re.compile(r"loaded the model in ([\d.]+) s")
 
 
-def make_images(folder: Path, n: int, size: int = 512) -> None:
+EVERYTHING = ["--points-per-side", "8", "--pred-iou-thresh", "0", "--stability-score-thresh", "0"]
+
+
+def make_images(folder: Path, n: int, size: int = 256) -> None:
     """``n`` held-out synthetic scenes as PNG (deterministic)."""
     from PIL import Image
 
@@ -62,13 +66,17 @@ def run(images: Path, out: Path, model: str, ray: bool, ray_num_cpus: int, extra
     m = LINE.search(text)
     if done.returncode != 0 or m is None:
         raise RuntimeError(f"{' '.join(cmd)} failed ({done.returncode}):\n{text[-3000:]}")
+    n, seconds = int(m.group(1)), float(m.group(3))
+    f = FIRST.search(text)  # the first image's time (model load included), printed from 2 images on
+    first = float(f.group(1)) if f else None
     return {
         "model": model,
         "runner": f"Ray ({ray_num_cpus} CPUs)" if ray else "local",
-        "images": int(m.group(1)),
-        "seconds": float(m.group(3)),
-        "images_per_s": float(m.group(4)),
-        "steady_images_per_s": float(m.group(5)) if m.group(5) else None,
+        "images": n,
+        "seconds": seconds,
+        "images_per_s": n / seconds,
+        "first_image_s": first,
+        "steady_images_per_s": (n - 1) / (seconds - first) if first is not None and seconds > first else None,
         "process_wall_s": round(wall, 1),
         "command": " ".join(cmd[1:]),
     }
@@ -81,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--models", default="micro,vit_b")
     p.add_argument("--runners", default="local,ray")
     p.add_argument("--ray-num-cpus", type=int, default=2)
+    p.add_argument("--size", type=int, default=256, help="side of the generated images, pixels (default 256)")
     p.add_argument("--json", default=None)
     a = p.parse_args(argv)
     from measure_memory import cpu_flags
@@ -91,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     with tempfile.TemporaryDirectory(prefix="sam-widgets-bench-annotate-") as tmp:
         tmp = Path(tmp)
-        make_images(tmp / "images", a.images)
+        make_images(tmp / "images", a.images, a.size)
         few = tmp / "few"
         few.mkdir()
         for i in range(min(a.vit_images, a.images)):
@@ -100,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
             folder = tmp / "images" if model == "micro" else few
             for runner in a.runners.split(","):
                 out = tmp / f"out-{model}-{runner}"
-                r = run(folder, out, model, runner == "ray", a.ray_num_cpus, [])
+                r = run(folder, out, model, runner == "ray", a.ray_num_cpus, EVERYTHING)
                 print(json.dumps(r), file=sys.stderr, flush=True)
                 rows.append(r)
     print(f"# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} | {cpu_flags()} | {os.cpu_count()} CPUs")
@@ -111,10 +120,10 @@ def main(argv: list[str] | None = None) -> int:
     print("| model | runner | images | s | images/s | images/s after the first |")
     print("|---|---|---:|---:|---:|---:|")
     for r in rows:
-        steady = "-" if r["steady_images_per_s"] is None else f"{r['steady_images_per_s']:.2f}"
+        steady = "-" if r["steady_images_per_s"] is None else f"{r['steady_images_per_s']:.3g}"
         print(
             f"| {r['model']}{' (random)' if r['model'] != 'micro' else ''} | {r['runner']} | {r['images']} | "
-            f"{r['seconds']:.1f} | {r['images_per_s']:.2f} | {steady} |"
+            f"{r['seconds']:.1f} | {r['images_per_s']:.3g} | {steady} |"
         )
     if a.json:
         Path(a.json).write_text(json.dumps({"cpu": cpu_flags(), "rows": rows}, indent=2))
