@@ -411,6 +411,17 @@ def load_coco(
 # ----------------------------------------------------------------------------- by name
 
 
+def _coco_spec(spec: str) -> tuple[str, str]:
+    """``coco:<annotation.json>:<image_dir>`` -> (annotation.json, image_dir)."""
+    parts = spec[len("coco:") :].split(":")
+    if len(parts) != 2 or not all(parts):
+        raise DatasetError(
+            f"dataset {spec!r}: write coco:<annotation.json>:<image_dir>, "
+            "e.g. coco:annotations/instances_val2017.json:val2017"
+        )
+    return parts[0], parts[1]
+
+
 def load(spec: str, limit: int | None = None, progress: bool = True) -> list[Sample]:
     """A dataset by name: ``synthetic``, ``skimage`` or ``coco:<annotation.json>:<image_dir>``.
 
@@ -421,13 +432,7 @@ def load(spec: str, limit: int | None = None, progress: bool = True) -> list[Sam
     if spec == "skimage":
         return skimage_samples()[:limit]
     if spec.startswith("coco:"):
-        parts = spec[len("coco:") :].split(":")
-        if len(parts) != 2 or not all(parts):
-            raise DatasetError(
-                f"dataset {spec!r}: write coco:<annotation.json>:<image_dir>, "
-                "e.g. coco:annotations/instances_val2017.json:val2017"
-            )
-        return load_coco(parts[0], parts[1], limit=limit, progress=progress)
+        return load_coco(*_coco_spec(spec), limit=limit, progress=progress)
     raise DatasetError(
         f"unknown dataset {spec!r}: use synthetic, skimage or coco:<annotation.json>:<image_dir>."
     )
@@ -448,13 +453,7 @@ def refs(spec: str, limit: int | None = None) -> list[SampleRef]:
     if spec == "skimage":
         return [SampleRef(name, "skimage") for name in list(SKIMAGE_SAMPLES)[:limit]]
     if spec.startswith("coco:"):
-        parts = spec[len("coco:") :].split(":")
-        if len(parts) != 2 or not all(parts):
-            raise DatasetError(
-                f"dataset {spec!r}: write coco:<annotation.json>:<image_dir>, "
-                "e.g. coco:annotations/instances_val2017.json:val2017"
-            )
-        return coco_refs(parts[0], parts[1], limit=limit)
+        return coco_refs(*_coco_spec(spec), limit=limit)
     raise DatasetError(
         f"unknown dataset {spec!r}: use synthetic, skimage or coco:<annotation.json>:<image_dir>."
     )

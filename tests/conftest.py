@@ -29,6 +29,18 @@ def _isolated_cache(tmp_path, monkeypatch):
 
 
 @pytest.fixture
+def one_torch_thread():
+    """One torch thread for the test: the small models gain nothing from threads, and on a busy
+    2-core machine two spin ~100x slower."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
 def tiny_sam():
     import torch
 

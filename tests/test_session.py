@@ -64,14 +64,8 @@ def count_encoder_calls(sam) -> list[int]:
 
 
 @pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """The tiny model gains nothing from threads; on a busy 2-core machine two spin ~100x slower."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_torch_thread(one_torch_thread):
+    """The tiny model gains nothing from threads (conftest's ``one_torch_thread``)."""
 
 
 @pytest.fixture

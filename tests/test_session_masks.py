@@ -15,7 +15,6 @@ import weakref
 
 import numpy as np
 import pytest
-import torch
 
 from sam_widgets import CachedPredictor, load_sam
 from sam_widgets import fast as _fast
@@ -24,11 +23,8 @@ from sam_widgets.session import Session, _LowRes
 
 
 @pytest.fixture(autouse=True)
-def _one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_torch_thread(one_torch_thread):
+    """conftest's ``one_torch_thread`` for every test here."""
 
 
 @pytest.fixture(scope="module")
