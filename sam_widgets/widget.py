@@ -598,7 +598,7 @@ class SegmentWidget(W.VBox):
         elif what == "adopt":
             self._say(f"Adopted the region as {name}")
         elif what == "new":
-            self._say(f"Started {name}: the click was far from the active mask (alt+click adds to it)")
+            self._say(f"New object {name}: the click was far from the last one (alt+click adds to it)")
         else:
             ms = _click_ms(self.session)
             self._say(f"Mask in {ms:.0f} ms" if ms is not None else "Mask ready")
