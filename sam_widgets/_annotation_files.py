@@ -23,6 +23,7 @@ from pycocotools import mask as mask_utils
 from ._io import rle_decode, rle_encode, write_all_or_nothing
 from .errors import AnnotationFileError, ImageMismatchError
 from .prompts import Prompt
+from .strokes import Stroke, StrokeError
 
 ANNOTATIONS_FILE = "annotations.json"
 FORMAT = 1  # version of the "sam_widgets" section of annotations.json
@@ -121,6 +122,7 @@ def write_folder(
                     "candidates": None if obj.candidates is None else [rle_encode(c) for c in obj.candidates],
                     "scores": None if obj.scores is None else [float(s) for s in obj.scores],
                     "chosen": obj.chosen,
+                    "strokes": [k.to_json() for k in obj.strokes],
                     "png": png,
                     "png_sha256": sha,
                 }
@@ -373,12 +375,20 @@ def _parse_object(o: dict[str, Any], width: int, height: int) -> dict[str, Any]:
     candidates = scores = chosen = None
     if o["candidates"] is not None:
         candidates = np.stack([_decode_rle(r, width, height) for r in o["candidates"]])
-        scores = np.array(o["scores"], dtype=np.float32).reshape(-1)
         chosen = int(o["chosen"])
-        if len(scores) != len(candidates) or not 0 <= chosen < len(candidates):
-            raise ValueError(f"{len(candidates)} candidates, {len(scores)} scores, chosen {chosen}")
+        if o["scores"] is not None:  # None: a mask painted with the brush alone
+            scores = np.array(o["scores"], dtype=np.float32).reshape(-1)
+            scores.setflags(write=False)
+        if (scores is not None and len(scores) != len(candidates)) or not 0 <= chosen < len(candidates):
+            n = "no" if scores is None else len(scores)
+            raise ValueError(f"{len(candidates)} candidates, {n} scores, chosen {chosen}")
         candidates.setflags(write=False)
-        scores.setflags(write=False)
+    try:  # absent in folders saved before the brush existed
+        strokes = tuple(Stroke.from_json(k) for k in o.get("strokes") or ())
+    except StrokeError as e:
+        raise ValueError(f"a bad stroke on {label!r}: {e}") from e
+    if strokes and candidates is None:
+        raise ValueError(f"{label!r} has strokes but no mask to paint them on")
     return {
         "label": label,
         "color": color,
@@ -389,6 +399,7 @@ def _parse_object(o: dict[str, Any], width: int, height: int) -> dict[str, Any]:
         "scores": scores,
         "chosen": chosen,
         "category": category,
+        "strokes": strokes,
     }
 
 

@@ -35,6 +35,7 @@ import dataclasses
 import functools
 import hashlib
 import itertools
+import math
 import operator
 import os
 import threading
@@ -56,12 +57,15 @@ from .errors import AnnotationFileError, ImageMismatchError, SamWidgetsError
 from .export import FORMATS, ExportError, ExportFolderError, MissingMaskError, default_category
 from .predictor import LowResGeometry, box_from_low_res, masks_from_low_res, view_from_low_res
 from .prompts import Prompt
+from .strokes import Stroke, StrokeError, apply_strokes, stroke_of
 from .viz import PALETTE
 
 __all__ = [
     "Session",
     "SessionObject",
     "Proposal",
+    "Stroke",
+    "StrokeError",
     "LabelError",
     "AnnotationFileError",
     "ImageMismatchError",
@@ -158,6 +162,9 @@ class SessionObject:
       category: the object's class (COCO category, YOLO class, labelme label), or None: then its
         label without a trailing number (``category_name``; ``"cat 2"`` -> ``"cat"``). Two
         objects ``"cat 1"`` and ``"cat 2"`` are two instances of one class. ``Session.set_category``.
+      strokes: brush and eraser strokes (``strokes.Stroke``, image pixels), in the order made,
+        applied on top of the chosen candidate whenever ``mask`` is made (``Session.paint``):
+        a new prediction replaces the candidates, never the strokes.
     """
 
     label: str
@@ -173,6 +180,7 @@ class SessionObject:
     chosen: int | None = None
     logits: np.ndarray | None = field(default=None, repr=False)
     category: str | None = None
+    strokes: tuple[Stroke, ...] = ()
 
     def __init__(self, *args: Any, candidates: Any = _UNSET, **kwargs: Any) -> None:
         names = [f.name for f in dataclasses.fields(self)]
@@ -227,8 +235,8 @@ class SessionObject:
         if cached is not None:
             return cached[0]
         held = self._candidates
-        if isinstance(held, _LowRes) and self.chosen not in held._full:
-            box = box_from_low_res(held.logits[self.chosen], held.geometry)
+        if isinstance(held, _LowRes) and self.chosen not in held._full and "mask" not in self.__dict__:
+            box = _with_strokes(box_from_low_res(held.logits[self.chosen], held.geometry), self)
         else:
             box = _mask_bbox(self.mask)
         object.__setattr__(self, "_bbox", (box,))  # a cache, not a field: the object stays a value
@@ -239,10 +247,11 @@ class SessionObject:
         """The object's class: ``category`` if set, else ``export.default_category(label)``."""
         return self.category if self.category is not None else default_category(self.label)
 
-    @property
+    @functools.cached_property
     def mask(self) -> np.ndarray | None:
-        """The chosen candidate: HxW bool (read-only), or None before any prompt (made from the
-        low-res logits when first read, then kept: ``Session._materialize``)."""
+        """The object's mask: the chosen candidate with the strokes applied on top (in order;
+        the candidate itself when there are none). HxW bool (read-only), or None before any
+        prompt; made from the low-res logits when first read, then kept (``Session._materialize``)."""
         if not self.has_mask:
             return None
         return Session._materialize(self)
@@ -265,6 +274,7 @@ class SessionObject:
             (self.label, self.color, self.points, self.point_labels, self.box, self.chosen)
             == (other.label, other.color, other.points, other.point_labels, other.box, other.chosen)
             and self.category == other.category
+            and self.strokes == other.strokes
             and _same_store(self._candidates, other._candidates)
             and _same_array(self.scores, other.scores)
             # logits are how masks are held, not what they are: an object restored from a save
@@ -278,7 +288,9 @@ class SessionObject:
         parts = [repr(self.label), f"{len(self.points)} point{'s' if len(self.points) != 1 else ''}"]
         if self.box is not None:
             parts.append("box")
-        if self._candidates is not None:
+        if self.strokes:
+            parts.append(f"{len(self.strokes)} stroke{'s' if len(self.strokes) != 1 else ''}")
+        if self._candidates is not None and self.score is not None:
             parts.append(f"candidate {self.chosen} of {len(self._candidates)}, score {self.score:.3f}")
         return f"SessionObject({', '.join(parts)})"
 
@@ -300,6 +312,27 @@ def _same_store(a: Any, b: Any) -> bool:
     if isinstance(b, _LowRes):
         b = Session._materialize_all(b)
     return _same_array(a, b)
+
+
+def _with_strokes(
+    box: tuple[int, int, int, int] | None, obj: SessionObject
+) -> tuple[int, int, int, int] | None:
+    """``box`` (around the predicted mask) grown to hold ``obj``'s brush strokes, clipped to the
+    image (erased pixels are not taken out: the box holds the mask, it may be larger)."""
+    H, W = obj._candidates.geometry.original_size
+    for stroke in obj.strokes:
+        if stroke.mode != "add":
+            continue
+        x0, y0, x1, y1 = stroke.bounds
+        sx0, sy0 = max(0, math.floor(x0)), max(0, math.floor(y0))
+        sx1, sy1 = min(W, math.ceil(x1) + 1), min(H, math.ceil(y1) + 1)
+        if sx1 <= sx0 or sy1 <= sy0:
+            continue
+        if box is None:
+            box = (sx0, sy0, sx1, sy1)
+        else:
+            box = (min(box[0], sx0), min(box[1], sy0), max(box[2], sx1), max(box[3], sy1))
+    return box
 
 
 def _mask_bbox(mask: np.ndarray) -> tuple[int, int, int, int] | None:
@@ -841,6 +874,39 @@ class Session:
             return obj
         return self._apply(self._slot.state, obj, dataclasses.replace(obj, chosen=index))
 
+    # ------------------------------------------------------------------ brush and eraser
+
+    @_locked
+    def paint(
+        self, points: Iterable[Sequence[float]], radius: float, *, erase: bool = False
+    ) -> SessionObject:
+        """Paint a stroke into (``erase=False``: brush) or out of (``erase=True``: eraser) the
+        active object's mask. One undo step; no model run.
+
+        ``points``: the stroke's polyline [(x, y), ...] in pixels of the original image (one point
+        paints a disc; points past the image's edge are fine, the mask is clipped to the image).
+        ``radius``: the brush's radius in image pixels, > 0.
+
+        The stroke is kept with the object (``SessionObject.strokes``) and applied on top of
+        whatever SAM predicts for it, now and after later clicks: painted pixels stay in, erased
+        pixels stay out, until undone. The brush on no active object starts a new object whose
+        mask is the stroke; the eraser needs an object with a mask (``ValueError`` otherwise).
+        Bad strokes raise ``StrokeError``. Returns the updated object.
+        """
+        stroke = stroke_of(points, radius, "erase" if erase else "add")
+        state, obj = self._slot.state, self.active
+        if erase and (obj is None or not obj.has_mask):
+            raise ValueError(
+                "Nothing to erase: the active object has no mask yet. Click on an object first "
+                "(or pick the brush to paint one)."
+            )
+        if obj is None:
+            state, obj = self._active_or_new()
+        fields: dict[str, Any] = {"strokes": obj.strokes + (stroke,)}
+        if obj._candidates is None:
+            fields.update(self._blank())
+        return self._apply(state, obj, dataclasses.replace(obj, **fields))
+
     # ------------------------------------------------------------------ clicks as a view means them
 
     @_locked
@@ -1280,6 +1346,8 @@ class Session:
         no mask is made here: the object holds the logits, and masks are made when asked for
         (``_materialize``). Otherwise the predictor's full-size masks are kept."""
         if not obj.has_prompts:
+            if obj.strokes:  # painted only: the strokes on an empty mask
+                return dataclasses.replace(obj, **self._blank(), logits=None)
             return dataclasses.replace(obj, candidates=None, scores=None, chosen=None, logits=None)
         coords = np.asarray(obj.points, dtype=np.float64).reshape(-1, 2) if obj.points else None
         labels = np.asarray(obj.point_labels, dtype=np.int64) if obj.points else None
@@ -1339,6 +1407,12 @@ class Session:
             obj, candidates=masks, scores=scores, chosen=int(np.argmax(scores)), logits=kept_logits
         )
 
+    def _blank(self) -> dict[str, Any]:
+        """The fields of an object whose mask is its strokes alone: one empty candidate, no score."""
+        blank = np.zeros((1, self.height, self.width), dtype=bool)
+        blank.setflags(write=False)
+        return {"candidates": blank, "scores": None, "chosen": 0}
+
     def _commit(self, state: _State, slot: _Slot | None = None) -> None:
         """Make ``state`` the state of ``slot`` (default: the current image) as one undo step,
         and tell the views when it is the current image. Call holding ``_state_lock``."""
@@ -1373,7 +1447,7 @@ class Session:
             if o.logits is not None and not isinstance(held, _LowRes):  # refining: kept beside masks
                 nbytes += o.logits.nbytes
             objects.append((dataclasses.replace(o, candidates=None), packed))
-            nbytes += 256 + 16 * len(o.points)
+            nbytes += 256 + 16 * len(o.points) + sum(64 + 16 * len(k.points) for k in o.strokes)
         return _Step(tuple(objects), state.active, nbytes, next(self._seq), state.proposals)
 
     def _keep(self, steps: list[_Step], step: _Step) -> None:
@@ -1433,6 +1507,8 @@ class Session:
         Anything drawn on top of the predicted mask (e.g. brush strokes kept per object) belongs
         here, so that every reader (views, ``masks``, save, export, undo) sees it.
         """
+        if obj.strokes:
+            return Session._painted(obj, region, size)
         held, index = obj._candidates, obj.chosen
         if region is None and size is None:
             if not isinstance(held, _LowRes):
@@ -1463,6 +1539,39 @@ class Session:
                 held._view = (key, out)
             return out
         return _sample(held[index], *key[1:])
+
+    @staticmethod
+    def _painted(
+        obj: SessionObject,
+        region: tuple[float, float, float, float] | None,
+        size: tuple[int, int] | None,
+    ) -> np.ndarray:
+        """``_materialize`` of an object with strokes: the predicted mask (full-size, or the view's)
+        with the strokes applied on top, in order. The full-size one is kept with the object
+        (``mask`` is cached); a view has its strokes drawn at the view's scale (pixel centres of
+        the view), so a view of a large image still makes no full-size mask. The last view is
+        kept with the object (its predicted part with the candidates, as without strokes)."""
+        bare = dataclasses.replace(obj, strokes=())
+        if region is None and size is None:
+            out = apply_strokes(Session._materialize(bare), obj.strokes)
+            out.setflags(write=False)
+            return out
+        if region is None or size is None:
+            raise ValueError("Give both region and size (or neither, for the full-size mask).")
+        key = (tuple(float(v) for v in region), tuple(int(v) for v in size))
+        kept = obj.__dict__.get("_view")
+        if kept is not None and kept[0] == key:
+            return kept[1]
+        if "mask" in obj.__dict__:  # the full-size painted mask is made: sample it (exact)
+            out = _sample(obj.mask, *key)
+        else:
+            (x0, y0, x1, y1), (h, w) = key
+            predicted = Session._materialize(bare, region, size)
+            out = apply_strokes(predicted, obj.strokes, (x0, y0), (w / (x1 - x0), h / (y1 - y0)))
+        out.setflags(write=False)
+        if key[1][0] * key[1][1] > 1:  # a view, not one pixel asked for (object_at): kept
+            object.__setattr__(obj, "_view", (key, out))  # a cache, not a field (like _bbox)
+        return out
 
     @staticmethod
     def _materialize_all(held: _LowRes) -> np.ndarray:
@@ -1552,7 +1661,7 @@ def _changes(old: _State, new: _State) -> list[str]:
         return [(o.color, o.points, o.point_labels, o.box) for o in state.objects if o.has_prompts]
 
     def masks(state: _State) -> list:
-        return [(o.color, id(o._candidates), o.chosen) for o in state.objects if o.has_mask]
+        return [(o.color, id(o._candidates), o.chosen, o.strokes) for o in state.objects if o.has_mask]
 
     if prompts(old) != prompts(new):
         events.append("prompts")
