@@ -15,7 +15,9 @@ finds the element holding the canvas (CSS class ``target``, inside the same widg
 Messages to the kernel (``{"type": ...}``): ``down``/``move``/``up`` (``x``, ``y`` CSS pixels from
 the canvas' top left, ``w``, ``h`` its shown size, ``button``, ``shift``, ``alt``, ``space``),
 ``wheel`` (``x``, ``y``, ``w``, ``h``, ``dy`` in pixels, summed over a few ms), ``key`` (``key``,
-``shift``, ``alt``).
+``shift``, ``alt``); while ``track`` is set, ``hover`` (``x``, ``y``, ``w``, ``h``: the pointer
+over the canvas with no button down, at most every HOVER_MS, the last position always) and
+``leave`` (it left the canvas).
 """
 
 from __future__ import annotations
@@ -29,12 +31,13 @@ SURFACE_CLASS = "sam-widgets-surface"
 
 _ESM = r"""
 const MOVE_MS = 30;   // at most one move message per this many ms while dragging
+const HOVER_MS = 40;  // at most one hover message per this many ms (the last position always goes)
 const WHEEL_MS = 30;  // wheel turns summed over this many ms
 
 function render({ model, el }) {
   el.style.display = "none";
   let surface = null, canvas = null, root = null, drag = false, space = false;
-  let lastMove = 0, moveTimer = null, wheel = null;
+  let lastMove = 0, moveTimer = null, wheel = null, lastHover = 0, hoverTimer = null;
   const off = [];
   const on = (target, type, fn, opts) => {
     target.addEventListener(type, fn, opts);
@@ -58,6 +61,14 @@ function render({ model, el }) {
     if (due <= 0) { lastMove = performance.now(); model.send(msg); }
     else moveTimer = setTimeout(() => { lastMove = performance.now(); model.send(msg); }, due);
   }
+  function hover(e) {
+    if (drag || !model.get("track")) return;
+    const msg = { type: "hover", ...where(e) };
+    const due = lastHover + HOVER_MS - performance.now();
+    clearTimeout(hoverTimer);
+    if (due <= 0) { lastHover = performance.now(); model.send(msg); }
+    else hoverTimer = setTimeout(() => { lastHover = performance.now(); model.send(msg); }, due);
+  }
   function up(e) {
     if (!drag) return;
     drag = false;
@@ -77,6 +88,11 @@ function render({ model, el }) {
       document.addEventListener("mousemove", move, true);
       document.addEventListener("mouseup", up, true);
       model.send(mouse("down", e));
+    });
+    on(surface, "mousemove", hover);
+    on(surface, "mouseleave", () => {
+      clearTimeout(hoverTimer);
+      if (!drag && model.get("track")) model.send({ type: "leave" });
     });
     on(surface, "auxclick", (e) => { e.preventDefault(); e.stopPropagation(); });
     on(surface, "contextmenu", (e) => { e.preventDefault(); e.stopPropagation(); });
@@ -153,3 +169,4 @@ class Surface(anywidget.AnyWidget):
     shortcuts = T.List(T.Unicode()).tag(sync=True)  # the keys the widget takes while focused
     width = T.Int(0).tag(sync=True)  # CSS pixels available to the widget (0: not reported yet)
     dpr = T.Float(1.0).tag(sync=True)  # the page's devicePixelRatio
+    track = T.Bool(False).tag(sync=True)  # send the resting pointer (hover preview, brush disc)

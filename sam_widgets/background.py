@@ -6,6 +6,10 @@ need. ``Background(enabled=False)`` runs every job in the call that submits it (
 
 A job's exception is kept in its future and handed to ``on_error`` (a view shows it); it never
 stops the jobs queued behind it.
+
+"hover" jobs (a preview under the pointer) are disposable: only the newest waits (a new one
+drops the one still waiting), any other job submitted drops a waiting one, and they count for
+neither ``busy`` nor ``wait``: a click is never queued behind a preview.
 """
 
 from __future__ import annotations
@@ -37,10 +41,11 @@ class Job:
     """One submitted job: what it is (``label``, ``kind``), its future, when it started (monotonic s)."""
 
     label: str
-    kind: str  # "long" (encoding, everything) or "click" (a gesture queued behind a long job)
+    kind: str  # "long" (encoding, everything), "click" (a gesture queued behind a long job), "hover"
     future: Future = field(default_factory=Future)
     started: float | None = None
     data: Any = None  # what a view needs to show the job (e.g. a queued click's point)
+    queued: Future | None = None  # the executor's future (cancelled when a hover job is dropped)
 
 
 class Background:
@@ -71,6 +76,7 @@ class Background:
     def submit(self, fn: Callable[[], Any], label: str, kind: str = "long", data: Any = None) -> Job:
         """Queue ``fn`` behind every job submitted before; the ``Job`` (``job.future.result()``)."""
         job = Job(label, kind, data=data)
+        self._drop_waiting_hover()
         with self._lock:
             self._jobs.append(job)
         if not self.enabled:
@@ -79,13 +85,25 @@ class Background:
         if self._pool is None:
             self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sam-widgets-background")
             _POOLS.add(self._pool)
-        self._pool.submit(self._run, job, fn)
+        job.queued = self._pool.submit(self._run, job, fn)
         return job
+
+    def _drop_waiting_hover(self) -> None:
+        """Cancel the hover jobs that have not started (a newer gesture makes them stale)."""
+        with self._lock:
+            waiting = [j for j in self._jobs if j.kind == "hover" and j.started is None]
+        for job in waiting:
+            if job.queued is not None and job.queued.cancel():
+                with self._lock:
+                    if job in self._jobs:
+                        self._jobs.remove(job)
+                job.future.cancel()
 
     def _run(self, job: Job, fn: Callable[[], Any]) -> None:
         self._worker_ident = threading.get_ident()
         job.started = time.monotonic()
-        self._changed()
+        if job.kind != "hover":
+            self._changed()
         try:
             job.future.set_result(fn())
         except BaseException as e:  # kept in the future; the queue goes on
@@ -95,7 +113,8 @@ class Background:
         finally:
             with self._lock:
                 self._jobs.remove(job)
-            self._changed()
+            if job.kind != "hover":
+                self._changed()
 
     def _changed(self) -> None:
         if self._on_change is not None:
@@ -105,8 +124,8 @@ class Background:
 
     @property
     def busy(self) -> bool:
-        """True while a job runs or waits."""
-        return bool(self._jobs)
+        """True while a job (other than a hover preview) runs or waits."""
+        return any(j.kind != "hover" for j in self.jobs)
 
     @property
     def jobs(self) -> list[Job]:
@@ -128,7 +147,7 @@ class Background:
         """Wait until every job submitted so far has finished; False if ``timeout`` s passed first."""
         if self.in_worker():
             return True
-        jobs = self.jobs
+        jobs = [j for j in self.jobs if j.kind != "hover"]
         if not jobs:
             return True
         try:

@@ -67,6 +67,7 @@ __all__ = [
     "Stroke",
     "StrokeError",
     "LabelError",
+    "CandidateError",
     "AnnotationFileError",
     "ImageMismatchError",
     "EVENTS",
@@ -98,11 +99,16 @@ FAR_MARGIN = 0.25
 FAR_MIN_PX = 8.0
 
 MIN_BOX_SIDE = 2.0  # pixels; a smaller drag is a click, not a box
+MIN_REGION_SIDE = 16  # pixels; the smallest region ``set_region`` encodes on its own
 MAX_HISTORY_BYTES = 256 * 2**20  # default cap of all images' undo/redo history together
 
 
 class LabelError(SamWidgetsError, ValueError):
     """An object label is unknown, already taken, or not a usable name."""
+
+
+class CandidateError(SamWidgetsError, IndexError):
+    """The active object has no candidate mask of that number (the message says why, in words)."""
 
 
 class _Predictor(Protocol):
@@ -474,6 +480,7 @@ class _Slot:
         # a file's sha256 is taken when it is first decoded (None until then), an array's now
         self._digest = digest if digest is not None or pixels is None else _pixels_digest(pixels)
         self.state = _State()
+        self.region: tuple[int, int, int, int] | None = None  # segment in this part (set_region)
         self.undo: list[_Step] = []  # oldest first
         self.redo: list[_Step] = []
 
@@ -562,7 +569,8 @@ class Session:
         self._current = 0
         self._callbacks: list[Callable[[str], Any]] = []
         self._lock = threading.RLock()  # the predictor: encoding (worker thread) vs predicting
-        self._encoded: tuple[int, Any] | None = None  # (image index, predictor.features it set)
+        # (image index, region encoded or None, predictor.features it set)
+        self._encoded: tuple[int, tuple[int, int, int, int] | None, Any] | None = None
 
     @classmethod
     def from_folder(
@@ -686,16 +694,121 @@ class Session:
         with self._lock:
             if self._holds(index):
                 return
-            self.predictor.set_image(self._slots[index].pixels())
-            self._encoded = (index, getattr(self.predictor, "features", None))
+            slot = self._slots[index]
+            region = slot.region
+            pixels = slot.pixels()
+            if region is not None:  # "segment in this view": the region is the image SAM sees
+                x0, y0, x1, y1 = region
+                pixels = np.ascontiguousarray(pixels[y0:y1, x0:x1])
+            self.predictor.set_image(pixels)
+            self._encoded = (index, region, getattr(self.predictor, "features", None))
 
     def _holds(self, index: int) -> bool:
         # Compare the features object itself: anyone else's set_image replaces it, and a
         # CachedPredictor hit restores the very tensor it stored.
-        if self._encoded is None or self._encoded[0] != index:
+        if self._encoded is None or self._encoded[:2] != (index, self._slots[index].region):
             return False
         features = getattr(self.predictor, "features", None)
-        return features is not None and features is self._encoded[1]
+        return features is not None and features is self._encoded[2]
+
+    # ------------------------------------------------------------------ segment in this view
+
+    @property
+    def region(self) -> tuple[int, int, int, int] | None:
+        """The part of the current image SAM segments in (``set_region``), or None: all of it."""
+        return self._slot.region
+
+    @_locked
+    def set_region(self, region: Sequence[float] | None) -> tuple[int, int, int, int] | None:
+        """Segment in a part of the current image: ``region`` (X0, Y0, X1, Y1) in image pixels
+        (rounded outwards to whole pixels, clipped to the image), or None for the whole image.
+
+        The region is encoded as an image of its own (cached like any image by a CachedPredictor),
+        so SAM sees it at up to its full input size (1024 px for the official models): a small
+        object in a large image gets many more of SAM's pixels. Prompts and masks stay in pixels
+        of the whole image: points and boxes are shifted into the region for SAM, its masks put
+        back in place (zero outside the region). Prompts outside the region are refused while it
+        is set (``ValueError``): clear it (None) to work on them. Not an undo step; the encoder
+        runs at the next prediction (or ``ensure_encoded``). Returns the region set.
+        """
+        if region is None:
+            if self._slot.region is not None:
+                self._slot.region = None
+                self._emit(["prompts"])
+            return None
+        try:
+            x0, y0, x1, y1 = (float(v) for v in region)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"A region is (x0, y0, x1, y1) in image pixels, got {region!r}.") from e
+        if not all(np.isfinite((x0, y0, x1, y1))):
+            raise ValueError(f"A region's corners must be finite numbers, got {region!r}.")
+        x0, x1 = sorted((x0, x1))
+        y0, y1 = sorted((y0, y1))
+        box = (
+            max(0, math.floor(x0)),
+            max(0, math.floor(y0)),
+            min(self.width, math.ceil(x1)),
+            min(self.height, math.ceil(y1)),
+        )
+        if box[2] - box[0] < MIN_REGION_SIDE or box[3] - box[1] < MIN_REGION_SIDE:
+            raise ValueError(
+                f"The region {box} is smaller than {MIN_REGION_SIDE} pixels each way inside the "
+                f"{self.width}x{self.height} image: pick a larger part of it."
+            )
+        if box == (0, 0, self.width, self.height):
+            box = None  # the whole image: nothing to crop
+        if box != self._slot.region:
+            self._slot.region = box
+            self._emit(["prompts"])
+        return box
+
+    def _decode(
+        self,
+        points: Sequence[tuple[float, float]],
+        labels: Sequence[int],
+        box: tuple[float, float, float, float] | None,
+        mask_input: np.ndarray | None,
+        multimask: bool,
+    ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray, LowResGeometry | None]:
+        """One decoder pass on the current image (in its region, if set): (masks, scores, low-res
+        logits, geometry). Call holding ``_lock`` with the image encoded.
+
+        On the whole image with a predictor that gives low-res logits alone (a CachedPredictor:
+        ``low_res_geometry``) no mask is made: masks None, ``geometry`` where the logits sit
+        (``predict(..., masks=False)``). Otherwise masks NxHxW in pixels of the whole image and
+        geometry None; in a region (``set_region``) the region's masks are put in place in a
+        full-size mask (the logits are the region's, not the image's)."""
+        region = self._slot.region
+        ox, oy = (0.0, 0.0) if region is None else (float(region[0]), float(region[1]))
+        if region is not None:
+            x0, y0, x1, y1 = region
+            outside = [p for p in points if not (x0 <= p[0] <= x1 and y0 <= p[1] <= y1)]
+            if box is not None and not (x0 <= box[0] and y0 <= box[1] and box[2] <= x1 and box[3] <= y1):
+                outside.append(box[:2])
+            if outside:
+                raise ValueError(
+                    f"A prompt at {outside[0]} lies outside the region being segmented "
+                    f"({x0}, {y0})-({x1}, {y1}): start a new object inside it (n), or segment "
+                    "the whole image again (v in the widget, set_region(None))."
+                )
+            mask_input = None  # logits of another frame do not fit this one
+        lazy = region is None and callable(getattr(self.predictor, "low_res_geometry", None))
+        coords = np.asarray(points, dtype=np.float64).reshape(-1, 2) - (ox, oy) if points else None
+        masks, scores, logits = self.predictor.predict(
+            point_coords=coords,
+            point_labels=np.asarray(labels, dtype=np.int64) if points else None,
+            box=None if box is None else np.asarray(box, dtype=np.float64) - (ox, oy, ox, oy),
+            mask_input=mask_input,
+            multimask_output=multimask,
+            **({"masks": False} if lazy else {}),
+        )
+        if lazy:
+            return None, scores, logits, self.predictor.low_res_geometry()
+        if region is not None:
+            full = np.zeros((len(masks), self.height, self.width), dtype=bool)
+            full[:, y0:y1, x0:x1] = np.asarray(masks, dtype=bool)
+            masks = full
+        return masks, scores, logits, None
 
     # ------------------------------------------------------------------ objects
 
@@ -867,9 +980,22 @@ class Session:
         if obj is None or obj._candidates is None:
             raise ValueError("The active object has no candidate masks yet: add a point or a box first.")
         index = operator.index(index)
-        n = len(obj._candidates)
-        if not 0 <= index < n:
-            raise IndexError(f"Candidate {index} does not exist: the active object has {n} (0 to {n - 1}).")
+        if not 0 <= index < len(obj._candidates):
+            n = len(obj._candidates)
+            if n == 1:
+                why = (
+                    "SAM offers three candidates only for a single click with no box; "
+                    f"with {_prompt_words(obj)} it gives its one best mask. Undo back to one "
+                    "click to choose among three"
+                    if obj.has_prompts
+                    else "it was adopted or painted, not predicted from one click"
+                )
+                raise CandidateError(
+                    f"There is no mask {index + 1}: {obj.label!r} has 1 mask, not 3 ({why})."
+                )
+            raise CandidateError(
+                f"There is no mask {index + 1}: {obj.label!r} has {n} candidate masks (1 to {n})."
+            )
         if index == obj.chosen:
             return obj
         return self._apply(self._slot.state, obj, dataclasses.replace(obj, chosen=index))
@@ -956,6 +1082,60 @@ class Session:
                 return "new"
         self.add_point(x, y, positive)
         return "point"
+
+    def preview(
+        self,
+        x: float,
+        y: float,
+        region: tuple[float, float, float, float] | None = None,
+        size: tuple[int, int] | None = None,
+    ) -> np.ndarray | None:
+        """The mask a positive plain click at (x, y) would give (``click``'s rules), changing
+        nothing: no object, no history, no event. For a hover preview.
+
+        None where such a click would select another object, where the image is not encoded yet
+        (a preview never runs the encoder) or the point is outside the image. A click that would
+        adopt a proposal previews that proposal. With ``region`` (x0, y0, x1, y1, image pixels)
+        and ``size`` (h, w): the mask over that region at that size (hxw bool), what a view shows,
+        made from the low-res logits with a CachedPredictor (``predictor.view_from_low_res``): a
+        hover makes no full-size mask. Without them: the full-size HxW bool mask."""
+        if (region is None) != (size is None):
+            raise ValueError("Give both region and size (or neither, for the full-size mask).")
+        if not (0 <= x <= self.width and 0 <= y <= self.height):
+            return None
+        with self._state_lock:  # a snapshot: the prediction itself runs without the state lock
+            index = self._current
+            active = self.active
+            fresh = active is not None and not active.has_prompts and not active.has_mask
+            hit = self.object_at(x, y)
+            if hit is not None and (active is None or hit.label != active.label) and not fresh:
+                return None
+            proposal = self.proposal_at(x, y) if hit is None and not fresh else None
+            if proposal is not None:
+                mask = self.proposals[proposal].mask
+                return mask if region is None else _sample(mask, region, size)
+            far = hit is None and active is not None and active.has_mask and _far(active, x, y)
+            points, labels, box = [(x, y)], [1], None
+            if active is not None and not fresh and not far:  # a point added to the active object
+                points = list(active.points) + points
+                labels = list(active.point_labels) + labels
+                box = active.box
+        with self._lock:
+            if self._current != index or not self._holds(index):
+                return None
+            try:
+                masks, scores, logits, geometry = self._decode(
+                    points, labels, box, None, len(points) == 1 and box is None
+                )
+            except ValueError:  # a prompt outside the region being segmented: no preview
+                return None
+        best = int(np.argmax(np.asarray(scores).reshape(-1)))
+        if geometry is not None:
+            if region is None:
+                return masks_from_low_res(np.asarray(logits)[best], geometry)[0]
+            return view_from_low_res(np.asarray(logits)[best], geometry, region, size)
+        mask = np.asarray(masks[best], dtype=bool)
+        return mask if region is None else _sample(mask, region, size)
 
     def _new_object_with_point(self, x: float, y: float) -> SessionObject:
         state = _without_empty(self._slot.state)
@@ -1349,28 +1529,18 @@ class Session:
             if obj.strokes:  # painted only: the strokes on an empty mask
                 return dataclasses.replace(obj, **self._blank(), logits=None)
             return dataclasses.replace(obj, candidates=None, scores=None, chosen=None, logits=None)
-        coords = np.asarray(obj.points, dtype=np.float64).reshape(-1, 2) if obj.points else None
-        labels = np.asarray(obj.point_labels, dtype=np.int64) if obj.points else None
-        box = None if obj.box is None else np.asarray(obj.box, dtype=np.float64)
         mask_input = None
         if self.refine_with_logits and previous.logits is not None and previous.chosen is not None:
             mask_input = np.array(previous.logits[previous.chosen][None])  # 1x256x256, writable copy
         # SAM's recommendation: several candidates only when one point leaves the object ambiguous.
         multimask = len(obj.points) == 1 and obj.box is None
-        lazy = callable(getattr(self.predictor, "low_res_geometry", None))
         with self._lock:
             self.ensure_encoded()
             t0 = time.perf_counter()
-            masks, scores, logits = self.predictor.predict(
-                point_coords=coords,
-                point_labels=labels,
-                box=box,
-                mask_input=mask_input,
-                multimask_output=multimask,
-                **({"masks": False} if lazy else {}),
+            masks, scores, logits, geometry = self._decode(
+                obj.points, obj.point_labels, obj.box, mask_input, multimask
             )
             elapsed_ms = (time.perf_counter() - t0) * 1000
-            geometry = self.predictor.low_res_geometry() if lazy else None
         click_ms = getattr(getattr(self.predictor, "stats", None), "click_ms", None)
         self.click_ms = float(click_ms) if click_ms is not None else elapsed_ms
         if geometry is not None:
@@ -1624,6 +1794,13 @@ def _far(obj: SessionObject, x: float, y: float) -> bool:
     x0, y0, x1, y1 = box
     margin = max(FAR_MARGIN * max(x1 - x0, y1 - y0), FAR_MIN_PX)
     return not (x0 - margin <= x <= x1 + margin and y0 - margin <= y <= y1 + margin)
+
+
+def _prompt_words(obj: SessionObject) -> str:
+    """ "2 points and a box": an object's prompts in words."""
+    n = len(obj.points)
+    words = [f"{n} point{'s' if n != 1 else ''}"] if n else []
+    return " and ".join(words + (["a box"] if obj.box is not None else []))
 
 
 def _find(state: _State, label: str) -> SessionObject | None:

@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import html
+import io
 import math
 import threading
 import time
@@ -37,9 +39,10 @@ from scipy import ndimage
 
 from ._surface import SURFACE_CLASS, Surface
 from .background import Background, Job
+from .errors import SamWidgetsError
 from .predictor import as_predictor
 from .record import record_of
-from .session import Session
+from .session import Session, SessionObject
 from .viz import NEGATIVE, POSITIVE, PROPOSAL_ALPHA, RING, hex_color, proposal_color, text_color
 
 __all__ = ["SegmentWidget", "HELP", "KEYS"]
@@ -55,10 +58,17 @@ object</b> starts a new object · <b>wheel</b> zoom around the pointer ·
 <b>Keys</b> (after a click on the image: a blue ring shows the widget has the keys):
 <b>z</b> undo · <b>y</b> redo · <b>n</b> new object · <b>x</b> delete object ·
 <b>1 2 3</b> candidate mask · <b>← →</b> previous/next image · <b>e</b> everything on/off ·
-<b>+ −</b> zoom · <b>0</b> fit · <b>arrows ↑ ↓</b> pan · <b>p</b> pan tool · <b>?</b> this help.
+<b>+ −</b> zoom · <b>0</b> fit · <b>arrows ↑ ↓</b> pan · <b>p</b> pan tool · <b>?</b> this help.<br>
+<b>Brush and eraser</b>: <b>b</b> brush (drag paints into the active object's mask; again: back to
+prompts) · <b>r</b> eraser (drag rubs pixels out; with the brush, a right or shift drag erases) ·
+<b>[ ]</b> smaller/larger brush. Strokes stay over later clicks on the object; <b>z</b> undoes one.<br>
+<b>h</b> hover preview on/off (the mask a click would give, drawn faintly under the pointer) ·
+<b>v</b> segment in this view (encode the zoomed region on its own: small objects in large images;
+<b>v</b> again: back to the whole image).
 Ctrl/Cmd keys, Shift+Enter and Esc go to the notebook as usual.
 """
 KEYS = ["z", "y", "Z", "n", "x", "e", "p", "1", "2", "3", "+", "=", "-", "_", "0", "?"]
+KEYS += ["b", "r", "[", "]", "h", "v"]
 KEYS += ["ArrowLeft", "ArrowRight", "ArrowUp", "ArrowDown"]
 DRAG_MIN = 4  # CSS pixels a press must move to be a box rather than a click
 MAX_PIXEL = 32  # the most CSS pixels one image pixel is zoomed to
@@ -68,6 +78,11 @@ ENCODE_AHEAD_S = 1.0  # encode the next image ahead when the current one took lo
 #: After a redraw caused by the browser, the controls (object list, candidate buttons, status line)
 #: follow this much later, so that the page paints the mask first (BENCHMARKS.md).
 CONTROLS_DELAY_S = 0.04
+THUMB = 88  # CSS pixels: the width of a candidate's thumbnail (and of its button)
+BRUSH_STEP = 1.25  # [ and ] change the brush's diameter by this factor
+HOVER_FAST_MS = 120.0  # the hover preview is on by default when a decoder pass takes at most this
+HOVER_COLOR = (255, 255, 255)  # the hover preview: a faint white veil with an outline
+HOVER_ALPHA = 0.35
 
 
 class SegmentWidget(W.VBox):
@@ -86,7 +101,8 @@ class SegmentWidget(W.VBox):
       device, precision: passed to ``load_sam`` when ``model`` is a name.
 
     View settings (traitlets, linked to their controls): ``opacity``, ``zoom`` (1 = fitted),
-    ``center`` (image pixels), ``tool`` ("prompt" or "pan"), ``display_size``.
+    ``center`` (image pixels), ``tool`` ("prompt", "pan", "brush" or "eraser"), ``brush_size``
+    (diameter in image pixels), ``display_size``.
     Results: ``masks`` (label -> bool HxW, current image), ``annotations``, ``to_coco()``,
     ``save(folder)``, ``load(folder)``; ``session`` holds the state.
     """
@@ -94,7 +110,9 @@ class SegmentWidget(W.VBox):
     opacity = T.Float(0.5, min=0.0, max=1.0, help="opacity of the masks, 0 to 1")
     zoom = T.Float(1.0, min=1.0, help="magnification over the fitted view (1: whole image)")
     center = T.Tuple(T.Float(), T.Float(), default_value=(0.0, 0.0), help="view centre, image px")
-    tool = T.Enum(["prompt", "pan"], "prompt", help="what a left drag does")
+    tool = T.Enum(["prompt", "pan", "brush", "eraser"], "prompt", help="what a left drag does")
+    brush_size = T.Int(8, min=1, help="brush and eraser diameter, image pixels")
+    hover = T.Bool(False, help="draw the mask a click would give under the resting pointer")
     display_size = T.Int(768, help="longest side of the fitted view, CSS pixels")
 
     def __init__(
@@ -139,11 +157,20 @@ class SegmentWidget(W.VBox):
         self._dpr = 1.0
         self._fitted: tuple[tuple, np.ndarray] | None = None  # (key, RGBA) of the fitted image
         self._ahead: threading.Thread | None = None
+        self._pointer: tuple[float, float] | None = None  # image pixels under the resting pointer
+        self._hover_token = 0  # bumped by every pointer move and gesture: older previews are stale
+        # (mask hxw, the view's region, size (h, w)) of the last preview, at the view's size
+        self._hover_mask: tuple[np.ndarray, tuple, tuple[int, int]] | None = None
+        self._hover_chosen = False  # the user set ``hover``: the measurement leaves it alone
+        self._hover_auto_setting = False
+        self._hover_words = ""  # what the measurement found, for the status line
+        self.decoder_ms: float | None = None  # one preview's decoder pass, measured at start (ms)
+        self.hover_ms: float | None = None  # the last preview: pointer message -> drawn (ms, kernel)
 
         self._surface_events = Surface(shortcuts=KEYS)
         self._surface_events.on_msg(lambda _, msg, __: self._from_ui(self._on_input, msg))
         self._surface_events.observe(lambda _: self._from_ui(self._on_room), ["width", "dpr"])
-        self.canvas = MultiCanvas(3, width=64, height=64, layout=W.Layout(margin="0"))
+        self.canvas = MultiCanvas(4, width=64, height=64, layout=W.Layout(margin="0"))
         self._surface = W.Box([self.canvas], layout=W.Layout(width="fit-content", margin="0", padding="0"))
         self._surface.add_class(SURFACE_CLASS)
         self._frame = W.Box([self._surface], layout=W.Layout(border="1px solid #ccc", width="fit-content"))
@@ -183,11 +210,18 @@ class SegmentWidget(W.VBox):
         )
         self._zoom_label = W.HTML()
         self._tool = W.ToggleButtons(
-            options=[("Prompt", "prompt"), ("Pan", "pan")],
-            tooltips=["left drag: box, click: point", "left drag pans (p); also middle drag, space+drag"],
+            options=[("Prompt", "prompt"), ("Pan", "pan"), ("Brush", "brush"), ("Eraser", "eraser")],
+            tooltips=[
+                "left drag: box, click: point",
+                "left drag pans (p); also middle drag, space+drag",
+                "left drag paints into the active object's mask (b); right or shift drag erases",
+                "left drag erases from the active object's mask (r)",
+            ],
             style={"button_width": "auto"},
         )
         W.link((self, "tool"), (self._tool, "value"))
+        self._build_edit_controls()
+        self._build_hover_controls()
         self._opacity = W.FloatSlider(
             min=0.0,
             max=1.0,
@@ -217,9 +251,12 @@ class SegmentWidget(W.VBox):
                 self._delete,
                 self._clear,
                 self._everything,
+                self._hover_button,
+                self._view_button,
                 self._fit,
                 self._zoom_label,
                 self._tool,
+                self._brush,
                 self._opacity,
                 self._help_button,
             ],
@@ -231,9 +268,12 @@ class SegmentWidget(W.VBox):
             placeholder="label", continuous_update=False, layout=W.Layout(width="140px")
         )
         self._label_edit.observe(lambda ch: self._from_ui(self._on_rename, ch["new"]), "value")
-        self._candidates = W.ToggleButtons(options=[], description="masks", style={"button_width": "90px"})
+        self._candidates = W.ToggleButtons(options=[], style={"button_width": f"{THUMB}px"})
         self._candidates.observe(lambda ch: self._from_ui(self._on_pick_candidate, ch["new"]), "value")
-        self._object_bar = W.HBox([self._objects, self._label_edit, self._candidates], layout=wrap)
+        self._candidate_box = W.VBox([self._thumbs, self._candidates], layout=W.Layout(display="none"))
+        self._object_bar = W.HBox(
+            [self._objects, self._label_edit, self._class_edit, self._candidate_box], layout=wrap
+        )
         self._status = W.HTML()
         self._help = W.HTML(f"<small>{HELP}</small>", layout=W.Layout(display="none"))
         self._chips: dict[str, W.Button] = {}
@@ -468,6 +508,11 @@ class SegmentWidget(W.VBox):
             self._surface.add_class("sam-widgets-pan")
         else:
             self._surface.remove_class("sam-widgets-pan")
+        painting = change["new"] in ("brush", "eraser")
+        self._brush.layout.display = None if painting else "none"
+        if painting:
+            self._say(self._brush_words())
+        self._redraw({"prompts"})
 
     def _layout_canvas(self) -> bool:
         """Size the canvas for the image, the room and the pixel ratio; True if it changed."""
@@ -570,6 +615,10 @@ class SegmentWidget(W.VBox):
         return self._guard(lambda: (self.session.drop_empty(), move())[1])
 
     def _on_session(self, event: str) -> None:
+        if self._hover_mask is not None:  # a preview of the state before: stale
+            self._hover_mask = None
+            self._dirty.add("hover")
+        self._hover_token += 1
         if event == "image":
             self._dirty.discard("image")
             self._show_image()
@@ -581,7 +630,9 @@ class SegmentWidget(W.VBox):
 
     def _show_error(self, error: BaseException | str, prefix: str = "") -> None:
         if isinstance(error, BaseException):
-            plain = isinstance(error, (ValueError, LookupError)) and not isinstance(error, IndexError)
+            plain = isinstance(error, SamWidgetsError) or (
+                isinstance(error, (ValueError, LookupError)) and not isinstance(error, IndexError)
+            )
             error = str(error) if plain else f"{type(error).__name__}: {error}"
         self.error = prefix + error
         self._update_status()
@@ -610,6 +661,9 @@ class SegmentWidget(W.VBox):
         if kind == "key":
             self._on_key(msg)
             return
+        if kind in ("hover", "leave"):
+            self._on_hover(msg if kind == "hover" else None)
+            return
         if kind == "wheel":
             around = self.to_image(*self._css_point(msg))
             self.zoom_by(math.exp(-float(msg.get("dy", 0)) * WHEEL_STEP), around)
@@ -618,10 +672,15 @@ class SegmentWidget(W.VBox):
             return
         x, y = self._css_point(msg)
         if kind == "down":
+            self._drop_hover()  # a gesture: a preview waiting or shown is stale
             button = msg.get("button", 0)
             pan = button == 1 or (button == 0 and (msg.get("space") or self.tool == "pan"))
             if pan:
                 self._drag = {"pan": True, "last": (x, y)}
+            elif button in (0, 2) and self.tool in ("brush", "eraser"):
+                erase = self.tool == "eraser" or button == 2 or bool(msg.get("shift"))
+                self._drag = {"pan": False, "paint": True, "erase": erase, "points": [self.to_image(x, y)]}
+                self._redraw({"prompts"})
             elif button in (0, 2):
                 self._drag = {
                     "pan": False,
@@ -637,6 +696,9 @@ class SegmentWidget(W.VBox):
             lx, ly = drag["last"]
             drag["last"] = (x, y)
             self.pan_by(lx - x, ly - y)
+            return
+        if drag.get("paint"):
+            self._on_paint_drag(kind, drag, x, y)
             return
         sx, sy = drag["start"]
         moved = max(abs(x - sx), abs(y - sy)) >= DRAG_MIN
@@ -686,6 +748,7 @@ class SegmentWidget(W.VBox):
             "p": lambda: setattr(self, "tool", "pan" if self.tool == "prompt" else "prompt"),
             "?": lambda: setattr(self._help_button, "value", not self._help_button.value),
         }
+        actions.update(self._edit_keys())
         if key in actions:
             actions[key]()
         elif key in ("1", "2", "3"):
@@ -722,6 +785,8 @@ class SegmentWidget(W.VBox):
                     self._draw_masks()
                 if full or what & {"prompts", "objects", "active", "history", "mask"}:
                     self._draw_prompts()
+                if full or "hover" in what:
+                    self._draw_hover()
         self._sync_controls_soon()
 
     def view_image(self) -> np.ndarray:
@@ -835,6 +900,8 @@ class SegmentWidget(W.VBox):
                 x, y, positive = job.data
                 _marker(layer, *at(x, y), POSITIVE if positive else NEGATIVE, d, hollow=True)
         drag = self._drag
+        self._draw_region(layer)
+        self._draw_brush(layer, drag)
         if drag is not None and drag.get("box") is not None:
             sx, sy, ex, ey = drag["box"]
             (ax, ay), (bx, by) = at(*self._clamped(sx, sy)), at(*self._clamped(ex, ey))
@@ -899,13 +966,7 @@ class SegmentWidget(W.VBox):
         for label in set(self._chips) - set(s.labels):
             self._chips.pop(label).close()
         self._label_edit.value = active.label if active is not None else ""
-        if active is not None and active.scores is not None and len(active.scores) > 1:
-            self._candidates.options = [(f"{i + 1}: {score:.2f}", i) for i, score in enumerate(active.scores)]
-            self._candidates.value = active.chosen
-            self._candidates.layout.display = None
-        else:
-            self._candidates.options = []
-            self._candidates.layout.display = "none"
+        self._sync_edit_controls(active)
 
     def status_text(self) -> str:
         """The status line as plain text: what is going on, or what the last action did; the
@@ -923,7 +984,8 @@ class SegmentWidget(W.VBox):
             parts.append(self.message)
         active = self.session.active
         if active is not None and active.has_mask:  # (its area would make the full-size mask)
-            parts.append(f"{active.label}: score {active.score:.2f}")
+            score = "painted" if active.score is None else f"score {active.score:.2f}"
+            parts.append(f"{active.label}: {score}")
         text = " · ".join(parts + [_model_words(self.predictor)])
         return f"Error: {self.error} · {text}" if self.error else text
 
@@ -993,13 +1055,20 @@ class SegmentWidget(W.VBox):
                 started = time.monotonic()
                 self.session.ensure_encoded(index)
                 took = time.monotonic() - started
-                self._say("Cached: instant" if hit else f"Encoded in {took:.1f} s")
+                self._measure_decoder()
+                self._say(self._with_hover_words("Cached: instant" if hit else f"Encoded in {took:.1f} s"))
                 if took > ENCODE_AHEAD_S:
                     self._encode_ahead(index + 1)
 
             self._jobs.submit(encode, f"Encoding image {s.current + 1} of {len(s)}")
         else:
-            self._say("Cached: instant")
+            self._measure_decoder()
+            self._say(self._with_hover_words("Cached: instant"))
+
+    def _with_hover_words(self, message: str) -> str:
+        """``message`` and, the first time, what the decoder measurement decided."""
+        words, self._hover_words = self._hover_words, ""
+        return f"{message} · {words}" if words else message
 
     def _encode_ahead(self, index: int) -> None:
         """Encode image ``index`` into the predictor's cache in a thread of its own: the clicks on
@@ -1012,6 +1081,338 @@ class SegmentWidget(W.VBox):
             return
         self._ahead = threading.Thread(target=precompute, args=(s.image_at(index),), daemon=True)
         self._ahead.start()
+
+    # ------------------------------------------------------------------ editing: brush, candidates, class
+
+    def _build_edit_controls(self) -> None:
+        """The controls of the editing tools: brush size, candidate thumbnails, the class field."""
+        self._brush = W.IntSlider(
+            value=self.brush_size,
+            min=1,
+            max=200,
+            description="brush",
+            tooltip="brush and eraser diameter in image pixels ([ and ])",
+            layout=W.Layout(width="220px", display="none"),
+        )
+        W.link((self, "brush_size"), (self._brush, "value"))
+        self._thumbs = W.HBox(layout=W.Layout(align_items="flex-end"))
+        self._thumb_cache: tuple[Any, list[W.Image]] | None = None
+        self._class_edit = W.Text(
+            placeholder="class",
+            continuous_update=False,
+            tooltip="the active object's class (COCO category, YOLO class); empty: its label without "
+            "the number",
+            layout=W.Layout(width="120px"),
+        )
+        self._class_edit.observe(lambda ch: self._from_ui(self._on_class, ch["new"]), "value")
+
+    def _sync_edit_controls(self, active: Any) -> None:
+        """Candidate thumbnails and buttons, and the class field, for the active object."""
+        if active is not None and active.scores is not None and len(active.scores) > 1:
+            options = [(f"{i + 1}: {_fit_words(score)}", i) for i, score in enumerate(active.scores)]
+            if list(self._candidates.options) != options:
+                self._candidates.options = options
+                self._candidates.tooltips = [
+                    f"mask {i + 1} ({i + 1}): SAM predicts it overlaps the object you mean by "
+                    f"{score:.0%} (predicted IoU {score:.2f})"
+                    for i, score in enumerate(active.scores)
+                ]
+            self._candidates.value = active.chosen
+            key = (id(active._candidates), active.color)
+            if self._thumb_cache is None or self._thumb_cache[0] != key:
+                images = [
+                    W.Image(value=png, format="png", layout=W.Layout(width=f"{THUMB}px", margin="0 2px"))
+                    for png in candidate_thumbnails(self.session, active, active.color)
+                ]
+                for old in self._thumbs.children:
+                    old.close()
+                self._thumbs.children = tuple(images)
+                self._thumb_cache = (key, images)
+            self._candidate_box.layout.display = None
+        else:
+            self._candidates.options = []
+            self._candidate_box.layout.display = "none"
+        self._view_button.value = self.session.region is not None
+        self._class_edit.disabled = active is None
+        self._class_edit.placeholder = active.category_name if active is not None else "class"
+        value = active.category if active is not None and active.category is not None else ""
+        if self._class_edit.value != value:
+            self._class_edit.value = value
+
+    def set_category(self, label: str, category: str | None) -> None:
+        """Set the class of object ``label`` (None or "": back to its label without the number)."""
+        self._act(lambda: self.session.set_category(label, category or None), "class")
+
+    def _on_class(self, value: str) -> None:
+        active = self.session.active
+        if active is not None and (value.strip() or None) != active.category:
+            self.set_category(active.label, value.strip() or None)
+            self._say(f"{active.label} is a {self.session.object(active.label).category_name}")
+
+    def paint(self, points: Any, *, erase: bool = False, size: float | None = None) -> None:
+        """Paint a stroke into (eraser: out of) the active object's mask: ``points`` [(x, y), ...]
+        in image pixels, ``size`` the diameter in image pixels (default ``brush_size``). See
+        ``Session.paint``: strokes stay over later clicks; one undo step."""
+        radius = (self.brush_size if size is None else float(size)) / 2
+        self._act(lambda: self.session.paint(points, radius, erase=erase), "paint")
+
+    def _on_paint_drag(self, kind: str, drag: dict, x: float, y: float) -> None:
+        drag["points"].append(self.to_image(x, y))
+        if kind == "move":
+            self._redraw({"prompts"})
+            return
+        points = drag["points"]
+        try:
+            self.paint(points, erase=drag["erase"])
+        finally:
+            self._redraw({"prompts"})
+        if self.error is None:
+            self._say(self._brush_words())
+
+    def _brush_words(self) -> str:
+        active = self.session.active
+        name = active.label if active is not None else "a new object"
+        if self.tool == "eraser":
+            return f"Eraser {self.brush_size} px: drag to rub pixels out of {name} ([ ] size, z undoes)"
+        return (
+            f"Brush {self.brush_size} px: drag to paint into {name} (right or shift drag erases; "
+            "[ ] size; strokes stay over later clicks)"
+        )
+
+    def _resize_brush(self, factor: float) -> None:
+        size = self.brush_size * factor
+        size = math.ceil(size) if factor > 1 else math.floor(size)
+        self.brush_size = int(np.clip(size, 1, self._brush.max))
+        self._say(self._brush_words())
+        self._redraw({"prompts"})
+
+    def _edit_keys(self) -> dict[str, Callable[[], Any]]:
+        def toggle(tool: str) -> Callable[[], Any]:
+            return lambda: setattr(self, "tool", "prompt" if self.tool == tool else tool)
+
+        return {
+            "b": toggle("brush"),
+            "r": toggle("eraser"),
+            "[": lambda: self._resize_brush(1 / BRUSH_STEP),
+            "]": lambda: self._resize_brush(BRUSH_STEP),
+            "h": lambda: setattr(self, "hover", not self.hover),
+            "v": self.toggle_view_segmentation,
+        }
+
+    def _draw_brush(self, layer: Any, drag: dict | None) -> None:
+        """The stroke being dragged, and the brush's disc under the pointer."""
+        x0, y0, _, _ = self.visible
+        k, d = self.scale, self._dpr
+        r = self.brush_size / 2 * k
+        active = self.session.active
+        color = hex_color(active.color) if active is not None else "#ffd400"
+        if drag is not None and drag.get("paint"):
+            pts = [((px - x0) * k, (py - y0) * k) for px, py in drag["points"]]
+            layer.global_alpha = 0.6
+            layer.fill_style = layer.stroke_style = "#ffffff" if drag["erase"] else color
+            for px, py in (pts[0], pts[-1]):
+                layer.fill_circle(px, py, r)
+            if len(pts) > 1:
+                layer.line_width = 2 * r
+                layer.line_cap = "round"
+                layer.line_join = "round"
+                layer.stroke_lines(pts)
+            layer.global_alpha = 1.0
+        pointer = self._pointer
+        if self.tool in ("brush", "eraser") and pointer is not None:
+            px, py = (pointer[0] - x0) * k, (pointer[1] - y0) * k
+            layer.line_width = 1.5 * d
+            layer.stroke_style = "#000000"
+            layer.stroke_circle(px, py, max(r, 2 * d) + 1 * d)
+            layer.stroke_style = "#ffffff" if self.tool == "eraser" else color
+            layer.stroke_circle(px, py, max(r, 2 * d))
+
+    # ------------------------------------------------------------------ hover preview
+
+    def _build_hover_controls(self) -> None:
+        self._hover_button = W.ToggleButton(
+            description="Hover",
+            icon="eye",
+            tooltip="hover preview: the mask a click would give, drawn faintly under the pointer (h)",
+            layout=W.Layout(width="auto"),
+        )
+        W.link((self, "hover"), (self._hover_button, "value"))
+        self._view_button = W.ToggleButton(
+            description="In view",
+            icon="crop",
+            tooltip="segment in this view: encode the zoomed region on its own, for small objects (v)",
+            layout=W.Layout(width="auto"),
+        )
+        self._view_button.observe(lambda ch: self._from_ui(self._on_view_button, ch["new"]), "value")
+        self.observe(self._on_hover_trait, ["hover"])
+        self.observe(lambda _: self._track_pointer(), ["hover", "tool"])
+
+    def _track_pointer(self) -> None:
+        """Ask the page for the resting pointer only while something follows it."""
+        self._surface_events.track = bool(self.hover) or self.tool in ("brush", "eraser")
+
+    def _on_hover_trait(self, change: dict) -> None:
+        if not self._hover_auto_setting:
+            self._hover_chosen = True  # the user's choice: never overridden by the measurement
+        if not change["new"]:
+            self._drop_hover()
+        if not self._hover_auto_setting:
+            self._say(f"Hover preview {'on' if change['new'] else 'off'} (h)")
+
+    def _measure_decoder(self) -> None:
+        """Time a preview (one decoder pass at the view's size) on the encoded image, once per
+        widget; unless the user chose, the hover preview is on only when it is fast enough."""
+        if self.decoder_ms is not None or not self.session.is_encoded:
+            return
+        s = self.session
+        times = []
+        region, size = self._hover_view()
+        for _ in range(2):  # the first pass warms up
+            t0 = time.perf_counter()
+            s.preview(s.width / 2, s.height / 2, region, size)
+            times.append((time.perf_counter() - t0) * 1000)
+        self.decoder_ms = min(times)
+        if not self._hover_chosen:
+            self._hover_auto_setting = True
+            try:
+                self.hover = self.decoder_ms <= HOVER_FAST_MS
+            finally:
+                self._hover_auto_setting = False
+        self._hover_words = (
+            f"hover preview {'on' if self.hover else 'off'}: a decoder pass takes "
+            f"{self.decoder_ms:.0f} ms here (h turns it {'off' if self.hover else 'on'})"
+        )
+
+    def _hover_view(self) -> tuple[tuple[float, float, float, float], tuple[int, int]]:
+        """(region, (h, w)) a hover preview is made for: the visible region at the canvas' size."""
+        rows, cols = self._grid()
+        return self.visible, (len(rows), len(cols))
+
+    def _on_hover(self, msg: dict | None) -> None:
+        """The pointer rests at a point over the canvas (``msg``), or left it (None)."""
+        if msg is None:
+            self._pointer = None
+            self._drop_hover()
+            self._redraw({"prompts"})
+            return
+        x, y = self.to_image(*self._css_point(msg))
+        self._pointer = (x, y)
+        if self.tool in ("brush", "eraser"):
+            self._redraw({"prompts"})  # the brush's disc follows the pointer
+            return
+        if not self.hover or self.tool != "prompt" or self._drag is not None or self._jobs.busy:
+            return
+        s = self.session
+        if not (0 <= x <= s.width and 0 <= y <= s.height):
+            self._drop_hover()
+            return
+        self._hover_token += 1
+        token, asked = self._hover_token, time.perf_counter()
+        self._jobs.submit(lambda: self._hover_job(x, y, token, asked), "hover preview", kind="hover")
+
+    def _hover_job(self, x: float, y: float, token: int, asked: float) -> None:
+        if token != self._hover_token:
+            return  # stale: the pointer moved on, or a gesture came
+        region, size = self._hover_view()
+        mask = self.session.preview(x, y, region, size)  # at the view's size, from low-res logits
+        with self._lock:
+            if token != self._hover_token:
+                return  # stale when done: dropped, never drawn over a newer state
+            self._hover_mask = None if mask is None else (mask, region, size)
+            self._draw_hover()
+            self.hover_ms = (time.perf_counter() - asked) * 1000
+
+    def _drop_hover(self) -> None:
+        """Forget the preview and any preview still waiting (a gesture or a change came)."""
+        self._hover_token += 1
+        if self._hover_mask is not None:
+            self._hover_mask = None
+            with self._lock:
+                if not self._batch:
+                    self._draw_hover()
+                else:
+                    self._dirty.add("hover")
+
+    def hover_overlay(self) -> np.ndarray:
+        """The hover layer as drawn: canvas-sized RGBA uint8, the preview faint with an outline."""
+        rows, cols = self._grid()
+        out = np.zeros((len(rows), len(cols), 4), np.uint8)
+        if self._hover_mask is None or not self.hover:
+            return out
+        m, region, size = self._hover_mask
+        if (region, size) != (self.visible, (len(rows), len(cols))):
+            return out  # made for a view since moved or resized: not drawn out of place
+        out[m] = (*HOVER_COLOR, round(255 * HOVER_ALPHA))
+        out[_outline(m, max(1, round(self._dpr)))] = (*HOVER_COLOR, 200)
+        return out
+
+    def _draw_hover(self) -> None:
+        layer = self.canvas[3]
+        with hold_canvas():
+            layer.clear()
+            overlay = self.hover_overlay()
+            alpha = overlay[..., 3]
+            rows, cols = np.flatnonzero(alpha.any(1)), np.flatnonzero(alpha.any(0))
+            if len(rows):
+                y0, y1, x0, x1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+                layer.put_image_data(overlay[y0:y1, x0:x1], int(x0), int(y0))
+
+    # ------------------------------------------------------------------ segment in this view
+
+    def segment_view(self, on: bool = True) -> None:
+        """Segment in the visible region: it is encoded as an image of its own (``Session.set_region``,
+        cached like any image), so small objects of a large image get SAM's full detail; clicks in
+        it use it and masks land in the whole image's pixels. ``on=False``: the whole image again.
+        Helps when the view is zoomed in on a large image (one SAM input pixel covers several image
+        pixels there); in a fitted view it changes nothing."""
+        s = self.session
+        region = None
+        if on:
+            x0, y0, x1, y1 = self.visible
+            region = (max(0.0, x0), max(0.0, y0), min(float(s.width), x1), min(float(s.height), y1))
+        self.wait()
+        box = self._guard(lambda: s.set_region(region))
+        if on and box is None:
+            self._say("Segment in this view: the view shows the whole image; zoom in first")
+            return
+        self._view_button.value = box is not None
+
+        def encode() -> None:
+            started = time.monotonic()
+            s.ensure_encoded()
+            took = time.monotonic() - started
+            where = (
+                f"Segmenting in this view ({box[2] - box[0]}x{box[3] - box[1]} px, encoded in "
+                f"{took:.1f} s): clicks use it (v: whole image)"
+                if box is not None
+                else f"Segmenting the whole image again ({took:.1f} s)"
+            )
+            self._say(where)
+
+        self._jobs.submit(encode, "Encoding this view" if box is not None else "Encoding the image")
+
+    def _on_view_button(self, on: bool) -> None:
+        if on != (self.session.region is not None):
+            self.segment_view(on)
+
+    def toggle_view_segmentation(self) -> None:
+        """``segment_view`` on, or off when it is on (the v key, the "In view" button)."""
+        self.segment_view(self.session.region is None)
+
+    def _draw_region(self, layer: Any) -> None:
+        """The region being segmented on its own: a dashed frame."""
+        region = self.session.region
+        if region is None:
+            return
+        x0, y0, _, _ = self.visible
+        k, d = self.scale, self._dpr
+        ax, ay = (region[0] - x0) * k, (region[1] - y0) * k
+        w, h = (region[2] - region[0]) * k, (region[3] - region[1]) * k
+        layer.line_width = 2 * d
+        layer.stroke_style = "#00e5ff"
+        layer.set_line_dash([8 * d, 4 * d])
+        layer.stroke_rect(ax, ay, w, h)
+        layer.set_line_dash([])
 
 
 # ---------------------------------------------------------------------- helpers
@@ -1027,6 +1428,46 @@ def _model_words(predictor: Any) -> str:
     name = record_of(getattr(predictor, "model", None)).name
     stats = getattr(predictor, "stats", None)
     return f"{name} · {stats.device} {stats.precision}" if stats is not None else name
+
+
+def _fit_words(score: float) -> str:
+    """SAM's predicted IoU of a candidate in plain words, with the number."""
+    word = "good" if score >= 0.9 else "fair" if score >= 0.75 else "poor"
+    return f"{word} {score:.2f}"
+
+
+def candidate_thumbnails(
+    session: Session, obj: SessionObject, color: tuple[int, int, int], side: int = THUMB
+) -> list[bytes]:
+    """One small PNG per candidate of ``obj`` (an object of ``session``'s current image, with
+    candidates): the same crop of the image for all, the candidates' common bounding box with a
+    margin, at most ``side`` pixels wide, the candidate (as SAM predicted it, without strokes) in
+    ``color`` over a dimmed picture, its outline opaque. The masks are made at the thumbnail's
+    size from the low-res logits (``Session.mask_view``): no full-size mask."""
+    image = session.image
+    options = [dataclasses.replace(obj, chosen=i, strokes=()) for i in range(len(obj._candidates))]
+    boxes = [b for b in (o.mask_bbox for o in options) if b is not None]
+    if boxes:
+        x0, y0 = min(b[0] for b in boxes), min(b[1] for b in boxes)
+        x1, y1 = max(b[2] for b in boxes), max(b[3] for b in boxes)
+    else:
+        x0, y0, x1, y1 = 0, 0, image.shape[1], image.shape[0]
+    margin = max(4, round(0.15 * max(x1 - x0, y1 - y0)))
+    x0, y0 = max(0, x0 - margin), max(0, y0 - margin)
+    x1, y1 = min(image.shape[1], x1 + margin), min(image.shape[0], y1 + margin)
+    scale = side / max(x1 - x0, y1 - y0)
+    size = (max(1, round((x1 - x0) * scale)), max(1, round((y1 - y0) * scale)))
+    picture = np.asarray(Image.fromarray(image[y0:y1, x0:x1]).resize(size, Image.Resampling.BILINEAR))
+    out = []
+    for option in options:
+        small = session.mask_view(option, (x0, y0, x1, y1), (size[1], size[0]))
+        rgb = (picture * 0.6).astype(np.uint8)
+        rgb[small] = (0.45 * picture[small] + 0.55 * np.array(color)).astype(np.uint8)
+        rgb[_outline(small, 1)] = color
+        buf = io.BytesIO()
+        Image.fromarray(rgb).save(buf, format="PNG")
+        out.append(buf.getvalue())
+    return out
 
 
 def _outline(mask: np.ndarray, width: int) -> np.ndarray:
