@@ -1094,6 +1094,9 @@ class SegmentWidget(W.VBox):
             tooltip="brush and eraser diameter in image pixels ([ and ])",
             layout=W.Layout(width="220px", display="none"),
         )
+        longest = max(self.session.width, self.session.height)
+        self._brush.max = max(200, longest // 4)
+        self.brush_size = max(2, round(longest / 60))  # a 256 px image: 4 px; 4000 px: 67 px
         W.link((self, "brush_size"), (self._brush, "value"))
         self._thumbs = W.HBox(layout=W.Layout(align_items="flex-end"))
         self._thumb_cache: tuple[Any, list[W.Image]] | None = None

@@ -1,0 +1,238 @@
+"""The widget's editing tools without a browser: brush and eraser, candidate thumbnails, the class
+field, the hover preview (and that it never delays a click), segment in this view."""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from sam_widgets import CachedPredictor
+from sam_widgets import widget as widget_module
+from sam_widgets.background import Background
+from sam_widgets.widget import SegmentWidget
+
+from .test_widget import Recorder, decode, key, mouse, send
+
+
+@pytest.fixture
+def rec(monkeypatch):
+    return Recorder(monkeypatch)
+
+
+@pytest.fixture
+def predictor(tiny_sam):
+    return CachedPredictor(tiny_sam)
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def hover(w, x, y):
+    return {"type": "hover", "x": x, "y": y, "w": w._css[0], "h": w._css[1]}
+
+
+# ---------------------------------------------------------------------- brush and eraser
+
+
+def test_brush_and_eraser_drags_paint_and_undo(rgb_image, predictor, rec):
+    w = SegmentWidget(rgb_image, predictor, background=False)
+    w.click(50, 40)
+    predicted = w.masks["object 1"].copy()
+    send(w, key("b"))
+    assert w.tool == "brush" and w._tool.value == "brush" and w._brush.layout.display is None
+    assert w._surface_events.track  # the page sends the resting pointer: the brush's disc follows it
+    assert "Brush" in w.status_text()
+    w.brush_size = 6
+    rec.reset()
+    send(w, mouse("mousedown", 5, 80, w), mouse("mousemove", 12, 80, w))
+    assert rec.on(w.canvas[2], "strokeLines") or rec.on(w.canvas[2], "fillCircle")  # drawn while dragged
+    assert w.session.active.strokes == ()  # not yet: the stroke is made on release
+    send(w, mouse("mousemove", 20, 80, w), mouse("mouseup", 25, 80, w))
+    obj = w.session.active
+    assert len(obj.strokes) == 1 and obj.strokes[0].radius == 3.0 and obj.strokes[0].mode == "add"
+    assert w.masks["object 1"][80, 5:25].all()
+    # Right drag with the brush erases; so does the eraser tool (r).
+    send(w, mouse("mousedown", 10, 80, w, button=2), mouse("mouseup", 10, 80, w, button=2))
+    assert not w.masks["object 1"][80, 10]
+    send(w, key("r"))
+    assert w.tool == "eraser"
+    send(w, mouse("mousedown", 20, 80, w), mouse("mouseup", 20, 80, w))
+    assert [k.mode for k in w.session.active.strokes] == ["add", "erase", "erase"]
+    assert not w.masks["object 1"][80, 20] and w.masks["object 1"][80, 15]
+    # [ and ] size the brush; r again: back to prompts.
+    send(w, key("]"))
+    assert w.brush_size == 8 and w._brush.value == 8
+    send(w, key("["), key("["))
+    assert w.brush_size == 4
+    send(w, key("r"))
+    assert w.tool == "prompt" and w._brush.layout.display == "none"
+    # A later click keeps the strokes; undo takes them back one by one.
+    w.click(55, 42, new_point=True)
+    assert len(w.session.active.points) == 2 and w.masks["object 1"][80, 15]
+    for _ in range(4):
+        w.undo()
+    assert w.session.active.strokes == () and np.array_equal(w.masks["object 1"], predicted)
+
+
+def test_the_eraser_on_nothing_explains_in_the_status_line(rgb_image, predictor):
+    w = SegmentWidget(rgb_image, predictor, background=False)
+    send(w, key("r"), mouse("mousedown", 20, 20, w), mouse("mouseup", 20, 20, w))
+    assert "Nothing to erase" in w.status_text() and w.session.objects == ()
+    send(w, key("b"), mouse("mousedown", 20, 20, w), mouse("mouseup", 40, 20, w))
+    assert w.session.labels == ["object 1"] and "painted" in w.status_text()
+
+
+# ---------------------------------------------------------------------- candidates and class
+
+
+def test_candidates_are_thumbnails_labelled_in_words(rgb_image, predictor):
+    w = SegmentWidget(rgb_image, predictor, background=False)
+    w.click(50, 40)
+    obj = w.session.active
+    thumbs = w._thumbs.children
+    assert len(thumbs) == 3 and w._candidate_box.layout.display is None
+    pictures = [np.asarray(Image.open(io.BytesIO(t.value))) for t in thumbs]
+    assert all(p.shape[1] == widget_module.THUMB for p in pictures)
+    assert [p.shape for p in pictures] == [pictures[0].shape] * 3
+    # Each shows its own candidate: the object's colour where the mask is.
+    colored = [(np.abs(p[..., :3].astype(int) - obj.color).sum(-1) < 60).sum() for p in pictures]
+    sizes = [int(c.sum()) for c in obj.candidates]
+    assert (np.argsort(colored) == np.argsort(sizes)).all() or len(set(sizes)) < 3
+    labels = [label for label, _ in w._candidates.options]
+    for label, score in zip(labels, obj.scores, strict=True):
+        assert f"{score:.2f}" in label and label.split(": ")[1].split()[0] in ("good", "fair", "poor")
+    assert all("predicted IoU" in t for t in w._candidates.tooltips)
+
+
+def test_a_missing_candidate_is_explained_not_an_index_error(rgb_image, predictor):
+    w = SegmentWidget(rgb_image, predictor, background=False)
+    w.click(50, 40)
+    w.click(52, 44, new_point=True)  # two points: SAM gives one mask
+    assert w._candidate_box.layout.display == "none"
+    send(w, key("2"))
+    status = w.status_text()
+    assert "There is no mask 2" in status and "three candidates only for a single click" in status
+    assert "IndexError" not in status and "0 to 0" not in status
+
+
+def test_the_class_field_sets_the_objects_class(rgb_image, predictor):
+    w = SegmentWidget(rgb_image, predictor, background=False)
+    w.click(50, 40)
+    w.rename("object 1", "cat 2")
+    assert w._class_edit.placeholder == "cat" and w._class_edit.value == ""
+    w._class_edit.value = "tabby"
+    assert w.session.active.category == "tabby" and "is a tabby" in w.status_text()
+    w.undo()
+    assert w.session.active.category is None and w._class_edit.value == ""
+    w.set_category("cat 2", "lion")
+    assert w._class_edit.value == "lion"
+    w._class_edit.value = ""
+    assert w.session.active.category is None and w.session.active.category_name == "cat"
+
+
+# ---------------------------------------------------------------------- hover preview
+
+
+def test_hover_draws_the_preview_and_changes_no_mask(rgb_image, predictor, rec):
+    w = SegmentWidget(rgb_image, predictor, background=False)
+    assert w.decoder_ms is not None and w.hover  # the tiny model: fast enough, on by default
+    assert "hover preview on" in w.status_text()
+    rec.reset()
+    send(w, hover(w, 50, 40))
+    puts = rec.on(w.canvas[3], "putImageData")
+    assert puts, "no preview drawn"
+    drawn = decode(puts[-1][2][0])
+    expected = w.session.preview(50, 40, w._hover_size())
+    x, y = puts[-1][3]
+    shown = np.zeros(expected.shape, bool)
+    shown[y : y + drawn.shape[0], x : x + drawn.shape[1]] = drawn[..., 3] > 0
+    assert np.array_equal(shown, expected)
+    assert w.masks == {} and w.session.objects == () and not w.session.can_undo
+    assert w.hover_ms is not None
+    # A press drops the preview at once; the click's mask is the one the preview showed.
+    send(w, mouse("mousedown", 50, 40, w))
+    assert w._hover_mask is None and not w.hover_overlay().any()
+    send(w, mouse("mouseup", 50, 40, w))
+    got = w.masks["object 1"]  # 1:1 view: the preview is the mask (upscaled in one step: edges may differ)
+    assert (got & expected).sum() / (got | expected).sum() > 0.95
+    # h turns it off; off, hover messages predict nothing.
+    send(w, key("h"))
+    assert not w.hover and "Hover preview off" in w.status_text()
+    rec.reset()
+    send(w, hover(w, 100, 10))
+    assert not rec.on(w.canvas[3], "putImageData")
+
+
+def test_hover_is_off_by_default_when_the_decoder_is_slow(rgb_image, predictor, monkeypatch):
+    monkeypatch.setattr(widget_module, "HOVER_FAST_MS", -1.0)
+    w = SegmentWidget(rgb_image, predictor, background=False)
+    assert not w.hover and "hover preview off: a decoder pass takes" in w.status_text()
+    w.hover = True  # the user's choice stands
+    assert w.hover and w._hover_button.value
+
+
+def test_the_session_preview_follows_the_click_rules(rgb_image, predictor):
+    w = SegmentWidget(rgb_image, predictor, background=False)
+    s = w.session
+    first = s.preview(50, 40)
+    assert s.click(50, 40) == "point" and np.array_equal(s.active.mask, first)
+    near = s.preview(55, 45)  # a point added to the active object
+    s.add_object()
+    assert s.preview(55, 45) is not None  # an empty new object: its first point, anywhere
+    s.drop_empty()
+    s.select(None)
+    ys, xs = np.nonzero(s.object("object 1").mask)
+    assert s.preview(xs[0] + 0.5, ys[0] + 0.5) is None  # a click there would select object 1
+    s.select("object 1")
+    assert s.click(55, 45, new_point=True) == "point" and np.array_equal(s.active.mask, near)
+
+
+def test_hover_jobs_are_dropped_and_never_delay_a_click():
+    jobs = Background(True)
+    gate = threading.Event()
+    ran: list[str] = []
+    jobs.submit(lambda: (gate.wait(5), ran.append("hover 1")), "h1", kind="hover")
+    time.sleep(0.05)  # hover 1 runs
+    stale = jobs.submit(lambda: ran.append("hover 2"), "h2", kind="hover")
+    newest = jobs.submit(lambda: ran.append("hover 3"), "h3", kind="hover")
+    assert stale.future.cancelled() and not newest.future.cancelled()  # only the newest waits
+    assert not jobs.busy and jobs.wait(0)  # previews count for neither busy nor wait
+    click = jobs.submit(lambda: ran.append("click"), "click", kind="click")
+    assert newest.future.cancelled()  # a real job drops the waiting preview
+    gate.set()
+    click.future.result(5)
+    assert ran == ["hover 1", "click"]
+    jobs.shutdown()
+
+
+# ---------------------------------------------------------------------- segment in this view
+
+
+def test_segment_in_this_view_uses_the_region_and_lands_in_the_whole_image(predictor):
+    img = np.random.default_rng(3).integers(0, 255, (300, 400, 3), dtype=np.uint8)
+    img[150:170, 200:230] = (250, 20, 20)
+    w = SegmentWidget(img, predictor, display_size=200, background=False)
+    send(w, key("v"))
+    assert w.session.region is None and "zoom in first" in w.status_text()
+    w.zoom_to(180, 130, 260, 190)
+    send(w, key("v"))
+    x0, y0, x1, y1 = w.session.region
+    assert (x0, y0) <= (180, 130) and (x1, y1) >= (260, 190) and x1 - x0 < 200
+    assert w._view_button.value and "Segmenting in this view" in w.status_text()
+    w.click(215, 160)
+    mask = w.masks["object 1"]
+    assert mask.shape == (300, 400) and not mask[:y0].any() and not mask[:, x1:].any()
+    send(w, key("v"))
+    assert w.session.region is None and not w._view_button.value
