@@ -57,6 +57,7 @@ from .errors import AnnotationFileError, ImageMismatchError, SamWidgetsError
 from .export import FORMATS, ExportError, ExportFolderError, MissingMaskError, default_category
 from .predictor import LowResGeometry, box_from_low_res, masks_from_low_res, view_from_low_res
 from .prompts import Prompt
+from .record import record_of
 from .strokes import Stroke, StrokeError, apply_strokes, stroke_of
 from .viz import PALETTE
 
@@ -77,6 +78,9 @@ __all__ = [
     "ExportFolderError",
     "MissingMaskError",
     "default_category",
+    "propose_defaults",
+    "PROPOSE_DEFAULTS",
+    "MICRO_PROPOSE_DEFAULTS",
 ]
 
 EXPORT_FORMATS = FORMATS  # what Session.export(folder, format=...) writes
@@ -91,8 +95,15 @@ EXPORT_FORMATS = FORMATS  # what Session.export(folder, format=...) writes
 #   history  what undo() / redo() can do may have changed
 EVENTS = ("image", "objects", "active", "prompts", "mask", "proposals", "history")
 
-#: ``Session.propose``'s defaults: segment_anything's SamAutomaticMaskGenerator with the seed's thresholds.
-PROPOSE_DEFAULTS = {"points_per_side": 32, "pred_iou_thresh": 0.86, "stability_score_thresh": 0.92}
+#: ``Session.propose``'s defaults for the official checkpoints: segment_anything's own
+#: SamAutomaticMaskGenerator defaults.
+PROPOSE_DEFAULTS = {"points_per_side": 32, "pred_iou_thresh": 0.88, "stability_score_thresh": 0.95}
+#: ... and for the bundled micro model, whose predicted IoUs run low (measured on the quickstart
+#: scenes: these keep 6 proposals on make_scene(3), covering its 3 objects, and 1 on make_scene(7);
+#: 16 points a side: 2-3 s on a loaded 2-core CPU instead of 25-50 s at 32).
+MICRO_PROPOSE_DEFAULTS = {"points_per_side": 16, "pred_iou_thresh": 0.4, "stability_score_thresh": 0.7}
+#: A proposal that overlaps an object of the image this much (IoU) is that object: not offered.
+SAME_AS_OBJECT_IOU = 0.9
 #: A positive click farther than this from the active object's mask (outside its bounding box grown
 #: by this fraction of its longer side, at least FAR_MIN_PX) starts a new object (``Session.click``).
 FAR_MARGIN = 0.25
@@ -857,6 +868,12 @@ class Session:
         predicted IoU if known. The object has no prompts; prompts added later re-segment it from
         those prompts alone. One undo step.
         """
+        state, obj = self._mask_object(mask, score, label)
+        self._commit(state)
+        return obj
+
+    def _mask_object(self, mask: Any, score: float | None, label: str | None) -> tuple[_State, SessionObject]:
+        """The state with a new active object holding ``mask`` (checked), and that object."""
         arr = np.asarray(mask)
         if arr.shape != (self.height, self.width):
             raise ValueError(
@@ -870,8 +887,7 @@ class Session:
         candidates.setflags(write=False)
         scores = np.array([1.0 if score is None else score], dtype=np.float32)
         obj = SessionObject(label, _new_color(state), candidates=candidates, scores=scores, chosen=0)
-        self._commit(_State(state.objects + (obj,), label))
-        return obj
+        return _State(state.objects + (obj,), label), obj
 
     @_locked
     def select(self, label: str | None) -> None:
@@ -1057,7 +1073,9 @@ class Session:
         still empty (then the click is its first point):
 
         - ``"select"``: a positive click inside another object's mask selects that object;
-        - ``"adopt"``: a positive click inside a proposal (``propose``), on no object, adopts it;
+        - ``"adopt"``: a positive click inside a proposal (``propose``), on no object, adopts it,
+          unless that proposal overlaps the active object's mask: then the click refines the
+          active object (a point), as it would with no proposals shown;
         - ``"new"``: a positive click far from the active object's mask (outside its bounding box
           grown by ``FAR_MARGIN`` of its longer side, at least ``FAR_MIN_PX``) starts a new object
           there: two things are never merged into one mask by default;
@@ -1074,7 +1092,7 @@ class Session:
                 self.select(hit.label)
                 return "select"
             index = self.proposal_at(x, y) if hit is None else None
-            if index is not None:
+            if index is not None and not _touches(self.proposals[index], active):
                 self.adopt(index)
                 return "adopt"
             if hit is None and active is not None and active.has_mask and _far(active, x, y):
@@ -1111,7 +1129,7 @@ class Session:
             if hit is not None and (active is None or hit.label != active.label) and not fresh:
                 return None
             proposal = self.proposal_at(x, y) if hit is None and not fresh else None
-            if proposal is not None:
+            if proposal is not None and not _touches(self.proposals[proposal], active):
                 mask = self.proposals[proposal].mask
                 return mask if region is None else _sample(mask, region, size)
             far = hit is None and active is not None and active.has_mask and _far(active, x, y)
@@ -1155,11 +1173,13 @@ class Session:
         """Segment everything in the current image: the masks become ``proposals``. One undo step.
 
         Runs segment_anything's ``SamAutomaticMaskGenerator`` on this session's predictor (a
-        cached embedding is reused) with ``PROPOSE_DEFAULTS`` (points_per_side=32,
-        pred_iou_thresh=0.86, stability_score_thresh=0.92); ``settings`` override them (any of its
-        arguments). Needs a predictor with a segment_anything ``model`` (a CachedPredictor).
-        Returns the proposals, largest first; none when no mask passed the thresholds (try lower
-        ones: micro needs e.g. pred_iou_thresh=0.5, stability_score_thresh=0.5).
+        cached embedding is reused) with ``propose_defaults(predictor)``: segment_anything's own
+        (points_per_side=32, pred_iou_thresh=0.88, stability_score_thresh=0.95) for the official
+        checkpoints, ``MICRO_PROPOSE_DEFAULTS`` for micro; ``settings`` override them (any of the
+        generator's arguments). Needs a predictor with a segment_anything ``model`` (a
+        CachedPredictor). Masks that repeat an object of the image (IoU >= SAME_AS_OBJECT_IOU) are
+        left out. Returns the proposals, largest first; none when no mask passed the thresholds
+        (try lower ones).
         """
         from segment_anything import SamAutomaticMaskGenerator
         from segment_anything.modeling import Sam
@@ -1170,19 +1190,24 @@ class Session:
                 "propose needs a predictor with a segment_anything model (a CachedPredictor or "
                 f"SamPredictor); this session's is a {type(self.predictor).__name__}."
             )
-        params = {**PROPOSE_DEFAULTS, **settings}
+        params = {**propose_defaults(self.predictor), **settings}
         slot = self._slot
         with self._lock:  # the generator drives the predictor itself (the state stays free meanwhile)
             generator = SamAutomaticMaskGenerator(model, **params)
             generator.predictor = self.predictor  # reuse the cached embedding
             found = generator.generate(slot.pixels())
-        proposals = tuple(
-            sorted(
-                (Proposal.of(m["segmentation"], m["predicted_iou"], m["stability_score"]) for m in found),
-                key=lambda p: -p.area,
-            )
-        )
         with self._state_lock:  # commits to the image it started on, even if another is current now
+            objects = [o.mask for o in slot.state.objects if o.mask is not None]
+            proposals = tuple(
+                sorted(
+                    (
+                        Proposal.of(m["segmentation"], m["predicted_iou"], m["stability_score"])
+                        for m in found
+                        if not any(_iou(m["segmentation"], mask) >= SAME_AS_OBJECT_IOU for mask in objects)
+                    ),
+                    key=lambda p: -p.area,
+                )
+            )
             if proposals or slot.state.proposals:
                 self._commit(dataclasses.replace(slot.state, proposals=proposals), slot)
         return proposals
@@ -1205,7 +1230,10 @@ class Session:
                 + (" (run propose() first)." if not proposals else f" (0 to {len(proposals) - 1}).")
             )
         p = proposals[index]
-        return self.add_mask(p.mask, p.score, label)
+        state, obj = self._mask_object(p.mask, p.score, label)
+        # The adopted proposal is an object now: no longer offered (undo offers it again).
+        self._commit(dataclasses.replace(state, proposals=proposals[:index] + proposals[index + 1 :]))
+        return obj
 
     @_locked
     def clear_proposals(self) -> bool:
@@ -1774,6 +1802,26 @@ def _thaw(step: _Step) -> _State:
         for o, packed in step.objects
     )
     return _State(objects, step.active, step.proposals)
+
+
+def propose_defaults(predictor: Any) -> dict[str, Any]:
+    """``Session.propose``'s settings for ``predictor``'s model: MICRO_PROPOSE_DEFAULTS for the
+    bundled micro model, else segment_anything's own (PROPOSE_DEFAULTS)."""
+    name = record_of(getattr(predictor, "model", None)).name
+    return dict(MICRO_PROPOSE_DEFAULTS if name == "micro" else PROPOSE_DEFAULTS)
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = np.logical_or(a, b).sum()
+    return float(np.logical_and(a, b).sum() / union) if union else 0.0
+
+
+def _touches(proposal: Proposal, active: SessionObject | None) -> bool:
+    """Does ``proposal`` overlap the active object's mask (a click there refines the object)?"""
+    if active is None or active.mask is None:
+        return False
+    x0, y0, x1, y1 = proposal.bbox
+    return bool((proposal.mask[y0:y1, x0:x1] & active.mask[y0:y1, x0:x1]).any())
 
 
 def _sample(mask: np.ndarray, region: tuple, size: tuple) -> np.ndarray:

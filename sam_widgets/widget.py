@@ -42,7 +42,7 @@ from .background import Background, Job
 from .errors import SamWidgetsError
 from .predictor import as_predictor
 from .record import record_of
-from .session import Session, SessionObject
+from .session import Session, SessionObject, propose_defaults
 from .viz import NEGATIVE, POSITIVE, PROPOSAL_ALPHA, RING, hex_color, proposal_color, text_color
 
 __all__ = ["SegmentWidget", "HELP", "KEYS"]
@@ -113,6 +113,8 @@ class SegmentWidget(W.VBox):
     tool = T.Enum(["prompt", "pan", "brush", "eraser"], "prompt", help="what a left drag does")
     brush_size = T.Int(8, min=1, help="brush and eraser diameter, image pixels")
     hover = T.Bool(False, help="draw the mask a click would give under the resting pointer")
+    pred_iou_thresh = T.Float(0.88, min=0.0, max=1.0, help='"everything": least predicted IoU kept')
+    stability_score_thresh = T.Float(0.95, min=0.0, max=1.0, help='"everything": least stability kept')
     display_size = T.Int(768, help="longest side of the fitted view, CSS pixels")
 
     def __init__(
@@ -177,7 +179,15 @@ class SegmentWidget(W.VBox):
         self._frame.layout.max_width = "100%"
         self._build_controls()
         super().__init__(
-            [self._toolbar, self._frame, self._object_bar, self._status, self._help, self._surface_events],
+            [
+                self._toolbar,
+                self._everything_bar,
+                self._frame,
+                self._object_bar,
+                self._status,
+                self._help,
+                self._surface_events,
+            ],
             layout=W.Layout(max_width="100%"),
         )
         self.add_class("sam-widgets-root")
@@ -222,6 +232,10 @@ class SegmentWidget(W.VBox):
         W.link((self, "tool"), (self._tool, "value"))
         self._build_edit_controls()
         self._build_hover_controls()
+        self._thresholds_changing = False
+        self._syncing = False
+        self._everything_last: dict[str, Any] = {}
+        self._build_everything_controls()
         self._opacity = W.FloatSlider(
             min=0.0,
             max=1.0,
@@ -348,20 +362,28 @@ class SegmentWidget(W.VBox):
     def everything(self, **settings: Any) -> Job:
         """Segment everything in the current image (``Session.propose``; ``settings`` go to it).
 
-        Runs in the background, after a running encoding; the proposals are drawn and a click on
-        one adopts it. Returns the job (``job.future.result()`` is the proposals).
+        The thresholds are the sliders' (``pred_iou_thresh``, ``stability_score_thresh``: by
+        default the model's, ``session.propose_defaults``) unless ``settings`` give them. Runs in
+        the background, after a running encoding; the proposals are outlined and a click on one
+        adopts it (a click on one that overlaps the active object refines that object instead).
+        Returns the job (``job.future.result()`` is the proposals).
         """
         index = self.session.current
+        self._everything_last = dict(settings)
+        settings = self._everything_settings(settings)
+        self._show_everything_bar(True)
 
         def job() -> Any:
             if self.session.current != index:
                 return ()
             found = self._guard(lambda: self.session.propose(**settings))
             self._say(
-                f"Everything: {len(found)} regions; click one to make it an object"
+                f"Everything: {len(found)} region{'s' if len(found) != 1 else ''} outlined; click one "
+                "to make it an object (a click on the active object refines it)"
                 if found
-                else "Everything found no region that passed the thresholds: try lower ones, e.g. "
-                "w.everything(pred_iou_thresh=0.5, stability_score_thresh=0.5) (micro needs them)"
+                else f"Everything found no region with fit ≥ {settings['pred_iou_thresh']:.2f} and "
+                f"stability ≥ {settings['stability_score_thresh']:.2f}: try lower ones with the "
+                "sliders (or w.everything(pred_iou_thresh=..., stability_score_thresh=...))"
             )
             if not found:
                 self.error = self.message
@@ -372,6 +394,7 @@ class SegmentWidget(W.VBox):
 
     def hide_everything(self) -> None:
         """Stop offering the proposals of this image (undoable: ``Session.clear_proposals``)."""
+        self._show_everything_bar(False)
         self._act(self.session.clear_proposals, "hide everything")
 
     def adopt(self, index: int, label: str | None = None) -> None:
@@ -389,6 +412,8 @@ class SegmentWidget(W.VBox):
         self.wait()
         self.predictor = as_predictor(model, device=device, precision=precision)
         self.session.predictor = self.predictor
+        self.decoder_ms = None  # measured again for this model
+        self._set_everything_defaults()
         self._show_image()
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -759,6 +784,8 @@ class SegmentWidget(W.VBox):
             self.everything()
         elif not on and self.session.proposals:
             self.hide_everything()
+        elif not on and not self._syncing:
+            self._show_everything_bar(False)
 
     def _on_rename(self, new: str) -> None:
         active = self.session.active
@@ -943,7 +970,11 @@ class SegmentWidget(W.VBox):
         self._redo.disabled = not s.can_redo
         self._delete.disabled = s.active is None
         self._zoom_label.value = f"<small>{self.zoom * self._fit_scale() * 100:.0f}%</small>"
-        self._everything.value = bool(s.proposals)
+        self._syncing = True  # the toggle follows the session: no action
+        try:
+            self._everything.value = bool(s.proposals)
+        finally:
+            self._syncing = False
         active = s.active
         chips = []
         for obj in s.objects:
@@ -1416,6 +1447,76 @@ class SegmentWidget(W.VBox):
         layer.set_line_dash([8 * d, 4 * d])
         layer.stroke_rect(ax, ay, w, h)
         layer.set_line_dash([])
+
+    # ------------------------------------------------------------------ everything: thresholds
+
+    def _build_everything_controls(self) -> None:
+        """The thresholds of "everything" (sliders, linked to the traits), shown while it is on
+        or after it found nothing; a change re-runs it on the image."""
+
+        def slider(name: str, words: str, tip: str) -> W.FloatSlider:
+            out = W.FloatSlider(
+                min=0.0,
+                max=1.0,
+                step=0.01,
+                description=words,
+                tooltip=tip,
+                continuous_update=False,
+                readout_format=".2f",
+                style={"description_width": "auto"},
+                layout=W.Layout(width="260px"),
+            )
+            W.link((self, name), (out, "value"))
+            return out
+
+        self._iou_slider = slider(
+            "pred_iou_thresh",
+            "fit ≥",
+            "keep regions whose predicted IoU (SAM's own fit estimate) is at least this",
+        )
+        self._stability_slider = slider(
+            "stability_score_thresh",
+            "stability ≥",
+            "keep regions that barely change when SAM's cut-off moves",
+        )
+        self._everything_bar = W.HBox(
+            [W.HTML("<small>everything:</small>"), self._iou_slider, self._stability_slider],
+            layout=W.Layout(display="none", align_items="center", flex_flow="row wrap"),
+        )
+        self._set_everything_defaults()
+        self.observe(self._on_threshold, ["pred_iou_thresh", "stability_score_thresh"])
+
+    def _set_everything_defaults(self) -> None:
+        """The thresholds of the model in use (``session.propose_defaults``)."""
+        defaults = propose_defaults(self.predictor)
+        self._thresholds_changing = True
+        try:
+            with self.hold_trait_notifications():
+                self.pred_iou_thresh = defaults["pred_iou_thresh"]
+                self.stability_score_thresh = defaults["stability_score_thresh"]
+        finally:
+            self._thresholds_changing = False
+
+    def _everything_settings(self, settings: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "pred_iou_thresh": self.pred_iou_thresh,
+            "stability_score_thresh": self.stability_score_thresh,
+            **settings,
+        }
+
+    def _rerun_everything(self) -> None:
+        """ "Everything" again with the sliders' thresholds and the other settings of the last run."""
+        last = {k: v for k, v in self._everything_last.items() if not k.endswith("_thresh")}
+        self.everything(**last)
+
+    def _on_threshold(self, change: dict) -> None:
+        if self._thresholds_changing:
+            return
+        if self.session.proposals or self._everything_bar.layout.display is None:
+            self._from_ui(self._rerun_everything)  # again, with the new thresholds
+
+    def _show_everything_bar(self, shown: bool) -> None:
+        self._everything_bar.layout.display = None if shown else "none"
 
 
 # ---------------------------------------------------------------------- helpers

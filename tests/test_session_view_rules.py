@@ -91,8 +91,9 @@ def test_propose_needs_a_sam_predictor_and_known_settings(rgb_image, session):
 
 
 def test_proposals_are_saved_and_loaded(session, tiny_sam, rgb_image, tmp_path):
-    found = everything(session)
+    everything(session)
     session.adopt(0)
+    found = session.proposals  # the adopted one is no longer offered
     session.save(tmp_path)
     other = Session([rgb_image, rgb_image[::-1].copy()], CachedPredictor(tiny_sam))
     other.load(tmp_path)
@@ -147,3 +148,77 @@ def test_drop_empty_keeps_objects_with_prompts_or_masks(session):
     assert session.labels == ["empty", "named"] and session.active.label == "named"
     assert events == ["objects"]
     assert session.drop_empty() == ["named"] and session.active is None
+
+
+def test_an_adopted_proposal_is_hidden_and_never_adopted_twice(session):
+    found = everything(session)
+    target = found[-1]
+    ys, xs = np.nonzero(target.mask)
+    assert session.click(xs[0] + 0.5, ys[0] + 0.5) == "adopt"
+    assert len(session.proposals) == len(found) - 1
+    assert not any(p.mask is target.mask for p in session.proposals)
+    session.undo()
+    assert session.proposals == found  # undo offers it again
+    session.adopt(len(found) - 1)
+    # Everything again: a region that is already an object is not offered again.
+    again = everything(session)
+    assert not any(np.array_equal(p.mask, target.mask) for p in again)
+
+
+def test_a_click_on_a_proposal_over_the_active_object_refines_it(session):
+    obj = session.add_point(50, 40)
+    found = everything(session)
+    over = [i for i, p in enumerate(found) if (p.mask & obj.mask).any() and (p.mask & ~obj.mask).any()]
+    assert over, "no proposal overlaps the object (random weights)"
+    p = found[over[-1]]
+    ys, xs = np.nonzero(p.mask & ~obj.mask)
+    # Near the object (not far) and on no other object: a point on the active object, not an adoption.
+    near = [(x, y) for x, y in zip(xs, ys, strict=True) if not session_far(obj, x, y)]
+    x, y = near[0]
+    what = session.click(x + 0.5, y + 0.5)
+    assert what == "point" and len(session.active.points) == 2 and session.labels == ["object 1"]
+
+
+def session_far(obj, x, y):
+    from sam_widgets.session import _far
+
+    return _far(obj, x + 0.5, y + 0.5)
+
+
+def test_propose_defaults_per_model(tiny_sam):
+    from sam_widgets.record import ModelRecord, attach, record_of
+    from sam_widgets.session import MICRO_PROPOSE_DEFAULTS, PROPOSE_DEFAULTS, propose_defaults
+
+    assert PROPOSE_DEFAULTS["pred_iou_thresh"] == 0.88 and PROPOSE_DEFAULTS["stability_score_thresh"] == 0.95
+    predictor = CachedPredictor(tiny_sam)
+    assert propose_defaults(predictor) == PROPOSE_DEFAULTS
+    import dataclasses
+
+    attach(tiny_sam, dataclasses.replace(record_of(tiny_sam), name="micro"))
+    assert propose_defaults(predictor) == MICRO_PROPOSE_DEFAULTS
+    assert isinstance(record_of(tiny_sam), ModelRecord)
+
+
+def test_everything_finds_the_quickstart_objects_with_micro_at_its_defaults():
+    """Done-when of issue 16: the bundled model, its default thresholds, the quickstart's scenes."""
+    import torch
+
+    from sam_widgets import load_sam
+    from sam_widgets.micro.data import make_scene
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        scenes = [make_scene(3), make_scene(7)]
+        s = Session([image for image, _ in scenes], CachedPredictor(load_sam("micro")))
+        for index, (_, truth) in enumerate(scenes):
+            s.go(index)
+            found = s.propose()
+            assert found, f"no proposal on make_scene({(3, 7)[index]}) with micro's defaults"
+            largest = truth[int(np.argmax(truth.reshape(len(truth), -1).sum(1)))]
+            best = max(
+                np.logical_and(p.mask, largest).sum() / np.logical_or(p.mask, largest).sum() for p in found
+            )
+            assert best >= 0.9, f"the largest object is found at IoU {best:.2f} only"
+    finally:
+        torch.set_num_threads(threads)

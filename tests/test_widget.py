@@ -429,6 +429,13 @@ def test_everything_that_finds_nothing_says_what_to_try(rgb_image, tiny_sam):
     w = SegmentWidget(rgb_image, CachedPredictor(tiny_sam), background=False)
     w.everything(points_per_side=2, pred_iou_thresh=1.1)
     assert w.proposals == () and "lower ones" in w.error and not w._everything.value
+    assert w._everything_bar.layout.display is None  # the sliders stay, to lower them
+    assert (w.pred_iou_thresh, w.stability_score_thresh) == (0.88, 0.95)  # segment_anything's own
+    w._iou_slider.value = 0.0  # a slider re-runs it
+    w._stability_slider.value = 0.0
+    assert w.proposals and w._everything.value and "outlined" in w.status_text()
+    w._everything.value = False
+    assert w.proposals == () and w._everything_bar.layout.display == "none"
 
 
 def test_model_argument_and_session_are_checked(rgb_image, predictor):
