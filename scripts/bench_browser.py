@@ -4,6 +4,7 @@
     python scripts/bench_browser.py                       # 30 clicks at 256 and 768 px, 1:1 and zoomed x4
     python scripts/bench_browser.py --large 3000x4000     # also a 4000x3000 scene, fitted and zoomed 1:1
     python scripts/bench_browser.py --front-end notebook --clicks 50 --json bench-results/browser.json
+    python scripts/bench_browser.py --clicks 0 --hover 30     # hover preview latency only (issue 16)
 
 What is timed, per click: from the mousedown event (its timeStamp, when chromium took the input) to the
 first animation frame in which the canvas shows the new mask, read back from the canvas' pixels
@@ -36,6 +37,11 @@ small scenes shown 1:1, then zoomed in x4 around their largest object; with ``--
 that size is also clicked in the fitted view (the whole image in the 768 px canvas) and zoomed in to one
 image pixel per screen pixel). A zoomed view should cost no more than the fitted one: the widget makes
 the masks of the visible region at the canvas' size.
+With ``--hover N``, N hover previews per size are timed too: from the mousemove event that brings the
+pointer to rest over an object (its timeStamp) to the first animation frame in which the canvas shows the
+preview (MIN_CHANGED pixels differ from the bare view), the widget's hover preview on and no object made
+(``w.masks`` stays empty: checked). Between hovers the pointer leaves the canvas and the script waits for
+the bare view.
 Needs the test extras (`pip install -e '.[test]'`) and /usr/bin/chromium.
 """
 
@@ -155,7 +161,7 @@ PAGE_HOOKS = """(() => {
       });
     }
   };
-  for (const type of ['mousedown', 'mouseup']) {
+  for (const type of ['mousedown', 'mouseup', 'mousemove']) {
     const log = (e) => bench.input.push([type, performance.timeOrigin + e.timeStamp]);
     window.addEventListener(type, log, true);
   }
@@ -374,9 +380,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 h, w = large
                 views.append((f"{w}x{h} fitted", len(sizes), big, None))
                 views.append((f"{w}x{h} zoomed 1:1", len(sizes), big, "1:1"))
-            for name, index, scene, zoom in views:
+            for name, index, scene, zoom in views if args.clicks else []:
                 out["runs"].append(bench_view(page, canvas, name, index, scene, zoom, args))
                 print(f"{name}: p50 {out['runs'][-1]['summary']['p50_ms']:.0f} ms", file=sys.stderr)
+            out["hover"] = []
+            for name, index, scene, zoom in views if args.hover else []:
+                if zoom is None:
+                    out["hover"].append(bench_hover(page, canvas, name, index, scene, args))
+                    print(f"{name} hover: p50 {out['hover'][-1]['p50_ms']:.0f} ms", file=sys.stderr)
             browser.close()
     finally:
         server.stop()
@@ -459,6 +470,64 @@ def bench_view(
     return {"name": name, "view": view, "clicks": clicks, "failures": failures, "summary": summarize(clicks)}
 
 
+def bench_hover(
+    page: Any, canvas: Any, name: str, index: int, scene: tuple, args: argparse.Namespace
+) -> dict:
+    """``args.hover`` timed hover previews (after ``args.warmup`` untimed) on image ``index``, fitted."""
+    image, truth = scene
+    kernel_exec(page, NOTEBOOK, f"w.go({index}); w.wait(); w.clear(); w.fit(); w.hover = True", timeout=120)
+    view = json.loads(kernel_exec(page, NOTEBOOK, "print(_bench_view())", timeout=20))
+    bw, bh = view["canvas"]
+    page.wait_for_function(
+        f"(c) => c.width === {bw} && c.height === {bh}", arg=canvas.element_handle(), timeout=20_000
+    )
+    canvas.scroll_into_view_if_needed(timeout=10_000)
+    geometry = canvas.evaluate(CANVAS_GEOMETRY)
+    away = (geometry["left"] + geometry["cssWidth"] + 60, geometry["top"] - 20)
+    page.mouse.move(*away)
+    bare, last = None, canvas_rgba(canvas)
+    for _ in range(100):
+        time.sleep(0.2)
+        bare, last = last, canvas_rgba(canvas)
+        if bare.shape == last.shape and (bare == last).all() and last[..., 3].all():
+            break
+    bare_b64 = base64.b64encode(last.tobytes()).decode()
+    x0, y0, _, _ = view["visible"]
+    k = view["k"]
+    step = max(1, int(round(1 / k)))
+    points = [(step * x + step / 2, step * y + step / 2) for x, y in targets(truth[:, ::step, ::step], 4)]
+    times, missed = [], 0
+    for i in range(args.warmup + args.hover):
+        x, y = points[i % len(points)]
+        page.mouse.move(*away)  # the pointer leaves: the preview goes
+        page.wait_for_function(SHOWS, arg=[canvas.element_handle(), bare_b64], timeout=20_000, polling=50)
+        time.sleep(args.pause)
+        cx, cy = (x - x0) * k, (y - y0) * k
+        page.evaluate(ARM, [canvas.element_handle(), cx, cy, 0, MIN_CHANGED, TIMEOUT_MS])
+        page.mouse.move(*page_point(geometry, cx - 0.5, cy - 0.5))  # one move: the pointer rests there
+        page.wait_for_function("() => window.__bench.result !== null", timeout=TIMEOUT_MS + 5000)
+        seen = page.evaluate("() => window.__bench.result")
+        moves = [t for kind, t in seen.get("input", []) if kind == "mousemove"]
+        if seen.get("timeout") or not moves:
+            missed += i >= args.warmup
+            continue
+        if i >= args.warmup:
+            times.append(seen["visible"] - moves[-1])
+    masks = kernel_exec(page, NOTEBOOK, "print(len(w.masks))", timeout=20).strip()
+    if masks != "0":
+        raise RuntimeError(f"hovering made objects: w.masks has {masks}")
+    decoder = kernel_exec(page, NOTEBOOK, "print(w.decoder_ms)", timeout=20).strip()
+    kernel_exec(page, NOTEBOOK, "w.hover = False", timeout=20)
+    return {
+        "name": name,
+        "hover_ms": times,
+        "missed": missed,
+        "p50_ms": percentile(times, 50) if times else float("nan"),
+        "p90_ms": percentile(times, 90) if times else float("nan"),
+        "decoder_ms_at_start": decoder,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clicks", type=int, default=30, help="timed clicks per size (default 30)")
@@ -483,9 +552,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--pause", type=float, default=0.3, help="seconds between settling and a click")
     parser.add_argument("--json", type=Path, default=None, help="also write every click's stages here")
+    parser.add_argument(
+        "--hover", type=int, default=0, help="also time N hover previews per size (default 0: none)"
+    )
     args = parser.parse_args(argv)
     out = run(args)
-    print(format_table(out["runs"]))
+    if out["runs"]:
+        print(format_table(out["runs"]))
+    for h in out.get("hover", []):
+        print(
+            f"hover preview {h['name']}: pointer at rest -> preview on screen p50 {h['p50_ms']:.0f} ms, "
+            f"p90 {h['p90_ms']:.0f} ms ({len(h['hover_ms'])} timed, {h['missed']} missed; "
+            f"decoder pass at widget start {h['decoder_ms_at_start']} ms)"
+        )
     m, load = out["machine"], out["loadavg_before_after"]
     print(
         f"{m['processor']}, {m['cpu_count']} CPUs, kernel torch threads {out['kernel_torch_threads']}, "
