@@ -9,7 +9,14 @@ Layers of the canvas (ipycanvas MultiCanvas), drawn at the device pixel ratio:
 
     0 image    the visible region of the full-resolution image, as RGBA so ipycanvas sends PNG
     1 masks    the objects' masks and outlines (and proposals) of the visible region, and labels
-    2 prompts  points, box, the box being dragged, clicks waiting for the encoder
+    2 prompts  points, box, the box being dragged, clicks waiting for the encoder, the brush's stroke
+               being dragged and its disc under the pointer, the region of "segment in this view"
+    3 hover    the hover preview: the mask a click under the resting pointer would give, faint
+
+Editing tools (each in a section of its own below): brush and eraser (strokes kept by the session:
+``Session.paint``), candidate thumbnails and the class box, the hover preview (``Session.preview``
+in a disposable background job that a click never waits behind), "everything"'s threshold
+sliders, and segment in this view (``Session.set_region``).
 
 The view: the canvas is the image fitted into ``display_size`` and the width the page gives it;
 ``zoom`` (1 = fitted) and ``center`` (image pixels) choose the region shown. Prompts and masks stay
