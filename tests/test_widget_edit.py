@@ -154,7 +154,7 @@ def test_hover_draws_the_preview_and_changes_no_mask(rgb_image, predictor, rec):
     puts = rec.on(w.canvas[3], "putImageData")
     assert puts, "no preview drawn"
     drawn = decode(puts[-1][2][0])
-    expected = w.session.preview(50, 40, w._hover_size())
+    expected = w.session.preview(50, 40, *w._hover_view())
     x, y = puts[-1][3]
     shown = np.zeros(expected.shape, bool)
     shown[y : y + drawn.shape[0], x : x + drawn.shape[1]] = drawn[..., 3] > 0
