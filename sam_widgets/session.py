@@ -108,6 +108,9 @@ SAME_AS_OBJECT_IOU = 0.9
 #: by this fraction of its longer side, at least FAR_MIN_PX) starts a new object (``Session.click``).
 FAR_MARGIN = 0.25
 FAR_MIN_PX = 8.0
+#: A proposal touches the active object (``_touches``) if the two overlap on a grid of at most this
+#: many pixels a side over their boxes' intersection (no full-size mask made for it).
+TOUCH_GRID = 256
 
 MIN_BOX_SIDE = 2.0  # pixels; a smaller drag is a click, not a box
 MIN_REGION_SIDE = 16  # pixels; the smallest region ``set_region`` encodes on its own
@@ -1817,11 +1820,24 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def _touches(proposal: Proposal, active: SessionObject | None) -> bool:
-    """Does ``proposal`` overlap the active object's mask (a click there refines the object)?"""
-    if active is None or active.mask is None:
+    """Does ``proposal`` overlap the active object's mask (a click there refines the object)?
+
+    Without making the active object's full-size mask: the two bounding boxes first, then both
+    masks over their intersection at no more than TOUCH_GRID pixels a side (a view of the active
+    object from its low-res logits, ``Session._materialize``)."""
+    if active is None or not active.has_mask:
         return False
-    x0, y0, x1, y1 = proposal.bbox
-    return bool((proposal.mask[y0:y1, x0:x1] & active.mask[y0:y1, x0:x1]).any())
+    box = active.mask_bbox
+    if box is None:
+        return False
+    x0, y0 = max(proposal.bbox[0], box[0]), max(proposal.bbox[1], box[1])
+    x1, y1 = min(proposal.bbox[2], box[2]), min(proposal.bbox[3], box[3])
+    if x1 <= x0 or y1 <= y0:
+        return False
+    region = (float(x0), float(y0), float(x1), float(y1))
+    size = (min(y1 - y0, TOUCH_GRID), min(x1 - x0, TOUCH_GRID))
+    mine = Session._materialize(active, region, size)
+    return bool((_sample(proposal.mask, region, size) & mine).any())
 
 
 def _sample(mask: np.ndarray, region: tuple, size: tuple) -> np.ndarray:

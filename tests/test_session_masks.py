@@ -218,3 +218,24 @@ def test_predict_without_masks_gives_the_scores_and_logits_alone(micro_models):
     box = _predictor.box_from_low_res(logits[0], geometry)
     ys, xs = np.nonzero(masks[0])
     assert box[0] <= xs.min() and box[1] <= ys.min() and box[2] > xs.max() and box[3] > ys.max()
+
+
+def test_whether_a_proposal_touches_the_active_object_makes_no_full_size_mask(micro_models, upscales):
+    from sam_widgets.session import Proposal, _touches
+
+    s = Session(big_image(), CachedPredictor(micro_models["fast"]))
+    obj = s.add_point(180, 150)
+    x0, y0, x1, y1 = obj.mask_bbox
+    over = np.zeros((300, 400), bool)
+    over[y0 : y0 + 20, x0 : x1 + 30] = True  # along the top of the red square, and past it
+    apart = np.zeros((300, 400), bool)
+    apart[5:40, 5:40] = True  # a corner the object is nowhere near
+    beside = np.zeros((300, 400), bool)
+    beside[y0:y1, min(x1 + 2, 399) :] = True  # next to its box, not inside it
+    masks = {"over": over, "apart": apart, "beside": beside}
+    found = {name: _touches(Proposal.of(m, 0.9, 0.9), obj) for name, m in masks.items()}
+    assert upscales["full"] == 0  # decided from the logits under the overlap, not a full-size mask
+    full = obj.mask  # the truth, now made
+    assert found == {"over": bool((over & full).any()), "apart": False, "beside": bool((beside & full).any())}
+    assert found["over"] and not found["beside"]
+    assert not _touches(Proposal.of(over, 0.9, 0.9), None)
