@@ -85,7 +85,7 @@ ENCODE_AHEAD_S = 1.0  # encode the next image ahead when the current one took lo
 #: After a redraw caused by the browser, the controls (object list, candidate buttons, status line)
 #: follow this much later, so that the page paints the mask first (BENCHMARKS.md).
 CONTROLS_DELAY_S = 0.04
-THUMB = 88  # CSS pixels: the width of a candidate's thumbnail (and of its button)
+THUMB = 104  # CSS pixels: the width of a candidate's thumbnail (and of its button)
 BRUSH_STEP = 1.25  # [ and ] change the brush's diameter by this factor
 HOVER_FAST_MS = 120.0  # the hover preview is on by default when a decoder pass takes at most this
 HOVER_COLOR = (255, 255, 255)  # the hover preview: a faint white veil with an outline
