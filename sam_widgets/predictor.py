@@ -16,6 +16,7 @@ masks later, equal to those ``predict`` would have returned.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import threading
 import time
@@ -443,12 +444,33 @@ class LowResGeometry:
     original_size: (H, W) of the image in pixels. input_size: (h, w) of the image resized inside
     the encoder's square (SamPredictor's ``input_size``). img_size: the square's side (SAM: 1024).
     threshold: the logit above which a pixel is in the mask (``Sam.mask_threshold``).
+    offset, image_size: where the image SAM saw lies in a larger one, when it is a part of it
+    (``Session.set_region``): its top-left corner (x, y) and the whole image's (H, W). Masks made
+    from such logits are in pixels of the whole image, False outside the part. None: the image
+    SAM saw is the whole image.
     """
 
     original_size: tuple[int, int]
     input_size: tuple[int, int]
     img_size: int
     threshold: float
+    offset: tuple[int, int] = (0, 0)
+    image_size: tuple[int, int] | None = None
+
+    @property
+    def full_size(self) -> tuple[int, int]:
+        """(H, W) of the masks made from these logits: the whole image's."""
+        return self.original_size if self.image_size is None else self.image_size
+
+    def placed(self, offset: tuple[int, int], image_size: tuple[int, int]) -> LowResGeometry:
+        """This geometry, for an image that is the part at ``offset`` (x, y) of an ``image_size``
+        (H, W) one."""
+        x, y = (int(v) for v in offset)
+        H, W = (int(v) for v in image_size)
+        h, w = self.original_size
+        if x < 0 or y < 0 or x + w > W or y + h > H:
+            raise ValueError(f"A {w}x{h} part at ({x}, {y}) does not fit in a {W}x{H} image.")
+        return dataclasses.replace(self, offset=(x, y), image_size=(H, W))
 
     def valid(self, low: int) -> tuple[float, float, int, int]:
         """(src_h, src_w): low-res pixels the image covers; (rows, cols) a resize reads (one more:
@@ -469,7 +491,13 @@ def masks_from_low_res(logits: np.ndarray, geometry: LowResGeometry) -> np.ndarr
         t = t[None]
     with torch.no_grad():
         up = _fast.postprocess_masks(t[None], geometry.input_size, geometry.original_size, geometry.img_size)
-    return (up[0] > geometry.threshold).numpy()
+    masks = (up[0] > geometry.threshold).numpy()
+    if geometry.image_size is None:
+        return masks
+    (x, y), (h, w) = geometry.offset, geometry.original_size
+    full = np.zeros((len(masks), *geometry.image_size), dtype=bool)
+    full[:, y : y + h, x : x + w] = masks
+    return full
 
 
 def view_from_low_res(
@@ -491,7 +519,9 @@ def view_from_low_res(
     low = logits.shape[-1]
     H, W = geometry.original_size
     src_h, src_w, rows, cols = geometry.valid(low)
+    ox, oy = geometry.offset
     x0, y0, x1, y1 = (float(v) for v in region)
+    x0, y0, x1, y1 = x0 - ox, y0 - oy, x1 - ox, y1 - oy  # in pixels of the image SAM saw
     oh, ow = (int(v) for v in size)
 
     def axis(a0: float, a1: float, n: int, full: int, src: float, last: int):
@@ -508,7 +538,12 @@ def view_from_low_res(
     by_rows = band[r0] * (1 - wr)[:, None] + band[r1] * wr[:, None]  # oh x (hi - lo)
     c0, c1 = c0 - lo, c1 - lo
     out = by_rows[:, c0] * (1 - wc) + by_rows[:, c1] * wc
-    return out > geometry.threshold
+    out = out > geometry.threshold
+    if geometry.image_size is not None:  # a part of the image: nothing outside it
+        ys = y0 + (np.arange(oh) + 0.5) * ((y1 - y0) / oh)
+        xs = x0 + (np.arange(ow) + 0.5) * ((x1 - x0) / ow)
+        out &= ((ys >= 0) & (ys < H))[:, None] & ((xs >= 0) & (xs < W))[None, :]
+    return out
 
 
 def box_from_low_res(logits: np.ndarray, geometry: LowResGeometry) -> tuple[int, int, int, int] | None:
@@ -527,11 +562,12 @@ def box_from_low_res(logits: np.ndarray, geometry: LowResGeometry) -> tuple[int,
         return int(np.clip(round(i * full / src), 0, full))
 
     # pixel i of the low-res map blends into image pixels up to half a pixel beyond its own area
+    ox, oy = geometry.offset
     return (
-        edge(c[0] - 0.5, W, src_w),
-        edge(r[0] - 0.5, H, src_h),
-        edge(c[-1] + 1.5, W, src_w),
-        edge(r[-1] + 1.5, H, src_h),
+        ox + edge(c[0] - 0.5, W, src_w),
+        oy + edge(r[0] - 0.5, H, src_h),
+        ox + edge(c[-1] + 1.5, W, src_w),
+        oy + edge(r[-1] + 1.5, H, src_h),
     )
 
 

@@ -339,7 +339,7 @@ def _with_strokes(
 ) -> tuple[int, int, int, int] | None:
     """``box`` (around the predicted mask) grown to hold ``obj``'s brush strokes, clipped to the
     image (erased pixels are not taken out: the box holds the mask, it may be larger)."""
-    H, W = obj._candidates.geometry.original_size
+    H, W = obj._candidates.geometry.full_size
     for stroke in obj.strokes:
         if stroke.mode != "add":
             continue
@@ -787,11 +787,12 @@ class Session:
         """One decoder pass on the current image (in its region, if set): (masks, scores, low-res
         logits, geometry). Call holding ``_lock`` with the image encoded.
 
-        On the whole image with a predictor that gives low-res logits alone (a CachedPredictor:
-        ``low_res_geometry``) no mask is made: masks None, ``geometry`` where the logits sit
-        (``predict(..., masks=False)``). Otherwise masks NxHxW in pixels of the whole image and
-        geometry None; in a region (``set_region``) the region's masks are put in place in a
-        full-size mask (the logits are the region's, not the image's)."""
+        With a predictor that gives low-res logits alone (a CachedPredictor: ``low_res_geometry``)
+        no mask is made: masks None, ``geometry`` where the logits sit (``predict(..., masks=False)``;
+        in a region (``set_region``), the region's place in the image: ``LowResGeometry.placed``).
+        Otherwise masks NxHxW in pixels of the whole image and geometry None; in a region the
+        region's masks are put in place in a full-size mask. In a region the logits are the
+        region's, not the image's."""
         region = self._slot.region
         ox, oy = (0.0, 0.0) if region is None else (float(region[0]), float(region[1]))
         if region is not None:
@@ -806,7 +807,7 @@ class Session:
                     "the whole image again (v in the widget, set_region(None))."
                 )
             mask_input = None  # logits of another frame do not fit this one
-        lazy = region is None and callable(getattr(self.predictor, "low_res_geometry", None))
+        lazy = callable(getattr(self.predictor, "low_res_geometry", None))
         coords = np.asarray(points, dtype=np.float64).reshape(-1, 2) - (ox, oy) if points else None
         masks, scores, logits = self.predictor.predict(
             point_coords=coords,
@@ -817,7 +818,10 @@ class Session:
             **({"masks": False} if lazy else {}),
         )
         if lazy:
-            return None, scores, logits, self.predictor.low_res_geometry()
+            geometry = self.predictor.low_res_geometry()
+            if region is not None:
+                geometry = geometry.placed((x0, y0), (self.height, self.width))
+            return None, scores, logits, geometry
         if region is not None:
             full = np.zeros((len(masks), self.height, self.width), dtype=bool)
             full[:, y0:y1, x0:x1] = np.asarray(masks, dtype=bool)
@@ -1577,9 +1581,9 @@ class Session:
         if geometry is not None:
             scores = np.array(scores, dtype=np.float32).reshape(-1)
             logits = np.array(logits, dtype=np.float32)
-            if tuple(geometry.original_size) != (self.height, self.width) or logits.shape[0] != len(scores):
+            if tuple(geometry.full_size) != (self.height, self.width) or logits.shape[0] != len(scores):
                 raise RuntimeError(
-                    f"The predictor holds a {geometry.original_size[1]}x{geometry.original_size[0]} "
+                    f"The predictor holds a {geometry.full_size[1]}x{geometry.full_size[0]} "
                     f"image, not this session's {self.width}x{self.height} one."
                 )
             scores.setflags(write=False)
@@ -1589,7 +1593,7 @@ class Session:
                 candidates=_LowRes(logits, geometry),
                 scores=scores,
                 chosen=int(np.argmax(scores)),
-                logits=logits,
+                logits=logits if geometry.image_size is None else None,  # a region's: not a prior
             )
         masks = np.array(masks, dtype=bool)  # NxHxW, our own copy
         scores = np.array(scores, dtype=np.float32).reshape(-1)
@@ -1601,7 +1605,7 @@ class Session:
         masks.setflags(write=False)
         scores.setflags(write=False)
         kept_logits = None
-        if self.refine_with_logits:
+        if self.refine_with_logits and self._slot.region is None:  # a region's are not a prior
             kept_logits = np.array(logits, dtype=np.float32)
             kept_logits.setflags(write=False)
         return dataclasses.replace(
@@ -1728,8 +1732,9 @@ class Session:
         if isinstance(held, _LowRes):
             if held._view is not None and held._view[0] == key:
                 return held._view[1]
-            H, W = held.geometry.original_size
-            if index not in held._full and H * W <= 2 * key[2][0] * key[2][1]:
+            H, W = held.geometry.full_size
+            small = held.geometry.image_size is None and H * W <= 2 * key[2][0] * key[2][1]
+            if index not in held._full and small:
                 Session._materialize(obj)  # an image no larger than the view: exact, as cheap
             if index in held._full:
                 out = _sample(held._full[index], *key[1:])

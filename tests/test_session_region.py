@@ -79,3 +79,83 @@ def test_bad_regions_say_what_is_wrong(image, tiny_sam, region, words):
         s.set_region(region)
     assert s.region is None
     assert s.set_region((0, 0, 300, 200)) is None  # the whole image: no region
+
+
+def test_a_click_in_a_region_makes_no_full_size_mask_and_views_come_from_its_logits(
+    image, tiny_sam, monkeypatch
+):
+    import sam_widgets.session as session_module
+    from sam_widgets.session import _LowRes, _sample
+
+    made = []
+    full = session_module.masks_from_low_res
+    monkeypatch.setattr(session_module, "masks_from_low_res", lambda *a: made.append(1) or full(*a))
+    s = Session(image, CachedPredictor(tiny_sam))
+    s.set_region((120, 80, 220, 161))
+    obj = s.add_point(170, 115)
+    held = obj._candidates
+    assert isinstance(held, _LowRes) and made == []  # a click: logits only, in the region's frame
+    assert held.geometry.offset == (120, 80) and held.geometry.image_size == (200, 300)
+    assert held.geometry.full_size == (200, 300) and held.geometry.original_size == (81, 100)
+    # The view of the whole image, and a zoomed one over the region's edge, from the logits...
+    fitted = s.mask_view(obj, (0, 0, 300, 200), (100, 150))
+    edge = s.mask_view(obj, (100, 60, 160, 100), (40, 60))
+    box = obj.mask_bbox
+    assert made == []
+    # ... agree with the full-size mask (made now: in the whole image's pixels, empty outside).
+    mask = obj.mask
+    assert mask.shape == (200, 300) and made == [1]
+    assert (
+        not mask[:80].any() and not mask[:, :120].any() and not mask[161:].any() and not mask[:, 220:].any()
+    )
+    for view, region, size in [(fitted, (0, 0, 300, 200), (100, 150)), (edge, (100, 60, 160, 100), (40, 60))]:
+        truth = _sample(mask, region, size)
+        assert (view != truth).mean() < 0.03  # the same but for pixels at the mask's edge
+    assert not edge[:20].any() and not edge[:, :20].any()  # above and left of the region: nothing
+    ys, xs = np.nonzero(mask)
+    if len(ys):
+        assert box[0] <= xs.min() and box[1] <= ys.min() and xs.max() < box[2] and ys.max() < box[3]
+        assert 120 <= box[0] and 80 <= box[1] and box[2] <= 220 and box[3] <= 161
+
+
+def test_a_regions_logits_are_never_a_prior_for_the_whole_image(image, tiny_sam):
+    spy = Spy(CachedPredictor(tiny_sam))
+    s = Session(image, spy, refine_with_logits=True)
+    s.add_point(170, 115)
+    s.add_point(175, 118, True)
+    assert spy.predict_calls[-1]["mask_input"] is not None  # on the whole image: refined with the logits
+    s.clear()
+    s.set_region((120, 80, 220, 161))
+    obj = s.add_point(170, 115)
+    assert obj.logits is None  # the region's frame: not kept as a prior
+    s.set_region(None)
+    s.add_point(175, 118, True)  # the same object, now on the whole image
+    assert spy.predict_calls[-1]["mask_input"] is None
+    assert s.active.label == obj.label and len(s.active.points) == 2
+
+
+def test_placed_geometry_puts_masks_views_and_boxes_in_the_whole_images_pixels(tiny_sam):
+    from sam_widgets.predictor import box_from_low_res, masks_from_low_res, view_from_low_res
+
+    p = CachedPredictor(tiny_sam)
+    part = np.zeros((64, 96, 3), np.uint8)
+    part[20:40, 30:60] = 255
+    p.set_image(part)
+    _, scores, logits = p.predict(
+        point_coords=np.array([[45.0, 30.0]]), point_labels=np.array([1]), masks=False
+    )
+    here = p.low_res_geometry()
+    placed = here.placed((50, 30), (200, 300))
+    alone = masks_from_low_res(logits, here)
+    whole = masks_from_low_res(logits, placed)
+    assert whole.shape == (len(alone), 200, 300)
+    assert np.array_equal(whole[:, 30:94, 50:146], alone) and whole.sum() == alone.sum()
+    for i in range(len(logits)):
+        view = view_from_low_res(logits[i], placed, (50, 30, 146, 94), (64, 96))
+        assert np.array_equal(view, view_from_low_res(logits[i], here, (0, 0, 96, 64), (64, 96)))
+        around = view_from_low_res(logits[i], placed, (0, 0, 300, 200), (200, 300))
+        assert not around[:30].any() and not around[:, :50].any() and not around[94:].any()
+        b, c = box_from_low_res(logits[i], placed), box_from_low_res(logits[i], here)
+        assert (b is None and c is None) or b == (c[0] + 50, c[1] + 30, c[2] + 50, c[3] + 30)
+    with pytest.raises(ValueError, match="does not fit"):
+        here.placed((250, 30), (200, 300))
