@@ -96,8 +96,12 @@ from sam_widgets.micro.data import make_scene
 if {threads!r}:
     torch.set_num_threads({threads!r})
 
-SIZES, SEED, MODEL, LARGE = {sizes!r}, {seed!r}, {model!r}, {large!r}
+SIZES, SEED, MODEL, LARGE, WEIGHTS = {sizes!r}, {seed!r}, {model!r}, {large!r}, {weights!r}
 scenes = [make_scene(SEED, size) for size in SIZES] + ([make_scene(SEED, LARGE)] if LARGE else [])
+if WEIGHTS:  # e.g. random weights for timing a model whose checkpoint is not here
+    from sam_widgets.models import load_sam
+
+    MODEL = load_sam(MODEL, weights=WEIGHTS)
 w = SegmentWidget([image for image, _ in scenes], model=MODEL, display_size=max(SIZES))
 w"""
 
@@ -333,7 +337,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     (work / "notebooks").mkdir()
     large = tuple(int(v) for v in args.large.split("x")) if args.large else None
     cell = SETUP.format(
-        sizes=sizes, seed=args.seed, model=args.model, threads=args.torch_threads, large=large
+        sizes=sizes,
+        seed=args.seed,
+        model=args.model,
+        threads=args.torch_threads,
+        large=large,
+        weights=args.weights,
     )
     notebook = {
         "cells": [
@@ -351,6 +360,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "machine": machine_info(),
         "front_end": args.front_end,
         "model": args.model,
+        "weights": args.weights or "the model's own",
         "seed": args.seed,
         "runs": [],
     }
@@ -549,6 +559,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--seed", type=int, default=21, help="make_scene seed (default 21: five objects)")
     parser.add_argument("--model", default="micro", help="a load_sam name (default micro)")
+    parser.add_argument(
+        "--weights",
+        default=None,
+        help="load_sam's weights, e.g. random (timing only: the masks mean nothing); default: the model's own",
+    )
     parser.add_argument("--front-end", choices=["lab", "notebook"], default="lab")
     parser.add_argument(
         "--torch-threads",
