@@ -562,7 +562,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--weights",
         default=None,
-        help="load_sam's weights, e.g. random (timing only: the masks mean nothing); default: the model's own",
+        help="load_sam weights, e.g. random (timing only: masks mean nothing); default: the model's own",
     )
     parser.add_argument("--front-end", choices=["lab", "notebook"], default="lab")
     parser.add_argument(
