@@ -37,6 +37,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import ipycanvas.canvas as _ipycanvas
 import ipywidgets as W
 import numpy as np
 import traitlets as T
@@ -844,22 +845,25 @@ class SegmentWidget(W.VBox):
             self._fitted = (key, rgba)
         return rgba
 
-    def mask_overlay(self) -> np.ndarray:
-        """The mask layer as drawn (labels aside): canvas-sized RGBA uint8 of the visible region.
+    def mask_layer(self) -> tuple[np.ndarray, np.ndarray]:
+        """The mask layer as drawn (labels aside), indexed: a canvas-sized uint16 index of the visible
+        region and its palette (N x 4 RGBA uint8; entry 0 is transparent).
 
         Each object in its colour at ``opacity`` (the active one more opaque), with a 2 CSS pixel
-        outline (at the device pixel ratio; the active object's twice as wide); proposals fainter."""
+        outline (at the device pixel ratio; the active object's twice as wide); proposals fainter.
+        Two palette entries an object: the layer is sent as a palette PNG (``indexed_png``), which
+        encodes in a fraction of an RGBA PNG's time and is what a zoomed-in view mostly costs."""
         rows, cols = self._grid()
-        out = np.zeros((len(rows), len(cols), 4), np.uint8)
-        pixels = out.view(np.uint32)[..., 0]  # one RGBA pixel a word: one store per pixel
+        index = np.zeros((len(rows), len(cols)), np.uint16)
+        palette: list[tuple[int, int, int, int]] = [(0, 0, 0, 0)]
 
-        def rgba(color: tuple, alpha: float) -> np.uint32:
-            return np.array([*color, round(alpha)], np.uint8).view(np.uint32)[0]
+        def paint(m: np.ndarray, color: tuple, alpha: float, width: int) -> None:
+            index[m] = len(palette)
+            index[_outline(m, width)] = len(palette) + 1
+            palette.extend([(*color, round(alpha)), (*color, 255)])
 
         for i, p in enumerate(self.session.proposals):  # largest first, so small ones stay visible
-            m = p.mask[np.ix_(rows, cols)]
-            pixels[m] = rgba(proposal_color(i), 255 * self.opacity * PROPOSAL_ALPHA)
-            pixels[_outline(m, 1)] = rgba(proposal_color(i), 255)
+            paint(p.mask[np.ix_(rows, cols)], proposal_color(i), 255 * self.opacity * PROPOSAL_ALPHA, 1)
         active = self.session.active
         width = max(1, round(2 * self._dpr))
         region, size = self.visible, (len(rows), len(cols))
@@ -871,20 +875,19 @@ class SegmentWidget(W.VBox):
             m = self.session.mask_view(obj, region, size)
             is_active = active is not None and obj.label == active.label
             alpha = self.opacity if is_active else self.opacity * 0.6
-            pixels[m] = rgba(obj.color, 255 * alpha)
-            pixels[_outline(m, 2 * width if is_active else width)] = rgba(obj.color, 255)
-        return out
+            paint(m, obj.color, 255 * alpha, 2 * width if is_active else width)
+        return index, np.array(palette, np.uint8)
+
+    def mask_overlay(self) -> np.ndarray:
+        """The mask layer as drawn (labels aside): canvas-sized RGBA uint8 of the visible region
+        (``mask_layer``'s palette looked up)."""
+        index, palette = self.mask_layer()
+        return palette[index]
 
     def _draw_masks(self) -> None:
         layer = self.canvas[1]
         layer.clear()
-        overlay = self.mask_overlay()
-        alpha = overlay[..., 3]
-        rows, cols = np.flatnonzero(alpha.any(1)), np.flatnonzero(alpha.any(0))
-        if len(rows):
-            # Only the masks' bounding box: PNG encoding grows with the pixels sent.
-            y0, y1, x0, x1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
-            layer.put_image_data(overlay[y0:y1, x0:x1], int(x0), int(y0))
+        _put_indexed(layer, *self.mask_layer())
         self._draw_labels(layer)
 
     def _draw_labels(self, layer: Any) -> None:
@@ -1374,29 +1377,31 @@ class SegmentWidget(W.VBox):
                 else:
                     self._dirty.add("hover")
 
-    def hover_overlay(self) -> np.ndarray:
-        """The hover layer as drawn: canvas-sized RGBA uint8, the preview faint with an outline."""
+    def _hover_layer(self) -> tuple[np.ndarray, np.ndarray]:
+        """The hover layer, indexed (as ``mask_layer``): the preview faint with an outline."""
         rows, cols = self._grid()
-        out = np.zeros((len(rows), len(cols), 4), np.uint8)
+        index = np.zeros((len(rows), len(cols)), np.uint16)
+        faint, edge = (*HOVER_COLOR, round(255 * HOVER_ALPHA)), (*HOVER_COLOR, 200)
+        palette = np.array([(0, 0, 0, 0), faint, edge], np.uint8)
         if self._hover_mask is None or not self.hover:
-            return out
+            return index, palette
         m, region, size = self._hover_mask
         if (region, size) != (self.visible, (len(rows), len(cols))):
-            return out  # made for a view since moved or resized: not drawn out of place
-        out[m] = (*HOVER_COLOR, round(255 * HOVER_ALPHA))
-        out[_outline(m, max(1, round(self._dpr)))] = (*HOVER_COLOR, 200)
-        return out
+            return index, palette  # made for a view since moved or resized: not drawn out of place
+        index[m] = 1
+        index[_outline(m, max(1, round(self._dpr)))] = 2
+        return index, palette
+
+    def hover_overlay(self) -> np.ndarray:
+        """The hover layer as drawn: canvas-sized RGBA uint8, the preview faint with an outline."""
+        index, palette = self._hover_layer()
+        return palette[index]
 
     def _draw_hover(self) -> None:
         layer = self.canvas[3]
         with hold_canvas():
             layer.clear()
-            overlay = self.hover_overlay()
-            alpha = overlay[..., 3]
-            rows, cols = np.flatnonzero(alpha.any(1)), np.flatnonzero(alpha.any(0))
-            if len(rows):
-                y0, y1, x0, x1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
-                layer.put_image_data(overlay[y0:y1, x0:x1], int(x0), int(y0))
+            _put_indexed(layer, *self._hover_layer())
 
     # ------------------------------------------------------------------ segment in this view
 
@@ -1582,22 +1587,48 @@ def candidate_thumbnails(
 
 
 def _outline(mask: np.ndarray, width: int) -> np.ndarray:
-    """The pixels of ``mask`` within ``width`` pixels of its edge (not of the view's edge)."""
+    """The pixels of ``mask`` within ``width`` pixels (chessboard distance) of its edge, not of the
+    view's edge: the mask erodes by a (2 width + 1) square, as two 1-D minimum filters over the mask's
+    box and a margin, the view's edge repeating the mask (an object that fills a zoomed-in view has
+    no outline along the view's edge)."""
     if not mask.any():
         return mask
     rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
-    y0, y1, x0, x1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    h, w = mask.shape
+    y0, y1 = max(0, rows[0] - width), min(h, rows[-1] + 1 + width)
+    x0, x1 = max(0, cols[0] - width), min(w, cols[-1] + 1 + width)
     crop = mask[y0:y1, x0:x1]
-    if y0 == 0 or x0 == 0 or y1 == mask.shape[0] or x1 == mask.shape[1]:
-        # The view's edge is no edge of the object: pad with the mask itself there (one erosion:
-        # a zoomed-in object that fills the view costs one pass, not two).
-        padded = np.pad(mask, width, mode="edge")[y0 : y1 + 2 * width, x0 : x1 + 2 * width]
-        inner = ndimage.binary_erosion(padded, iterations=width, border_value=0)[width:-width, width:-width]
-    else:
-        inner = ndimage.binary_erosion(crop, iterations=width, border_value=0)
+    size = 2 * width + 1
+    inner = ndimage.minimum_filter1d(crop.view(np.uint8), size, axis=0, mode="nearest")
+    inner = ndimage.minimum_filter1d(inner, size, axis=1, mode="nearest")
     out = np.zeros_like(mask)
-    out[y0:y1, x0:x1] = crop & ~inner
+    out[y0:y1, x0:x1] = crop & ~inner.view(bool)
     return out
+
+
+def indexed_png(index: np.ndarray, palette: np.ndarray) -> bytes:
+    """An indexed layer (``SegmentWidget.mask_layer``) as PNG bytes: a palette PNG with per-entry
+    alpha (tRNS) when the palette fits in 256 entries, else RGBA. zlib level 1: a mask layer is
+    long runs of one index, which the fastest level packs nearly as well as the default."""
+    buf = io.BytesIO()
+    if len(palette) <= 256:
+        im = Image.fromarray(index.astype(np.uint8))
+        im.putpalette(palette[:, :3].tobytes())
+        im.save(buf, format="PNG", compress_level=1, transparency=palette[:, 3].tobytes())
+    else:
+        Image.fromarray(palette[index]).save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
+
+
+def _put_indexed(layer: Any, index: np.ndarray, palette: np.ndarray) -> None:
+    """Draw an indexed layer's non-empty box on ``layer`` (a cleared canvas) as one palette PNG:
+    ipycanvas' ``put_image_data`` with the PNG made here (it would encode RGBA at the default level)."""
+    rows, cols = np.flatnonzero(index.any(1)), np.flatnonzero(index.any(0))
+    if not len(rows):
+        return
+    y0, y1, x0, x1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+    png = indexed_png(index[y0:y1, x0:x1], palette)
+    layer._canvas_manager.send_draw_command(layer, _ipycanvas.COMMANDS["putImageData"], [x0, y0], [png])
 
 
 def _marker(layer: Any, x: float, y: float, color: str, d: float, hollow: bool = False) -> None:

@@ -19,16 +19,17 @@ some ms and the next stage even comes out negative; the total is exact):
   to kernel   mouseup in the page -> the widget's handler starts in the kernel (its input surface, the server)
   predict     CachedPredictor.predict: SAM's prompt encoder + mask decoder (no mask: the session keeps
               the low-res logits)
-  overlay     SegmentWidget.mask_overlay: the masks of the visible region at the canvas' size (made from
-              the logits: Session.mask_view), outlines, as one canvas-sized RGBA image
-  png         ipycanvas' PNG encoding (PIL) of what the widget sends: the overlay's non-empty box
+  overlay     SegmentWidget.mask_layer: the masks of the visible region at the canvas' size (made from
+              the logits: Session.mask_view), outlines, as one canvas-sized indexed layer and its palette
+  png         the widget's PNG encoding (sam_widgets.widget.indexed_png, PIL) of the layer's non-empty
+              box: a palette PNG
   kernel rest the rest of the handler up to the canvas message leaving (session, prompts, hold_canvas)
   to page     canvas message leaves the kernel -> its websocket frame arrives in the page
   draw        that frame -> ipycanvas has decoded the PNG and drawn the layers onto the <canvas>
   to frame    drawn -> the next animation frame (when the pixels are read and reach the screen)
 
 The kernel side is measured by wrapping, in the benchmark's own kernel only, the widget's handler,
-``predictor.predict``, ``mask_overlay``, ipycanvas' ``binary_image`` and its canvas manager's flush; the
+``predictor.predict``, ``mask_layer``, ``indexed_png`` and ipycanvas' canvas manager's flush; the
 page side by wrapping ``WebSocket`` (arrival times and sizes) and ``drawImage`` before the page loads.
 
 Between clicks the widget is cleared from the kernel and the script waits until the canvas shows the
@@ -110,6 +111,7 @@ INSTRUMENT = """\
 import json
 import time as _time
 import ipycanvas.canvas as _ipc
+import sam_widgets.widget as _sw_widget
 
 _bench_clicks, _bench_now = [], {}
 
@@ -123,8 +125,8 @@ def _bench_wrap(owner, name, stage, size_of=None):
     setattr(owner, name, timed)
 
 _bench_wrap(w.predictor, "predict", "predict")
-_bench_wrap(w, "mask_overlay", "overlay")
-_bench_wrap(_ipc, "binary_image", "png", len)  # put_image_data looks it up in ipycanvas.canvas
+_bench_wrap(w, "mask_layer", "overlay")
+_bench_wrap(_sw_widget, "indexed_png", "png", len)  # the widget looks it up in its module
 _bench_wrap(_ipc._CANVAS_MANAGER, "flush", "flush")  # hold_canvas sends its batch here
 _bench_input = w._on_input
 

@@ -91,7 +91,7 @@ def wheel(w, x, y, dy):
 def decode(buffer) -> np.ndarray:
     im = Image.open(io.BytesIO(buffer))
     assert im.format == "PNG", "masks and images must go as PNG, not lossy JPEG"
-    return np.asarray(im)
+    return np.asarray(im.convert("RGBA") if im.mode == "P" else im)  # mask layers go as palette PNGs
 
 
 def test_left_click_message_makes_a_mask_and_draws_it(rgb_image, predictor, rec):
@@ -106,7 +106,7 @@ def test_left_click_message_makes_a_mask_and_draws_it(rgb_image, predictor, rec)
     mask = w.masks[obj.label]
     assert mask.shape == (90, 120) and mask.dtype == bool
     assert len(obj.scores) == 3  # one point: three candidates
-    # The mask layer received exactly the overlay of that mask, as RGBA PNG: its bounding box, in place.
+    # The mask layer received exactly the overlay of that mask, as a PNG: its bounding box, in place.
     puts = rec.on(w.canvas[1], "putImageData")
     if mask.any():
         drawn = decode(puts[-1][2][0])

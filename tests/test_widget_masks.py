@@ -47,3 +47,62 @@ def test_a_click_fitted_or_zoomed_makes_no_full_size_mask(monkeypatch):
         assert w.masks["object 1"].shape == (900, 1200) and made["full"] == 1  # asked for: made
     finally:
         torch.set_num_threads(threads)
+
+
+def test_outline_is_the_mask_within_width_of_its_edge_not_the_views():
+    from scipy import ndimage
+
+    from sam_widgets.widget import _outline
+
+    rng = np.random.default_rng(3)
+    for width in (1, 2, 4):
+        for _ in range(20):
+            mask = ndimage.binary_opening(rng.random((60, 80)) < 0.6, iterations=2)
+            # by definition: a mask pixel whose (2 width + 1) square reaches outside the mask, where
+            # the view's edge repeats the mask (the view's edge is no edge of the object)
+            padded = np.pad(mask, width, mode="edge")
+            inner = ndimage.binary_erosion(padded, np.ones((2 * width + 1,) * 2, bool), border_value=1)
+            expected = mask & ~inner[width:-width, width:-width]
+            assert np.array_equal(_outline(mask, width), expected)
+    full = np.ones((40, 50), bool)
+    assert not _outline(full, 3).any()  # fills the view: no outline along the view's edge
+    block = np.zeros((40, 50), bool)
+    block[10:30, 0:20] = True  # touches the view's left edge: outlined on its three other sides
+    ring = _outline(block, 2)
+    assert ring[10:12, 0:20].all() and ring[28:30, 0:20].all() and ring[10:30, 18:20].all()
+    assert not ring[12:28, 0:18].any()
+    assert not _outline(np.zeros((5, 5), bool), 2).any()
+
+
+def test_the_mask_layer_is_drawn_as_a_palette_png_of_the_overlay(rgb_image, tiny_sam, monkeypatch):
+    import io
+
+    from PIL import Image
+
+    from sam_widgets import widget as widget_module
+
+    sent = []
+    w = SegmentWidget(rgb_image, CachedPredictor(tiny_sam), background=False)
+    monkeypatch.setattr(
+        w.canvas[1]._canvas_manager,
+        "send_draw_command",
+        lambda layer, cmd, args=None, buffers=None: sent.append((layer, args, buffers)),
+    )
+    w.click(50, 40)
+    w.new_object()
+    w.click(100, 70)
+    index, palette = w.mask_layer()
+    assert index.dtype == np.uint16 and palette.shape == (5, 4)  # transparent + fill and outline each
+    assert palette[0, 3] == 0 and np.array_equal(palette[index], w.mask_overlay())
+    (layer, (x, y), (png,)) = [s for s in sent if s[0] is w.canvas[1] and s[2]][-1]
+    im = Image.open(io.BytesIO(png))
+    assert im.format == "PNG" and im.mode == "P"  # a palette PNG, not RGBA
+    drawn = np.asarray(im.convert("RGBA"))
+    overlay = w.mask_overlay()
+    assert np.array_equal(drawn, overlay[y : y + drawn.shape[0], x : x + drawn.shape[1]])
+    assert not np.delete(overlay[..., 3], np.s_[y : y + drawn.shape[0]], 0).any()  # all of it, in its box
+    # more colours than a palette PNG holds: RGBA, the same pixels
+    many = np.random.default_rng(0).integers(0, 255, (300, 4), dtype=np.uint8)
+    idx = np.arange(300, dtype=np.uint16).reshape(15, 20)
+    big = Image.open(io.BytesIO(widget_module.indexed_png(idx, many)))
+    assert big.mode == "RGBA" and np.array_equal(np.asarray(big), many[idx])
