@@ -55,7 +55,7 @@ def test_outline_is_the_mask_within_width_of_its_edge_not_the_views():
     from sam_widgets.widget import _outline
 
     rng = np.random.default_rng(3)
-    for width in (1, 2, 4):
+    for width in (1, 2, 4, 9):
         for _ in range(20):
             mask = ndimage.binary_opening(rng.random((60, 80)) < 0.6, iterations=2)
             # by definition: a mask pixel whose (2 width + 1) square reaches outside the mask, where
@@ -72,6 +72,9 @@ def test_outline_is_the_mask_within_width_of_its_edge_not_the_views():
     assert ring[10:12, 0:20].all() and ring[28:30, 0:20].all() and ring[10:30, 18:20].all()
     assert not ring[12:28, 0:18].any()
     assert not _outline(np.zeros((5, 5), bool), 2).any()
+    line = np.array([[0, 1, 1, 1, 1, 1, 1, 0, 0, 1]], bool)  # one row: the view's edge on two sides
+    assert np.array_equal(_outline(line, 2)[0], [0, 1, 1, 0, 0, 1, 1, 0, 0, 1])
+    assert np.array_equal(_outline(line.T, 2)[:, 0], [0, 1, 1, 0, 0, 1, 1, 0, 0, 1])
 
 
 def test_the_mask_layer_is_drawn_as_a_palette_png_of_the_overlay(rgb_image, tiny_sam, monkeypatch):
