@@ -1294,9 +1294,16 @@ class SegmentWidget(W.VBox):
         """Ask the page for the resting pointer only while something follows it."""
         self._surface_events.track = bool(self.hover) or self.tool in ("brush", "eraser")
 
-    def _on_hover_trait(self, change: dict) -> None:
+    @T.validate("hover")
+    def _hover_set(self, proposal: dict) -> bool:
+        """Every assignment, the same value included (observers see changes only): ``w.hover =
+        False`` while the first image still encodes is the user's choice too, and the decoder
+        measurement at the end of that encoding must not turn the preview on over it."""
         if not self._hover_auto_setting:
             self._hover_chosen = True  # the user's choice: never overridden by the measurement
+        return proposal["value"]
+
+    def _on_hover_trait(self, change: dict) -> None:
         if not change["new"]:
             self._drop_hover()
         if not self._hover_auto_setting:

@@ -426,8 +426,14 @@ def bench_view(
     pixel, a number to that many times the fitted view's magnification."""
     image, truth = scene
     # Hover preview off: the pointer rests on the target before each click, and a preview there would
-    # already show the click's mask (bench_hover times the preview on its own).
-    kernel_exec(page, NOTEBOOK, f"w.hover = False; w.go({index}); w.wait(); w.clear(); w.fit()", timeout=120)
+    # already show the click's mask (bench_hover times the preview on its own); the click's mousedown
+    # then clears it, and that change would pass for the mask. Turned off after w.wait(), and checked:
+    # before 2026-12-07 the widget took ``w.hover = False`` during the first encode (no change) for no
+    # choice, and its decoder measurement then turned the preview on (a MobileSAM run failed so).
+    setup = f"w.go({index}); w.wait(); w.hover = False; w.clear(); w.fit(); print(w.hover)"
+    hover = kernel_exec(page, NOTEBOOK, setup, timeout=120)
+    if hover.strip() != "False":
+        raise RuntimeError(f"{name}: the hover preview is still on")
     if zoom:
         grid = max(1, min(8, min(truth.shape[1:]) // 64))
         x, y = targets(truth[:, ::grid, ::grid], min_depth=2)[0]

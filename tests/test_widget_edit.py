@@ -183,6 +183,24 @@ def test_hover_is_off_by_default_when_the_decoder_is_slow(rgb_image, predictor, 
     assert w.hover and w._hover_button.value
 
 
+def test_hover_set_before_the_measurement_stands_even_when_unchanged(rgb_image, predictor, monkeypatch):
+    """``w.hover = False`` while the first image still encodes changes nothing (it is False until
+    the measurement), yet it is the user's choice: the measurement must not turn the preview on."""
+    w = SegmentWidget(rgb_image, predictor, background=False)
+    assert w.hover  # the tiny model: the measurement turned it on
+    w.hover = True  # the same value, set by the user
+    monkeypatch.setattr(widget_module, "HOVER_FAST_MS", -1.0)
+    w.decoder_ms = None
+    w._measure_decoder()  # would turn it off, were it not the user's choice
+    assert w.decoder_ms is not None and w.hover
+    w.hover = False
+    w.hover = False  # again: no change, still the user's
+    w.decoder_ms = None
+    monkeypatch.setattr(widget_module, "HOVER_FAST_MS", 1e9)
+    w._measure_decoder()
+    assert not w.hover
+
+
 def test_the_session_preview_follows_the_click_rules(rgb_image, predictor):
     w = SegmentWidget(rgb_image, predictor, background=False)
     s = w.session
