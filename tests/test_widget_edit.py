@@ -201,6 +201,20 @@ def test_hover_set_before_the_measurement_stands_even_when_unchanged(rgb_image, 
     assert not w.hover
 
 
+def test_hover_off_while_the_first_image_encodes_in_the_background_stays_off(rgb_image, tiny_sam):
+    """The threaded path: the measurement runs in the worker at the end of the first encoding, and
+    the user's ``w.hover = False`` (no change: it is False until then) came while it was encoding."""
+    gate = threading.Event()
+    tiny_sam.image_encoder.register_forward_pre_hook(lambda *_: None if gate.wait(30) else None)
+    w = SegmentWidget(rgb_image, CachedPredictor(tiny_sam), background=True)
+    assert w.encoding and not w.hover
+    w.hover = False
+    gate.set()
+    assert w.wait(30)
+    assert w.decoder_ms is not None  # measured: the tiny model would have turned it on
+    assert not w.hover and not w._surface_events.track
+
+
 def test_the_session_preview_follows_the_click_rules(rgb_image, predictor):
     w = SegmentWidget(rgb_image, predictor, background=False)
     s = w.session

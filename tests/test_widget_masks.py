@@ -55,9 +55,12 @@ def test_outline_is_the_mask_within_width_of_its_edge_not_the_views():
     from sam_widgets.widget import _outline
 
     rng = np.random.default_rng(3)
+    # sparse blobs, and dense masks that reach the view's edges (an object filling a zoomed view)
+    masks = [ndimage.binary_opening(rng.random((60, 80)) < 0.6, iterations=2) for _ in range(20)]
+    masks += [ndimage.binary_dilation(rng.random((60, 80)) < 0.06, iterations=3) for _ in range(20)]
+    assert sum(m.mean() > 0.5 and m[0].any() and m[:, -1].any() for m in masks) >= 10
     for width in (1, 2, 4, 9):
-        for _ in range(20):
-            mask = ndimage.binary_opening(rng.random((60, 80)) < 0.6, iterations=2)
+        for mask in masks:
             # by definition: a mask pixel whose (2 width + 1) square reaches outside the mask, where
             # the view's edge repeats the mask (the view's edge is no edge of the object)
             padded = np.pad(mask, width, mode="edge")
@@ -101,9 +104,24 @@ def test_the_mask_layer_is_drawn_as_a_palette_png_of_the_overlay(rgb_image, tiny
     im = Image.open(io.BytesIO(png))
     assert im.format == "PNG" and im.mode == "P"  # a palette PNG, not RGBA
     drawn = np.asarray(im.convert("RGBA"))
-    overlay = w.mask_overlay()
-    assert np.array_equal(drawn, overlay[y : y + drawn.shape[0], x : x + drawn.shape[1]])
-    assert not np.delete(overlay[..., 3], np.s_[y : y + drawn.shape[0]], 0).any()  # all of it, in its box
+    canvas = np.zeros_like(w.mask_overlay())
+    canvas[y : y + drawn.shape[0], x : x + drawn.shape[1]] = drawn
+    assert np.array_equal(canvas, w.mask_overlay())  # all of it, in place
+    # "everything" with many proposals: one palette entry per colour, still a palette PNG
+    from sam_widgets.session import Proposal
+
+    h, wd = rgb_image.shape[:2]
+    props = []
+    for i in range(200):
+        m = np.zeros((h, wd), bool)
+        m[(i * 7) % (h - 4) : (i * 7) % (h - 4) + 4, (i * 13) % (wd - 4) : (i * 13) % (wd - 4) + 4] = True
+        props.append(m)
+    monkeypatch.setattr(
+        type(w.session), "proposals", property(lambda self: tuple(Proposal.of(m, 0.9, 0.9) for m in props))
+    )
+    index, palette = w.mask_layer()
+    assert len(palette) < 40 and np.array_equal(palette[index], w.mask_overlay())
+    assert Image.open(io.BytesIO(widget_module.indexed_png(index, palette))).mode == "P"
     # more colours than a palette PNG holds: RGBA, the same pixels
     many = np.random.default_rng(0).integers(0, 255, (300, 4), dtype=np.uint8)
     idx = np.arange(300, dtype=np.uint16).reshape(15, 20)
