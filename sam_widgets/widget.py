@@ -322,15 +322,34 @@ class SegmentWidget(W.VBox):
 
     def undo(self) -> bool:
         """Undo the last action on this image."""
-        return self._act(self.session.undo, "undo")
+
+        def undo() -> bool:
+            done = self.session.undo()
+            self._say("Undone (y redoes it)" if done else "Nothing to undo on this image")
+            return done
+
+        return self._act(undo, "undo")
 
     def redo(self) -> bool:
         """Redo the last undone action on this image."""
-        return self._act(self.session.redo, "redo")
+
+        def redo() -> bool:
+            done = self.session.redo()
+            self._say("Redone (z undoes it)" if done else "Nothing to redo on this image")
+            return done
+
+        return self._act(redo, "redo")
 
     def new_object(self, label: str | None = None) -> None:
         """Start a new object; the next prompts go to it (an empty active object is replaced)."""
-        self._act(lambda: (self.session.drop_empty(), self.session.add_object(label)), "new object")
+
+        def new() -> None:
+            self.session.drop_empty()
+            self.session.add_object(label)
+            active = self.session.active
+            self._say(f"New object {active.label}: click on it" if active is not None else "New object")
+
+        self._act(new, "new object")
 
     def select(self, label: str) -> None:
         """Make ``label`` the active object (an empty active object is not kept)."""
@@ -907,11 +926,12 @@ class SegmentWidget(W.VBox):
             box = obj.mask_bbox  # kept with the object; from its low-res logits: no full-size mask
             if box is None or box[2] < vx0 or box[0] > vx1 or box[3] < vy0 or box[1] > vy1:
                 continue  # nothing of it in view
-            bx = float(np.clip((box[0] - x0) * k, 0, self.canvas.width - 40 * d))
-            by = float(np.clip((box[1] - y0) * k - 18 * d, 0, self.canvas.height - 18 * d))
             text = ("▶ " if active is not None and obj.label == active.label else "") + obj.label
+            chip = (len(text) * 7 + 8) * d  # wide enough for the text: kept whole inside the canvas
+            bx = float(np.clip((box[0] - x0) * k, 0, max(0.0, self.canvas.width - chip)))
+            by = float(np.clip((box[1] - y0) * k - 18 * d, 0, self.canvas.height - 18 * d))
             layer.fill_style = hex_color(obj.color)
-            layer.fill_rect(bx, by, (len(text) * 7 + 8) * d, 17 * d)
+            layer.fill_rect(bx, by, chip, 17 * d)
             layer.fill_style = text_color(obj.color)
             layer.fill_text(text, bx + 4 * d, by + 2 * d)
 
@@ -1178,9 +1198,13 @@ class SegmentWidget(W.VBox):
                 self._thumbs.children = tuple(images)
                 self._thumb_cache = (key, images)
             self._candidate_box.layout.display = None
+            self._candidate_box.layout.visibility = "visible"
         else:
             self._candidates.options = []
-            self._candidate_box.layout.display = "none"
+            if self._candidate_box.layout.display is None:
+                # shown once: hidden but keeping its place, so the notebook below does not jump
+                # by the thumbnails' height at every undo, box or second point
+                self._candidate_box.layout.visibility = "hidden"
         self._view_button.value = self.session.region is not None
         self._class_edit.disabled = active is None
         self._class_edit.placeholder = active.category_name if active is not None else "class"

@@ -271,13 +271,17 @@ def test_keys_undo_redo_and_choose(rgb_image, predictor):
     w.click(52, 42, positive=False)
     send(w, key("z"))
     assert np.array_equal(w.masks["object 1"], first) and w.session.active.points == ((50.0, 40.0),)
+    assert "Undone (y redoes it)" in w.status_text()  # the status line says what the key did
     send(w, key("y"))
-    assert len(w.session.active.points) == 2
+    assert len(w.session.active.points) == 2 and "Redone (z undoes it)" in w.status_text()
+    send(w, key("y"))
+    assert "Nothing to redo on this image" in w.status_text()
     w.undo()
     send(w, key("3"))
     assert w.session.active.chosen == 2
     send(w, key("n"))
     assert w.session.active.label == "object 2"
+    assert "New object object 2: click on it" in w.status_text()
     send(w, key("n"), key("n"))  # pressing n again leaves no empty objects behind
     assert w.session.labels == ["object 1", "object 2"]
     send(w, key("x"))
@@ -519,3 +523,15 @@ def test_everything_while_encoding_waits_its_turn(rgb_image, tiny_sam):
     gate.set()
     assert w.wait(30)
     assert w.proposals and not w.encoding and job.future.result() == w.proposals
+
+
+def test_a_label_chip_at_the_canvas_edge_is_drawn_whole(rgb_image, predictor, rec):
+    w = SegmentWidget(rgb_image, predictor, background=False)
+    mask = np.zeros(rgb_image.shape[:2], bool)
+    mask[30:60, 112:120] = True  # against the right edge of the 120 px canvas
+    w.session.add_mask(mask, label="object 1")  # "▶ object 1": 78 px, wider than the 40 px kept before
+    rec.reset()
+    w._redraw({"objects"})
+    (chip,) = [args for *_, args in rec.on(w.canvas[1], "fillRect")]
+    x, _, width, _ = chip
+    assert x >= 0 and x + width <= w.canvas.width, (x, width, w.canvas.width)

@@ -120,7 +120,8 @@ def test_a_missing_candidate_is_explained_not_an_index_error(rgb_image, predicto
     w = SegmentWidget(rgb_image, predictor, background=False)
     w.click(50, 40)
     w.click(52, 44, new_point=True)  # two points: SAM gives one mask
-    assert w._candidate_box.layout.display == "none"
+    # hidden, keeping its place (the notebook below does not jump at every second point or undo)
+    assert w._candidate_box.layout.visibility == "hidden" and w._candidate_box.layout.display is None
     send(w, key("2"))
     status = w.status_text()
     assert "There is no mask 2" in status and "three candidates only for a single click" in status
