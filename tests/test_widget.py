@@ -535,3 +535,17 @@ def test_a_label_chip_at_the_canvas_edge_is_drawn_whole(rgb_image, predictor, re
     (chip,) = [args for *_, args in rec.on(w.canvas[1], "fillRect")]
     x, _, width, _ = chip
     assert x >= 0 and x + width <= w.canvas.width, (x, width, w.canvas.width)
+
+
+def test_a_label_sits_on_the_largest_part_of_its_mask_not_a_stray_speck(predictor, rec):
+    img = np.zeros((200, 200, 3), np.uint8)
+    w = SegmentWidget(img, predictor, background=False)
+    mask = np.zeros((200, 200), bool)
+    mask[2:6, 2:6] = True  # a speck in the corner (micro's scattered masks on photos)
+    mask[120:180, 110:170] = True  # the object
+    w.session.add_mask(mask, label="object 1")
+    rec.reset()
+    w._redraw({"objects"})
+    (chip,) = [args for *_, args in rec.on(w.canvas[1], "fillRect")]
+    x, y = chip[0], chip[1]
+    assert 105 <= x <= 112 and 95 <= y <= 104, (x, y)  # above the object's top left, not at (2, 2)
