@@ -27,6 +27,9 @@ some ms and the next stage even comes out negative; the total is exact):
   to page     canvas message leaves the kernel -> its websocket frame arrives in the page
   draw        that frame -> ipycanvas has decoded the PNG and drawn the layers onto the <canvas>
   to frame    drawn -> the next animation frame (when the pixels are read and reach the screen)
+and, after each view's clicks, "predict alone": the same decoder pass timed in the kernel with no page
+event going on (median of 15), which tells the model's own cost from its contention with the server
+and the browser on the same cores during a click.
 
 The kernel side is measured by wrapping, in the benchmark's own kernel only, the widget's handler,
 ``predictor.predict``, ``mask_layer``, ``indexed_png`` and ipycanvas' canvas manager's flush; the
@@ -300,7 +303,7 @@ def summarize(clicks: list[dict[str, float]]) -> dict[str, Any]:
 
 
 def format_table(runs: list[dict[str, Any]]) -> str:
-    head = ["view", "clicks", "missed", "p50", "p90", "max", *STAGES]
+    head = ["view", "clicks", "missed", "p50", "p90", "max", *STAGES, "predict alone"]
     rows = [head]
     for r in runs:
         s = r["summary"]
@@ -315,13 +318,15 @@ def format_table(runs: list[dict[str, Any]]) -> str:
                 f"{s['max_ms']:.0f}",
             ]
             + [f"{stage[k]:.1f}" for k in STAGES]
+            + [f"{s['predict_alone_ms']:.1f}" if "predict_alone_ms" in s else "-"]
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
     lines = ["  ".join(cell.rjust(wd) for cell, wd in zip(row, widths, strict=True)) for row in rows]
     lines.insert(1, "  ".join("-" * wd for wd in widths))
     note = (
         "(ms; p50/p90/max: mousedown to the mask on screen, over the clicks shown; the stages are medians;\n"
-        f" missed: not on screen within {TIMEOUT_MS / 1000:.0f} s)"
+        f" missed: not on screen within {TIMEOUT_MS / 1000:.0f} s; predict alone: the same decoder pass\n"
+        " timed in the kernel with no page event going on, median of 15)"
     )
     return "\n".join(lines) + "\n" + note
 
@@ -491,7 +496,26 @@ def bench_view(
             clicks.append({"x": x, "y": y, **stages(seen, kernel)})
     if not clicks:
         raise RuntimeError(f"no click showed a mask in {name}: {failures[:2]}")
-    return {"name": name, "view": view, "clicks": clicks, "failures": failures, "summary": summarize(clicks)}
+    summary = summarize(clicks)
+    # The same decoder pass with nothing else going on (no page event, no message): what the click's
+    # predict stage would take alone, to tell the model's cost from contention with server and browser.
+    x, y = points[0]
+    alone = kernel_exec(page, NOTEBOOK, PREDICT_ALONE.format(x=x, y=y), timeout=60)
+    summary["predict_alone_ms"] = float(alone.strip().splitlines()[-1])
+    return {"name": name, "view": view, "clicks": clicks, "failures": failures, "summary": summary}
+
+
+# Run in the kernel between views: median of 15 decoder passes (after 3 untimed), as a click makes them.
+PREDICT_ALONE = """\
+import statistics as _st
+import numpy as np
+_p = w.predictor
+_t = []
+for _i in range(18):
+    _t0 = _time.time()
+    _p.predict(point_coords=np.array([[{x}, {y}]]), point_labels=np.array([1]), masks=False)
+    _t.append((_time.time() - _t0) * 1000)
+print(_st.median(_t[3:]))"""
 
 
 def bench_hover(
