@@ -172,7 +172,8 @@ class SegmentWidget(W.VBox):
         # (mask hxw, the view's region, size (h, w)) of the last preview, at the view's size
         self._hover_mask: tuple[np.ndarray, tuple, tuple[int, int]] | None = None
         self._hover_chosen = False  # the user set ``hover``: the measurement leaves it alone
-        self._hover_auto_setting = False
+        self._hover_user_value = False  # ... to this
+        self._hover_auto_thread: int | None = None  # the thread the measurement sets ``hover`` from
         self._hover_words = ""  # what the measurement found, for the status line
         self.decoder_ms: float | None = None  # one preview's decoder pass, measured at start (ms)
         self.hover_ms: float | None = None  # the last preview: pointer message -> drawn (ms, kernel)
@@ -1333,16 +1334,18 @@ class SegmentWidget(W.VBox):
     def _hover_set(self, proposal: dict) -> bool:
         """Every assignment, the same value included (observers see changes only): ``w.hover =
         False`` while the first image still encodes is the user's choice too, and the decoder
-        measurement at the end of that encoding must not turn the preview on over it."""
-        with self._lock:  # the measurement (worker thread) checks and sets under it too
-            if not self._hover_auto_setting:
-                self._hover_chosen = True  # the user's choice: never overridden by the measurement
+        measurement at the end of that encoding must not turn the preview on over it. No lock
+        here: the kernel thread must not wait for a long job (e.g. "everything") that holds it; an
+        assignment is the measurement's only when made from the measurement's own thread."""
+        if self._hover_auto_thread != threading.get_ident():
+            self._hover_chosen = True  # the user's choice: never overridden by the measurement
+            self._hover_user_value = bool(proposal["value"])
         return proposal["value"]
 
     def _on_hover_trait(self, change: dict) -> None:
         if not change["new"]:
             self._drop_hover()
-        if not self._hover_auto_setting:
+        if self._hover_auto_thread != threading.get_ident():
             self._say(f"Hover preview {'on' if change['new'] else 'off'} (h)")
 
     def _measure_decoder(self) -> None:
@@ -1358,13 +1361,14 @@ class SegmentWidget(W.VBox):
             s.preview(s.width / 2, s.height / 2, region, size)
             times.append((time.perf_counter() - t0) * 1000)
         self.decoder_ms = min(times)
-        with self._lock:  # no user's assignment between the check and the setting, nor during it
-            if not self._hover_chosen:
-                self._hover_auto_setting = True
-                try:
-                    self.hover = self.decoder_ms <= HOVER_FAST_MS
-                finally:
-                    self._hover_auto_setting = False
+        if not self._hover_chosen:
+            self._hover_auto_thread = threading.get_ident()
+            try:
+                self.hover = self.decoder_ms <= HOVER_FAST_MS
+            finally:
+                self._hover_auto_thread = None
+            if self._hover_chosen and self.hover != self._hover_user_value:
+                self.hover = self._hover_user_value  # the user set it between the check and the setting
         self._hover_words = (
             f"hover preview {'on' if self.hover else 'off'}: a decoder pass takes "
             f"{self.decoder_ms:.0f} ms here (h turns it {'off' if self.hover else 'on'})"
@@ -1663,19 +1667,26 @@ def _erode_1d(a: np.ndarray, width: int, axis: int) -> np.ndarray:
 
 
 def _label_anchor(view: np.ndarray | None, step: int = 4) -> tuple[int, int] | None:
-    """(x, y) in canvas pixels of the top left of the largest connected part of a view's mask
-    (found on every ``step``-th pixel: a fraction of a millisecond on a full canvas); None if
-    nothing of it is in view."""
+    """(x, y) in canvas pixels of the top left of the largest connected part of a view's mask, None
+    if nothing of it is in view. Found on a grid of ``step`` x ``step`` blocks (a block counts if any
+    of its pixels is in the mask, so parts thinner than a block are kept) with 8-connectivity (a thin
+    diagonal stays one part): a fraction of a millisecond on a full canvas."""
     if view is None or not view.any():
         return None
-    small = view[::step, ::step]
-    if not small.any():  # thinner than the grid: the mask's own top left
-        small, step = view, 1
-    parts, n = ndimage.label(small)
+    h, w = view.shape
+    padded = np.zeros((-(-h // step) * step, -(-w // step) * step), bool)
+    padded[:h, :w] = view
+    blocks = padded.reshape(padded.shape[0] // step, step, padded.shape[1] // step, step).any((1, 3))
+    parts, n = ndimage.label(blocks, structure=np.ones((3, 3), bool))
     if n > 1:
-        small = parts == 1 + int(np.argmax(np.bincount(parts.ravel())[1:]))
-    rows, cols = np.flatnonzero(small.any(1)), np.flatnonzero(small.any(0))
-    return int(cols[0]) * step, int(rows[0]) * step
+        blocks = parts == 1 + int(np.argmax(np.bincount(parts.ravel())[1:]))
+    row = int(np.flatnonzero(blocks.any(1))[0])
+    col = int(np.flatnonzero(blocks.any(0))[0])
+    # the mask's own top left within the first row and column of blocks of that part
+    band = view[row * step : (row + 1) * step, col * step :]
+    cols = np.flatnonzero(view[row * step :, col * step : (col + 1) * step].any(0))
+    rows = np.flatnonzero(band.any(1))
+    return col * step + int(cols[0]), row * step + int(rows[0])
 
 
 def indexed_png(index: np.ndarray, palette: np.ndarray) -> bytes:

@@ -160,7 +160,7 @@ def test_peak_rss_sees_an_allocation(setup, added, whole):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     added_b, whole_b, rss_inside = (int(v) for v in out.stdout.split())
     assert added_b >= 48 * 1024**2
-    # The whole process's peak, not only what the block added (a page or two of slack: psutil's own
+    # The whole process's peak, not only what the block added (up to 1 MiB of slack: psutil's own
     # reading inside the block can hold pages freed before the exit's sample; a CI run under load
     # saw 4 KiB less).
     assert whole_b >= rss_inside - 2**20 and whole_b >= added_b + 8 * 1024**2

@@ -26,7 +26,7 @@ BOX_CASES += [(6, 1), (6, 2), (7, 0), (7, 1), (7, 3)]
 # (scene, object to keep, touching object behind it to remove with a negative click): of the 5
 # pairs of touching objects (of 22) for which the shipped weights pass the script's rule (box
 # around both leaves out <= 0.2 of the one behind, a negative click at its center >= 0.3 more,
-# and keeps >= 0.7 of the other), the one farthest from the test's thresholds (smallest margin
+# and keeps >= 0.75 of the other), the one farthest from the test's thresholds (smallest margin
 # 0.08, the next 0.07).
 NEG_CASE = (7, 2, 1)
 # Ambiguity: (scene index into ambiguity_set(16), part index) of clicks on a part of a nested
@@ -147,7 +147,7 @@ def test_negative_click_removes_an_object_from_a_box(scenes, predictor):
     removed_before = 1 - (before[0] & drop).sum() / drop.sum()
     removed_after = 1 - (after[0] & drop).sum() / drop.sum()
     assert removed_before <= 0.2  # the box alone takes both objects (0.02 left out when written)
-    # the negative click takes part of the object behind out (0.97 of it when written) and keeps
+    # the negative click takes part of the object behind out (0.99 of it when written) and keeps
     # most of the one in front (0.78 when written): the label reaches the decoder and acts where it
     # was placed
     assert removed_after >= removed_before + 0.3

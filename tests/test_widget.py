@@ -549,3 +549,18 @@ def test_a_label_sits_on_the_largest_part_of_its_mask_not_a_stray_speck(predicto
     (chip,) = [args for *_, args in rec.on(w.canvas[1], "fillRect")]
     x, y = chip[0], chip[1]
     assert 105 <= x <= 112 and 95 <= y <= 104, (x, y)  # above the object's top left, not at (2, 2)
+
+
+def test_label_anchor_keeps_thin_and_diagonal_parts_over_a_speck():
+    from sam_widgets.widget import _label_anchor
+
+    line = np.zeros((300, 300), bool)
+    line[150:152, 10:290] = True  # a 2 px cable: thinner than the anchor's grid
+    line[200:206, 250:256] = True  # a speck
+    assert _label_anchor(line) == (10, 150)
+    band = np.zeros((300, 300), bool)
+    for i in range(150):
+        band[20 + i, 20 + i : 24 + i] = True  # a 4 px diagonal
+    band[200:210, 250:260] = True
+    assert _label_anchor(band) == (20, 20)
+    assert _label_anchor(np.zeros((5, 5), bool)) is None

@@ -122,6 +122,9 @@ def test_a_missing_candidate_is_explained_not_an_index_error(rgb_image, predicto
     w.click(52, 44, new_point=True)  # two points: SAM gives one mask
     # hidden, keeping its place (the notebook below does not jump at every second point or undo)
     assert w._candidate_box.layout.visibility == "hidden" and w._candidate_box.layout.display is None
+    w.undo()  # one point again: three candidates, the row shown again
+    assert w._candidate_box.layout.visibility == "visible" and len(w._thumbs.children) == 3
+    w.redo()
     send(w, key("2"))
     status = w.status_text()
     assert "There is no mask 2" in status and "three candidates only for a single click" in status
