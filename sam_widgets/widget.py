@@ -175,6 +175,8 @@ class SegmentWidget(W.VBox):
         self._hover_user_value = False  # ... to this
         self._hover_auto_thread: int | None = None  # the thread the measurement sets ``hover`` from
         self._hover_words = ""  # what the measurement found, for the status line
+        # label -> (its view's mask, where its label goes): unchanged objects are not searched again
+        self._anchors: dict[str, tuple[np.ndarray | None, tuple[int, int] | None]] = {}
         self.decoder_ms: float | None = None  # one preview's decoder pass, measured at start (ms)
         self.hover_ms: float | None = None  # the last preview: pointer message -> drawn (ms, kernel)
 
@@ -324,23 +326,17 @@ class SegmentWidget(W.VBox):
 
     def undo(self) -> bool:
         """Undo the last action on this image."""
-
-        def undo() -> bool:
-            done = self.session.undo()
-            self._say("Undone (y redoes it)" if done else "Nothing to undo on this image")
-            return done
-
-        return self._act(undo, "undo")
+        return self._act(lambda: self._history(self.session.undo, "Undone (y redoes it)", "undo"), "undo")
 
     def redo(self) -> bool:
         """Redo the last undone action on this image."""
+        return self._act(lambda: self._history(self.session.redo, "Redone (z undoes it)", "redo"), "redo")
 
-        def redo() -> bool:
-            done = self.session.redo()
-            self._say("Redone (z undoes it)" if done else "Nothing to redo on this image")
-            return done
-
-        return self._act(redo, "redo")
+    def _history(self, step: Callable[[], bool], done: str, verb: str) -> bool:
+        """Run ``step`` (session undo or redo) and say in the status line what it did."""
+        moved = step()
+        self._say(done if moved else f"Nothing to {verb} on this image")
+        return moved
 
     def new_object(self, label: str | None = None) -> None:
         """Start a new object; the next prompts go to it (an empty active object is replaced)."""
@@ -925,11 +921,17 @@ class SegmentWidget(W.VBox):
         layer.text_baseline = "top"
         vx0, vy0, vx1, vy1 = self.visible
         rows, cols = self._grid()
+        anchors, self._anchors = self._anchors, {}
         for obj in self.session.objects:
             box = obj.mask_bbox  # kept with the object; from its low-res logits: no full-size mask
             if box is None or box[2] < vx0 or box[0] > vx1 or box[3] < vy0 or box[1] > vy1:
                 continue  # nothing of it in view
-            anchor = _label_anchor(self.session.mask_view(obj, self.visible, (len(rows), len(cols))))
+            view = self.session.mask_view(obj, self.visible, (len(rows), len(cols)))
+            held = anchors.get(obj.label)
+            if held is None or held[0] is not view:  # the session keeps an unchanged view: same array
+                held = (view, _label_anchor(view))
+            self._anchors[obj.label] = held
+            anchor = held[1]
             if anchor is None:
                 continue
             text = ("▶ " if active is not None and obj.label == active.label else "") + obj.label
