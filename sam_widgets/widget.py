@@ -818,6 +818,8 @@ class SegmentWidget(W.VBox):
 
     def _on_pick_candidate(self, index: int | None) -> None:
         active = self.session.active
+        if self._syncing:
+            return  # the buttons follow the session (new options, the chosen one): not the user's pick
         if index is not None and active is not None and index != active.chosen:
             self.choose(index)
 
@@ -1040,7 +1042,11 @@ class SegmentWidget(W.VBox):
         for label in set(self._chips) - set(s.labels):
             self._chips.pop(label).close()
         self._label_edit.value = active.label if active is not None else ""
-        self._sync_edit_controls(active)
+        self._syncing = True  # the candidate buttons follow the session: no choice is made
+        try:
+            self._sync_edit_controls(active)
+        finally:
+            self._syncing = False
 
     def status_text(self) -> str:
         """The status line as plain text: what is going on, or what the last action did; the

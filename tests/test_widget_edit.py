@@ -272,3 +272,19 @@ def test_segment_in_this_view_uses_the_region_and_lands_in_the_whole_image(predi
     assert mask.shape == (300, 400) and not mask[:y0].any() and not mask[:, x1:].any()
     send(w, key("v"))
     assert w.session.region is None and not w._view_button.value
+
+
+def test_one_click_is_one_undo_step_whatever_candidate_is_chosen():
+    """Syncing the candidate buttons (new options put them on candidate 1, then the chosen one)
+    must not record choices of its own: one z undoes one click (a new-user trial needed three)."""
+    from sam_widgets.micro.data import make_scene
+
+    w = SegmentWidget([make_scene(3)[0]], model="micro", display_size=640, background=False)
+    w.click(100, 100)
+    w.click(212, 57)  # far: a new object, whose best candidate is not the first
+    assert w.session.labels == ["object 1", "object 2"]
+    assert w.session.active.chosen != 0, "pick another point: this test needs a chosen candidate > 1"
+    w.undo()
+    assert w.session.labels == ["object 1"] and "Undone" in w.status_text()
+    w.redo()
+    assert w.session.labels == ["object 1", "object 2"] and not w.session.can_redo
