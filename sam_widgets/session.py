@@ -240,6 +240,11 @@ class SessionObject:
         return held
 
     @property
+    def n_candidates(self) -> int:
+        """How many candidate masks the object has (0 before any prompt), without making them."""
+        return 0 if self._candidates is None else len(self._candidates)
+
+    @property
     def has_mask(self) -> bool:
         """Whether the object has a mask (without making it)."""
         return self._candidates is not None and self.chosen is not None

@@ -50,7 +50,7 @@ from .background import Background, Job
 from .errors import SamWidgetsError
 from .predictor import as_predictor
 from .record import record_of
-from .session import Session, SessionObject, propose_defaults
+from .session import CandidateError, Session, SessionObject, propose_defaults
 from .viz import NEGATIVE, POSITIVE, PROPOSAL_ALPHA, RING, hex_color, proposal_color, text_color
 
 __all__ = ["SegmentWidget", "HELP", "KEYS"]
@@ -345,7 +345,7 @@ class SegmentWidget(W.VBox):
             self.session.drop_empty()
             self.session.add_object(label)
             active = self.session.active
-            self._say(f"New object {active.label}: click on it" if active is not None else "New object")
+            self._say(f"New object, {active.label}: click on it" if active is not None else "New object")
 
         self._act(new, "new object")
 
@@ -368,8 +368,33 @@ class SegmentWidget(W.VBox):
         self._act(self.session.clear, "clear")
 
     def choose(self, index: int) -> None:
-        """Show candidate mask ``index`` (0-based) for the active object."""
-        self._act(lambda: self.session.choose(index), "choose")
+        """Show candidate mask ``index`` (0-based) for the active object; the status line says
+        which (and that undone steps can no longer be redone, when that was so)."""
+
+        def pick() -> None:
+            active = self.session.active
+            before = active.chosen if active is not None else None
+            could_redo = self.session.can_redo
+            obj = self.session.choose(index)
+            n = obj.n_candidates
+            if n == 1:
+                self._say(f"{obj.label} has one mask: SAM offers three only for a single click")
+            elif before == index:
+                self._say(f"Mask {index + 1} of {n} is already shown")
+            elif could_redo and not self.session.can_redo:
+                self._say(f"Mask {index + 1} of {n} (the undone steps can no longer be redone)")
+            else:
+                self._say(f"Mask {index + 1} of {n}")
+
+        self._act(pick, "choose")
+
+    def _choose_key(self, index: int) -> None:
+        """Keys 1-3: a candidate that does not exist is explained in the status line, not an error."""
+        try:
+            self.choose(index)
+        except CandidateError as e:
+            self.error = None
+            self._say(str(e))
 
     def next_image(self) -> bool:
         """Go to the next image (its objects are kept); False at the last one."""
@@ -420,6 +445,7 @@ class SegmentWidget(W.VBox):
         """Stop offering the proposals of this image (undoable: ``Session.clear_proposals``)."""
         self._show_everything_bar(False)
         self._act(self.session.clear_proposals, "hide everything")
+        self._say("Everything: the regions are hidden (e shows them again)")
 
     def adopt(self, index: int, label: str | None = None) -> None:
         """Make proposal ``index`` (see ``everything``) an object of the current image."""
@@ -698,7 +724,7 @@ class SegmentWidget(W.VBox):
         elif what == "adopt":
             self._say(f"Adopted the region as {name}")
         elif what == "new":
-            self._say(f"New object {name}: the click was far from the last one (alt+click adds to it)")
+            self._say(f"New object, {name}: the click was far from the last one (alt+click adds to it)")
         else:
             ms = _click_ms(self.session)
             self._say(f"Mask in {ms:.0f} ms" if ms is not None else "Mask ready")
@@ -801,7 +827,7 @@ class SegmentWidget(W.VBox):
         if key in actions:
             actions[key]()
         elif key in ("1", "2", "3"):
-            self.choose(int(key) - 1)
+            self._choose_key(int(key) - 1)
 
     def _on_everything(self, on: bool) -> None:
         if on and not self.session.proposals:
@@ -939,7 +965,13 @@ class SegmentWidget(W.VBox):
             text = ("▶ " if active is not None and obj.label == active.label else "") + obj.label
             chip = (len(text) * 7 + 8) * d  # wide enough for the text: kept whole inside the canvas
             bx = float(np.clip(anchor[0], 0, max(0.0, self.canvas.width - chip)))
-            by = float(np.clip(anchor[1] - 18 * d, 0, self.canvas.height - 18 * d))
+            top = anchor[1]
+            if obj.box is not None and active is not None and obj.label == active.label:
+                # the active object's box is drawn over this layer: the chip sits clear of its top
+                # edge, above it (or just inside when the edge is at the top of the canvas)
+                edge = (obj.box[1] - vy0) * self.scale
+                top = min(top, edge - 2 * d) if edge - 20 * d >= 0 else max(top, edge + 20 * d)
+            by = float(np.clip(top - 18 * d, 0, self.canvas.height - 18 * d))
             layer.fill_style = hex_color(obj.color)
             layer.fill_rect(bx, by, chip, 17 * d)
             layer.fill_style = text_color(obj.color)

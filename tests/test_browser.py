@@ -358,6 +358,10 @@ def test_readme_quickstart_command_serves_the_notebook(tmp_path):
             assert json.load(r)["type"] == "notebook"
         with urllib.request.urlopen(server.url_for("lab", NOTEBOOK), timeout=10) as r:
             assert r.status == 200 and b"jupyter-config-data" in r.read()
+        # the address Jupyter prints, and its front page, open the notebook (not the Launcher)
+        assert f":{server.port}/lab/tree/{NOTEBOOK}" in server.log_path.read_text()
+        with urllib.request.urlopen(f"{server.url}/", timeout=10) as r:
+            assert r.url == server.url_for("lab", NOTEBOOK)
         # the pictures the notebook shows (../docs/ beside notebooks/) are inside what is served
         # (the browser test below checks they load)
         for png in re.findall(r"\.\./docs/([\w.-]+\.png)", (REPO / NOTEBOOK).read_text()):

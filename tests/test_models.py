@@ -97,8 +97,10 @@ def test_load_large_official_shapes(name, tmp_path):
     need = sum(t.numel() * t.element_size() for t in sd.values()) * 1.1
     free = shutil.disk_usage(tmp_path).free
     if free < need:  # say so, rather than let a full disk break every later test
-        pytest.fail(f"this test writes a {need / 1e9:.1f} GB checkpoint to {tmp_path}, which has "
-                    f"{free / 1e9:.1f} GB free: free some disk space (old pytest-of-* folders?)")
+        pytest.fail(
+            f"this test writes a {need / 1e9:.1f} GB checkpoint to {tmp_path}, which has "
+            f"{free / 1e9:.1f} GB free: free some disk space (old pytest-of-* folders?)"
+        )
     torch.save(sd, tmp_path / "x.pth")
     del sd
     sam = load_sam(name, checkpoint=tmp_path / "x.pth", device="cpu")

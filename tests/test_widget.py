@@ -281,7 +281,7 @@ def test_keys_undo_redo_and_choose(rgb_image, predictor):
     assert w.session.active.chosen == 2
     send(w, key("n"))
     assert w.session.active.label == "object 2"
-    assert "New object object 2: click on it" in w.status_text()
+    assert "New object, object 2: click on it" in w.status_text()
     send(w, key("n"), key("n"))  # pressing n again leaves no empty objects behind
     assert w.session.labels == ["object 1", "object 2"]
     send(w, key("x"))
@@ -335,7 +335,7 @@ def test_controls_follow_the_session(rgb_image, predictor):
     w.opacity = 0.25
     assert w._opacity.value == 0.25
     status = w.status_text()
-    assert "Mask in" in status and "cat:" in status and "custom · cpu fp32" in status
+    assert "Mask 2 of 3" in status and "cat:" in status and "custom · cpu fp32" in status
 
 
 def test_images_keep_their_objects_and_revisits_do_not_encode(rgb_image, predictor, tiny_sam):
@@ -505,7 +505,8 @@ def test_everything_reuses_the_embedding_and_a_click_adopts_a_region(rgb_image, 
     w.undo()
     assert w.session.objects == () and w.proposals  # undo the adoption; the proposals stay
     w._everything.value = False  # the toggle hides them (undoable)
-    assert w.proposals == ()
+    assert w.proposals == () and "the regions are hidden" in w.status_text()
+    assert "outlined" not in w.status_text()  # the 'Everything: n regions outlined' line is replaced
     w.undo()
     assert w.proposals
     w.next_image()
@@ -549,6 +550,20 @@ def test_a_label_sits_on_the_largest_part_of_its_mask_not_a_stray_speck(predicto
     (chip,) = [args for *_, args in rec.on(w.canvas[1], "fillRect")]
     x, y = chip[0], chip[1]
     assert 105 <= x <= 112 and 95 <= y <= 104, (x, y)  # above the object's top left, not at (2, 2)
+
+
+@pytest.mark.parametrize("top", [30, 4])
+def test_the_label_chip_stays_clear_of_the_active_objects_box(rgb_image, predictor, rec, top):
+    """The dashed box is drawn over the mask layer: a chip on its top edge read "objec 1"."""
+    w = SegmentWidget(rgb_image, predictor, background=False)
+    assert w.scale == 1.0
+    w.drag_box(20, top, 100, 80)
+    rec.reset()
+    w._redraw({"objects"})
+    (chip,) = [args for *_, args in rec.on(w.canvas[1], "fillRect")]
+    y, height = chip[1], chip[3]
+    line = (top - 1, top + 1)  # 2 px wide, centred on the edge
+    assert y + height < line[0] or y > line[1], (y, height, line)
 
 
 def test_label_anchor_keeps_thin_and_diagonal_parts_over_a_speck():

@@ -14,6 +14,7 @@ from PIL import Image
 from sam_widgets import CachedPredictor
 from sam_widgets import widget as widget_module
 from sam_widgets.background import Background
+from sam_widgets.session import CandidateError
 from sam_widgets.widget import SegmentWidget
 
 from .test_widget import Recorder, decode, key, mouse, send
@@ -129,6 +130,28 @@ def test_a_missing_candidate_is_explained_not_an_index_error(rgb_image, predicto
     status = w.status_text()
     assert "There is no mask 2" in status and "three candidates only for a single click" in status
     assert "IndexError" not in status and "0 to 0" not in status
+    assert not status.startswith("Error") and w.error is None  # a key's harmless miss is a note
+    send(w, key("1"))  # the one mask there is: said, and the note above replaced
+    status = w.status_text()
+    assert "object 1 has one mask" in status and "There is no mask" not in status
+    with pytest.raises(CandidateError):  # the API call still raises
+        w.choose(2)
+
+
+def test_choosing_says_which_mask_and_that_redo_is_gone(rgb_image, predictor):
+    w = SegmentWidget(rgb_image, predictor, background=False)
+    w.click(50, 40)
+    w.click(52, 44, new_point=True)
+    w.undo()
+    assert "Undone" in w.status_text()
+    send(w, key("2"))
+    assert "Mask 2 of 3 (the undone steps can no longer be redone)" in w.status_text()
+    assert not w.session.can_redo
+    send(w, key("2"))
+    assert "Mask 2 of 3 is already shown" in w.status_text()
+    send(w, key("3"))
+    status = w.status_text()
+    assert "Mask 3 of 3" in status and "redone" not in status and "Undone" not in status
 
 
 def test_the_class_field_sets_the_objects_class(rgb_image, predictor):
