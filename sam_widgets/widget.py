@@ -370,31 +370,39 @@ class SegmentWidget(W.VBox):
     def choose(self, index: int) -> None:
         """Show candidate mask ``index`` (0-based) for the active object; the status line says
         which (and that undone steps can no longer be redone, when that was so)."""
-
-        def pick() -> None:
-            active = self.session.active
-            before = active.chosen if active is not None else None
-            could_redo = self.session.can_redo
-            obj = self.session.choose(index)
-            n = obj.n_candidates
-            if n == 1:
-                self._say(f"{obj.label} has one mask: SAM offers three only for a single click")
-            elif before == index:
-                self._say(f"Mask {index + 1} of {n} is already shown")
-            elif could_redo and not self.session.can_redo:
-                self._say(f"Mask {index + 1} of {n} (the undone steps can no longer be redone)")
-            else:
-                self._say(f"Mask {index + 1} of {n}")
-
-        self._act(pick, "choose")
+        self._act(lambda: self._pick(index), "choose")
 
     def _choose_key(self, index: int) -> None:
-        """Keys 1-3: a candidate that does not exist is explained in the status line, not an error."""
+        """Keys 1-3: a candidate that does not exist is explained in the status line, not shown as
+        an error (also when the key waits behind a running job)."""
+        self._act(lambda: self._pick(index, note_missing=True), "choose")
+
+    def _pick(self, index: int, note_missing: bool = False) -> None:
+        active = self.session.active
+        before = active.chosen if active is not None else None
+        could_redo = self.session.can_redo
+        if note_missing and (active is None or active.n_candidates == 0):
+            self._say("No candidate masks yet: click on an object or drag a box first")
+            return
         try:
-            self.choose(index)
+            obj = self.session.choose(index)
         except CandidateError as e:
-            self.error = None
+            if not note_missing:
+                raise
             self._say(str(e))
+            return
+        n = obj.n_candidates
+        if n == 1:
+            why = (
+                "SAM offers three only for a single click" if obj.has_prompts else "it was adopted or painted"
+            )
+            self._say(f"{obj.label} has one mask ({why})")
+        elif before == index:
+            self._say(f"Mask {index + 1} of {n} is already shown")
+        elif could_redo and not self.session.can_redo:
+            self._say(f"Mask {index + 1} of {n} (the undone steps can no longer be redone)")
+        else:
+            self._say(f"Mask {index + 1} of {n}")
 
     def next_image(self) -> bool:
         """Go to the next image (its objects are kept); False at the last one."""
@@ -444,8 +452,12 @@ class SegmentWidget(W.VBox):
     def hide_everything(self) -> None:
         """Stop offering the proposals of this image (undoable: ``Session.clear_proposals``)."""
         self._show_everything_bar(False)
-        self._act(self.session.clear_proposals, "hide everything")
-        self._say("Everything: the regions are hidden (e shows them again)")
+
+        def hide() -> None:
+            if self.session.clear_proposals():
+                self._say("Everything: the regions are hidden (e shows them again)")
+
+        self._act(hide, "hide everything")
 
     def adopt(self, index: int, label: str | None = None) -> None:
         """Make proposal ``index`` (see ``everything``) an object of the current image."""

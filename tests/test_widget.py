@@ -17,6 +17,8 @@ from sam_widgets import widget as widget_module
 from sam_widgets.session import Session
 from sam_widgets.widget import SegmentWidget
 
+from .conftest import FakePredictor
+
 NAMES = {i: name for name, i in ipycanvas_canvas.COMMANDS.items()}
 
 
@@ -396,8 +398,10 @@ def test_bad_input_raises_from_code_shows_from_the_browser_and_loses_nothing(rgb
     with pytest.raises(ValueError, match="no such object"):
         w.select("no such object")
     # From the browser nothing raises into the comm handler: the status line says what happened.
-    send(w, key("n"), key("3"))
-    assert "no candidate masks" in w.error
+    send(w, key("n"), key("3"))  # a key with nothing to act on is a note, not an error
+    assert "No candidate masks yet" in w.status_text() and w.error is None
+    w._from_ui(w.select, "no such object")  # a control's callback, as the browser runs it
+    assert "no such object" in w.error and "Error" in w.status_text()
     w.undo()
     assert np.array_equal(w.masks["object 1"], before)
     w.click(52, 42)  # the next good action clears the error
@@ -552,18 +556,35 @@ def test_a_label_sits_on_the_largest_part_of_its_mask_not_a_stray_speck(predicto
     assert 105 <= x <= 112 and 95 <= y <= 104, (x, y)  # above the object's top left, not at (2, 2)
 
 
-@pytest.mark.parametrize("top", [30, 4])
-def test_the_label_chip_stays_clear_of_the_active_objects_box(rgb_image, predictor, rec, top):
+class _InsideTheBox(FakePredictor):
+    """A box's masks fill the box (as SAM's do), a few pixels inside its edges."""
+
+    def predict(self, point_coords=None, point_labels=None, box=None, mask_input=None, multimask_output=True):
+        masks, scores, logits = super().predict(point_coords, point_labels, box, mask_input, multimask_output)
+        if box is not None:
+            x0, y0, x1, y1 = np.asarray(box, int)
+            masks[:] = False
+            masks[:, y0 + 3 : y1 - 3, x0 + 3 : x1 - 3] = True
+        return masks, scores, logits
+
+
+@pytest.mark.parametrize(
+    "top, dpr, zoom",
+    [(40, 1.0, 1.0), (40, 2.0, 1.0), (3, 1.0, 1.0), (3, 2.0, 1.0), (40, 1.0, 2.0)],
+)
+def test_the_label_chip_stays_clear_of_the_active_objects_box(rec, top, dpr, zoom):
     """The dashed box is drawn over the mask layer: a chip on its top edge read "objec 1"."""
-    w = SegmentWidget(rgb_image, predictor, background=False)
-    assert w.scale == 1.0
-    w.drag_box(20, top, 100, 80)
+    w = SegmentWidget(np.zeros((200, 300, 3), np.uint8), _InsideTheBox(), background=False)
+    w._surface_events.dpr = dpr
+    w.drag_box(60, top, 200, 150)
+    if zoom != 1.0:
+        w.zoom_by(zoom, (130, 45))  # the box edge stays in view
     rec.reset()
     w._redraw({"objects"})
     (chip,) = [args for *_, args in rec.on(w.canvas[1], "fillRect")]
     y, height = chip[1], chip[3]
-    line = (top - 1, top + 1)  # 2 px wide, centred on the edge
-    assert y + height < line[0] or y > line[1], (y, height, line)
+    edge = (top - w.visible[1]) * w.scale  # device pixels; the line is 2 CSS pixels wide
+    assert y + height < edge - dpr or y > edge + dpr, (y, height, edge)
 
 
 def test_label_anchor_keeps_thin_and_diagonal_parts_over_a_speck():

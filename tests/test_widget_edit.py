@@ -138,6 +138,31 @@ def test_a_missing_candidate_is_explained_not_an_index_error(rgb_image, predicto
         w.choose(2)
 
 
+def test_a_missing_candidate_key_waiting_behind_a_job_is_a_note_too(rgb_image, tiny_sam):
+    w = SegmentWidget(rgb_image, CachedPredictor(tiny_sam), background=True)
+    assert w.wait(30)
+    w.click(50, 40)
+    w.click(52, 44, new_point=True)
+    assert w.wait(30)
+    gate = threading.Event()
+    w._jobs.submit(lambda: gate.wait(10), "Holding")
+    send(w, key("3"))  # queued behind the job
+    gate.set()
+    assert w.wait(30)
+    assert "There is no mask 3" in w.status_text() and w.error is None
+
+
+def test_one_mask_is_explained_by_where_it_came_from(rgb_image, predictor):
+    w = SegmentWidget(rgb_image, predictor, background=False)
+    send(w, key("1"))  # no object yet: a note, not an error
+    assert "No candidate masks yet" in w.status_text() and w.error is None
+    mask = np.zeros(rgb_image.shape[:2], bool)
+    mask[10:30, 10:30] = True
+    w.session.add_mask(mask, label="painted")
+    send(w, key("1"))
+    assert "painted has one mask (it was adopted or painted)" in w.status_text()
+
+
 def test_choosing_says_which_mask_and_that_redo_is_gone(rgb_image, predictor):
     w = SegmentWidget(rgb_image, predictor, background=False)
     w.click(50, 40)
