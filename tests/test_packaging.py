@@ -36,7 +36,7 @@ def wheel(tmp_path_factory) -> Path:
     # Built from a copy of what the package is made of, so that setuptools' build/ and egg-info
     # stay out of the repository (a stale build/lib would go into later wheels).
     src = tmp_path_factory.mktemp("src")
-    for name in package_files() + ["pyproject.toml", "README.md"]:
+    for name in package_files() + ["pyproject.toml", "README.md", "LICENSE"]:
         (src / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(REPO / name, src / name)
     out = tmp_path_factory.mktemp("wheel")
@@ -53,6 +53,8 @@ def test_the_wheel_holds_every_file_of_the_package(wheel):
     missing = [f for f in package_files() if f not in names]
     assert not missing, f"not in the wheel (add them to [tool.setuptools.package-data]): {missing}"
     assert "sam_widgets/micro/micro_sam.pt" in names and "sam_widgets/micro/MODEL_CARD.md" in names
+    (licence,) = [n for n in names if ".dist-info/" in n and "LICENSE" in n]  # Apache-2.0 asks for it
+    assert "Apache License" in zipfile.ZipFile(wheel).read(licence).decode()
     (entry,) = [n for n in names if n.endswith("entry_points.txt")]
     assert "sam-widgets = " in zipfile.ZipFile(wheel).read(entry).decode()
 
