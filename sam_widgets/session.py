@@ -577,6 +577,8 @@ class Session:
         self._slots = _open_images(images, names)
         self.predictor = predictor
         self.refine_with_logits = bool(refine_with_logits)
+        #: masks the last ``propose`` found, before those repeating an object were left out
+        self.found_last = 0
         self.max_history = int(max_history)
         self.max_history_bytes = int(max_history_bytes)
         self._state_lock = threading.RLock()  # images, objects, history: read-modify-commit
@@ -1208,6 +1210,7 @@ class Session:
             generator = SamAutomaticMaskGenerator(model, **params)
             generator.predictor = self.predictor  # reuse the cached embedding
             found = generator.generate(slot.pixels())
+        self.found_last = len(found)
         with self._state_lock:  # commits to the image it started on, even if another is current now
             objects = [o.mask for o in slot.state.objects if o.mask is not None]
             proposals = tuple(

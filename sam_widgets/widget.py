@@ -322,7 +322,8 @@ class SegmentWidget(W.VBox):
 
     def drag_box(self, x0: float, y0: float, x1: float, y1: float) -> None:
         """A dragged box between two corners, in original image pixels, any direction."""
-        self._act(lambda: self.session.set_box(x0, y0, x1, y1), "box")
+        if self._act(lambda: (self.session.set_box(x0, y0, x1, y1), True)[1], "box"):
+            self._say_click("box")  # "Mask in N ms", as for a click (None: queued behind a job)
 
     def undo(self) -> bool:
         """Undo the last action on this image."""
@@ -434,16 +435,25 @@ class SegmentWidget(W.VBox):
             if self.session.current != index:
                 return ()
             found = self._guard(lambda: self.session.propose(**settings))
-            self._say(
-                f"Everything: {len(found)} region{'s' if len(found) != 1 else ''} outlined; click one "
-                "to make it an object (a click on the active object refines it)"
-                if found
-                else f"Everything found no region with fit ≥ {settings['pred_iou_thresh']:.2f} and "
-                f"stability ≥ {settings['stability_score_thresh']:.2f}: try lower ones with the "
-                "sliders (or w.everything(pred_iou_thresh=..., stability_score_thresh=...))"
-            )
-            if not found:
-                self.error = self.message
+            repeats = self.session.found_last - len(found)
+            if found:
+                self._say(
+                    f"Everything: {len(found)} region{'s' if len(found) != 1 else ''} outlined; click "
+                    "one to make it an object (a click on the active object refines it)"
+                )
+            elif repeats > 0:
+                self._say(
+                    f"Everything: the {repeats} region{'s' if repeats != 1 else ''} found "
+                    f"{'are' if repeats != 1 else 'is'} already objects of this image; lower fit and "
+                    "stability (the sliders) may find more"
+                )
+            else:
+                self.error = (
+                    f"Everything found no region with fit ≥ {settings['pred_iou_thresh']:.2f} and "
+                    f"stability ≥ {settings['stability_score_thresh']:.2f}: try lower ones with the "
+                    "sliders (or w.everything(pred_iou_thresh=..., stability_score_thresh=...))"
+                )
+                self._say("")
             self._sync_controls_now()
             return found
 

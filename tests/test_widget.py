@@ -437,6 +437,7 @@ def test_everything_that_finds_nothing_says_what_to_try(rgb_image, tiny_sam):
     w = SegmentWidget(rgb_image, CachedPredictor(tiny_sam), background=False)
     w.everything(points_per_side=2, pred_iou_thresh=1.1)
     assert w.proposals == () and "lower ones" in w.error and not w._everything.value
+    assert w.status_text().count("found no region") == 1  # said once, as the error
     assert w._everything_bar.layout.display is None  # the sliders stay, to lower them
     assert (w.pred_iou_thresh, w.stability_score_thresh) == (0.88, 0.95)  # segment_anything's own
     w._iou_slider.value = 0.0  # a slider re-runs it
@@ -444,6 +445,19 @@ def test_everything_that_finds_nothing_says_what_to_try(rgb_image, tiny_sam):
     assert w.proposals and w._everything.value and "outlined" in w.status_text()
     w._everything.value = False
     assert w.proposals == () and w._everything_bar.layout.display == "none"
+
+
+def test_everything_whose_regions_are_all_objects_says_so_not_no_region(rgb_image, tiny_sam):
+    w = SegmentWidget(rgb_image, CachedPredictor(tiny_sam), background=False)
+    settings = dict(points_per_side=2, pred_iou_thresh=0.0, stability_score_thresh=0.0)
+    found = w.everything(**settings).future.result()
+    assert found
+    for p in found:  # every region becomes an object
+        w.session.add_mask(p.mask)
+    w.everything(**settings)
+    assert w.proposals == () and w.error is None
+    status = w.status_text()
+    assert "already objects of this image" in status and "found no region" not in status
 
 
 def test_model_argument_and_session_are_checked(rgb_image, predictor):
@@ -576,7 +590,9 @@ def test_the_label_chip_stays_clear_of_the_active_objects_box(rec, top, dpr, zoo
     """The dashed box is drawn over the mask layer: a chip on its top edge read "objec 1"."""
     w = SegmentWidget(np.zeros((200, 300, 3), np.uint8), _InsideTheBox(), background=False)
     w._surface_events.dpr = dpr
+    w.new_object()
     w.drag_box(60, top, 200, 150)
+    assert "Mask " in w.status_text() and "New object" not in w.status_text()  # the box's words
     if zoom != 1.0:
         w.zoom_by(zoom, (130, 45))  # the box edge stays in view
     rec.reset()
