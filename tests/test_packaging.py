@@ -15,11 +15,12 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def package_files() -> list[str]:
-    """The package's files as the repository holds them (tracked by git when it is a checkout)."""
+    """The package's files as the working tree holds them (by git's list when it is a checkout)."""
     try:
-        out = subprocess.run(
-            ["git", "ls-files", "sam_widgets"], cwd=REPO, capture_output=True, text=True, check=True
-        ).stdout.split()
+        # tracked or new (not ignored), as they are on disk: what the build copies
+        cmd = ["git", "ls-files", "--cached", "--others", "--exclude-standard", "sam_widgets"]
+        listed = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
+        out = [name for name in listed if (REPO / name).is_file()]
     except (OSError, subprocess.CalledProcessError):
         out = []
     if not out:  # an exported tree (sdist, archive): what is on disk
@@ -43,7 +44,8 @@ def wheel(tmp_path_factory) -> Path:
     # No build isolation: setuptools is in the environment already (torch requires it), and the
     # build needs no network.
     cmd = [sys.executable, "-m", "pip", "wheel", str(src), "--no-deps", "--no-build-isolation", "-q"]
-    subprocess.run([*cmd, "-w", str(out)], check=True, capture_output=True)
+    built = subprocess.run([*cmd, "-w", str(out)], capture_output=True, text=True)
+    assert built.returncode == 0, built.stdout + built.stderr
     (whl,) = out.glob("sam_widgets-*.whl")
     return whl
 
