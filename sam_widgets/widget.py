@@ -322,8 +322,13 @@ class SegmentWidget(W.VBox):
 
     def drag_box(self, x0: float, y0: float, x1: float, y1: float) -> None:
         """A dragged box between two corners, in original image pixels, any direction."""
-        if self._act(lambda: (self.session.set_box(x0, y0, x1, y1), True)[1], "box"):
-            self._say_click("box")  # "Mask in N ms", as for a click (None: queued behind a job)
+
+        def box() -> bool:
+            self.session.set_box(x0, y0, x1, y1)
+            return True
+
+        if self._act(box, "box"):  # None: queued behind a job
+            self._say_click("box")  # "Mask in N ms", as for a click
 
     def undo(self) -> bool:
         """Undo the last action on this image."""
