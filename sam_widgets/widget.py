@@ -1737,22 +1737,30 @@ def _label_anchor(view: np.ndarray | None, step: int = 4) -> tuple[int, int] | N
     """(x, y) in canvas pixels of the top left of the largest connected part of a view's mask, None
     if nothing of it is in view. Found on a grid of ``step`` x ``step`` blocks (a block counts if any
     of its pixels is in the mask, so parts thinner than a block are kept) with 8-connectivity (a thin
-    diagonal stays one part): a fraction of a millisecond on a full canvas."""
+    diagonal stays one part): ~1 ms on a 1600 x 1200 canvas."""
     if view is None or not view.any():
         return None
     h, w = view.shape
     padded = np.zeros((-(-h // step) * step, -(-w // step) * step), bool)
     padded[:h, :w] = view
-    blocks = padded.reshape(padded.shape[0] // step, step, padded.shape[1] // step, step).any((1, 3))
+    # OR of strided slices: numpy's any() over the middle axes of a 4-d reshape takes ~40x as long
+    rows_or = padded[0::step].copy()
+    for k in range(1, step):
+        rows_or |= padded[k::step]
+    blocks = rows_or[:, 0::step].copy()
+    for k in range(1, step):
+        blocks |= rows_or[:, k::step]
     parts, n = ndimage.label(blocks, structure=np.ones((3, 3), bool))
     if n > 1:
         blocks = parts == 1 + int(np.argmax(np.bincount(parts.ravel())[1:]))
     row = int(np.flatnonzero(blocks.any(1))[0])
     col = int(np.flatnonzero(blocks.any(0))[0])
-    # the mask's own top left within the first row and column of blocks of that part
-    band = view[row * step : (row + 1) * step, col * step :]
-    cols = np.flatnonzero(view[row * step :, col * step : (col + 1) * step].any(0))
-    rows = np.flatnonzero(band.any(1))
+    # the mask's own top left within the first row and column of blocks of that part, counting only
+    # that part's pixels (another part in the same row of blocks does not lift the label)
+    in_row = np.repeat(blocks[row], step)[:w]  # the part's columns in its first row of blocks
+    in_col = np.repeat(blocks[:, col], step)[:h]  # and its rows in its first column of blocks
+    rows = np.flatnonzero(view[row * step : (row + 1) * step, in_row].any(1))
+    cols = np.flatnonzero(view[in_col, col * step : (col + 1) * step].any(0))
     return col * step + int(cols[0]), row * step + int(rows[0])
 
 

@@ -616,3 +616,8 @@ def test_label_anchor_keeps_thin_and_diagonal_parts_over_a_speck():
     band[200:210, 250:260] = True
     assert _label_anchor(band) == (20, 20)
     assert _label_anchor(np.zeros((5, 5), bool)) is None
+    # a smaller part to the right whose top lies higher within the same row of 4 px blocks
+    two = np.zeros((300, 300), bool)
+    two[103:200, 40:200] = True  # the largest part: its top is row 103 (block row 100-103)
+    two[100:104, 250:254] = True  # a speck in the same block row, 3 rows higher
+    assert _label_anchor(two) == (40, 103)
