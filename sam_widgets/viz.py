@@ -54,9 +54,13 @@ def text_color(rgb) -> str:
     return "#000000" if luminance > 0.179 else "#ffffff"
 
 
-def proposal_color(i: int) -> tuple[int, int, int]:
-    """The colour of proposal ``i`` ("everything" mode): the palette, cycled."""
-    return tuple(int(v) for v in PALETTE[i % len(PALETTE)])  # type: ignore[return-value]
+def proposal_color(i: int, avoid=()) -> tuple[int, int, int]:
+    """The colour of proposal ``i`` ("everything" mode): the palette, cycled, without the colours in
+    ``avoid`` (the objects', so a region is never drawn in the colour of an object it overlaps)
+    while any other colour is left."""
+    free = [c for c in PALETTE if tuple(int(v) for v in c) not in {tuple(a) for a in avoid}]
+    colors = free or PALETTE
+    return tuple(int(v) for v in colors[i % len(colors)])  # type: ignore[return-value]
 
 
 def overlay_masks(image, masks, alpha: float = 0.5, colors=None, outline: bool = True) -> np.ndarray:

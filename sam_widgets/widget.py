@@ -939,8 +939,10 @@ class SegmentWidget(W.VBox):
             index[m] = entry((*color, round(alpha)))
             index[_outline(m, width)] = entry((*color, 255))
 
+        taken = [tuple(obj.color) for obj in self.session.objects]
         for i, p in enumerate(self.session.proposals):  # largest first, so small ones stay visible
-            paint(p.mask[np.ix_(rows, cols)], proposal_color(i), 255 * self.opacity * PROPOSAL_ALPHA, 1)
+            color = proposal_color(i, taken)
+            paint(p.mask[np.ix_(rows, cols)], color, 255 * self.opacity * PROPOSAL_ALPHA, 1)
         active = self.session.active
         width = max(1, round(2 * self._dpr))
         region, size = self.visible, (len(rows), len(cols))

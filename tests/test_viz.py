@@ -32,3 +32,14 @@ def test_mask_iou_against_hand_made_masks():
     assert mask_iou(np.zeros((2, 2)), np.zeros((2, 2))) == 1.0
     with pytest.raises(ValueError, match="differ"):
         mask_iou(a, np.zeros((3, 4), bool))
+
+
+def test_proposal_colors_skip_the_objects_colors_while_any_is_left():
+    from sam_widgets.viz import PALETTE, proposal_color
+
+    first = tuple(int(v) for v in PALETTE[0])
+    assert proposal_color(0) == first
+    assert proposal_color(0, [first]) == tuple(int(v) for v in PALETTE[1])
+    assert first not in {proposal_color(i, [first]) for i in range(30)}
+    everyone = [tuple(int(v) for v in c) for c in PALETTE]
+    assert proposal_color(3, everyone) == everyone[3]  # all taken: the palette, cycled

@@ -15,6 +15,7 @@ from PIL import Image
 from sam_widgets import CachedPredictor
 from sam_widgets import widget as widget_module
 from sam_widgets.session import Session
+from sam_widgets.viz import PROPOSAL_ALPHA
 from sam_widgets.widget import SegmentWidget
 
 from .conftest import FakePredictor
@@ -531,6 +532,18 @@ def test_everything_reuses_the_embedding_and_a_click_adopts_a_region(rgb_image, 
     assert w.proposals == () and not w._everything.value
     with pytest.raises(IndexError, match="no proposal 0"):
         w.adopt(0)
+
+
+def test_everything_regions_are_never_drawn_in_an_objects_colour(rgb_image, tiny_sam):
+    w = SegmentWidget([rgb_image], CachedPredictor(tiny_sam), background=False)
+    w.click(20.5, 20.5)  # object 1 takes the palette's first colour, which region 0 had
+    (obj,) = w.session.objects
+    w.everything(points_per_side=4, pred_iou_thresh=0.0, stability_score_thresh=0.0)
+    assert w.proposals
+    _, palette = w.mask_layer()
+    faint = round(255 * w.opacity * PROPOSAL_ALPHA)  # the regions' fill; the object's is stronger
+    region_colors = {tuple(int(v) for v in e[:3]) for e in palette if e[3] == faint}
+    assert region_colors and tuple(obj.color) not in region_colors, (obj.color, palette)
 
 
 def test_everything_while_encoding_waits_its_turn(rgb_image, tiny_sam):
