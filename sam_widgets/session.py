@@ -592,6 +592,12 @@ class Session:
         self._lock = threading.RLock()  # the predictor: encoding (worker thread) vs predicting
         # (image index, region encoded or None, predictor.features it set)
         self._encoded: tuple[int, tuple[int, int, int, int] | None, Any] | None = None
+        # the last decoder pass without mask input: (its prompts, the _encoded it ran on, result);
+        # a click where the hover preview just ran reuses it (see _decode)
+        self._decoded: tuple[tuple, Any, tuple] | None = None
+        #: whether the last prediction (``click_ms``'s) reused the hover preview's pass: no decoder ran
+        self.click_reused = False
+        self._pass_reused = False  # whether _decode's last pass was a remembered one
 
     @classmethod
     def from_folder(
@@ -799,7 +805,39 @@ class Session:
         in a region (``set_region``), the region's place in the image: ``LowResGeometry.placed``).
         Otherwise masks NxHxW in pixels of the whole image and geometry None; in a region the
         region's masks are put in place in a full-size mask. In a region the logits are the
-        region's, not the image's."""
+        region's, not the image's.
+
+        A CachedPredictor's pass without ``mask_input`` is remembered: the same prompts on the same
+        embedding (a click where the hover preview just ran) give the remembered result without
+        running the decoder again. The embedding is told by ``_encoded``'s identity, which changes with every
+        ``set_image``, a region, another image or model."""
+        key = None
+        if mask_input is None:
+            key = (
+                tuple((float(x), float(y)) for x, y in points),
+                tuple(int(v) for v in labels),
+                None if box is None else tuple(float(v) for v in box),
+                bool(multimask),
+            )
+            memo = self._decoded
+            if memo is not None and memo[0] == key and memo[1] is self._encoded:
+                self._pass_reused = True
+                return memo[2]
+        self._pass_reused = False
+        result = self._decode_now(points, labels, box, mask_input, multimask)
+        # logits only (a CachedPredictor's pass, ~0.8 MB): full-size masks are not kept around
+        lazy = result[3] is not None
+        self._decoded = (key, self._encoded, result) if key is not None and lazy else None
+        return result
+
+    def _decode_now(
+        self,
+        points: Sequence[tuple[float, float]],
+        labels: Sequence[int],
+        box: tuple[float, float, float, float] | None,
+        mask_input: np.ndarray | None,
+        multimask: bool,
+    ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray, LowResGeometry | None]:
         region = self._slot.region
         ox, oy = (0.0, 0.0) if region is None else (float(region[0]), float(region[1]))
         if region is not None:
@@ -1584,8 +1622,10 @@ class Session:
                 obj.points, obj.point_labels, obj.box, mask_input, multimask
             )
             elapsed_ms = (time.perf_counter() - t0) * 1000
+            reused = self._pass_reused  # then the predictor's figure is of a pass not run now
         click_ms = getattr(getattr(self.predictor, "stats", None), "click_ms", None)
-        self.click_ms = float(click_ms) if click_ms is not None else elapsed_ms
+        self.click_ms = float(click_ms) if click_ms is not None and not reused else elapsed_ms
+        self.click_reused = reused
         if geometry is not None:
             scores = np.array(scores, dtype=np.float32).reshape(-1)
             logits = np.array(logits, dtype=np.float32)

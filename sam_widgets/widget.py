@@ -754,7 +754,10 @@ class SegmentWidget(W.VBox):
             self._say(f"New object, {name}: the click was far from the last one (alt+click adds to it)")
         else:
             ms = _click_ms(self.session)
-            self._say(f"Mask in {ms:.0f} ms" if ms is not None else "Mask ready")
+            said = f"Mask in {ms:.0f} ms" if ms is not None else "Mask ready"
+            if getattr(self.session, "click_reused", False):
+                said += " (the hover preview's: no decoder pass)"
+            self._say(said)
 
     # ------------------------------------------------------------------ browser events
 

@@ -687,10 +687,15 @@ def test_edit_tools_in_chromium(front_end, page, server, deadline, tmp_path):
     gone = poll(pixels, lambda px: previewed(px).sum() == 0, deadline, 10)
     assert previewed(gone).sum() == 0, "the preview stayed after the pointer left"
 
-    # -- a click: an object, and three candidate thumbnails labelled in words
-    page.mouse.click(*at(x, y))
+    # -- a click where the preview shows: an object (the preview's pass, reused: no second decoder
+    # pass), and three candidate thumbnails labelled in words
+    page.mouse.move(*at(x, y))
+    poll(state, lambda s: s["hover_shown"], deadline, 20)
+    page.mouse.down()
+    page.mouse.up()
     s = poll(state, lambda s: s["mask"] is not None and s["thumbs"] == 3, deadline, 20)
     assert s["labels"] and s["mask"] is not None and s["mask"][y, x], s["status"]
+    assert "hover preview's" in s["status"], s["status"]
     thumbs = root.locator(".widget-image")
     wait_for(lambda ms: thumbs.nth(2).wait_for(timeout=ms), "three candidate thumbnails", 10)
     buttons = root.locator(".widget-toggle-buttons button", has_text=re.compile(r"^\d: (good|fair|poor) "))

@@ -227,6 +227,43 @@ def test_hover_draws_the_preview_and_changes_no_mask(rgb_image, predictor, rec):
     assert not rec.on(w.canvas[3], "putImageData")
 
 
+def test_a_click_where_the_hover_preview_ran_reuses_its_pass(rgb_image, predictor, tiny_sam):
+    """The SAM demo's feel: resting on a point and clicking it runs no second decoder pass; the
+    object is what a fresh pass gives. Another point or another image runs the decoder."""
+    passes = [0]
+    tiny_sam.mask_decoder.register_forward_hook(lambda *_: passes.__setitem__(0, passes[0] + 1))
+    w = SegmentWidget([rgb_image, rgb_image[::-1].copy()], predictor, background=False)
+    n = passes[0]  # the widget's own timing pass, if any
+    send(w, hover(w, 50, 40))
+    assert passes[0] == n + 1 and w._hover_mask is not None
+    send(w, mouse("mousedown", 50, 40, w), mouse("mouseup", 50, 40, w))
+    assert passes[0] == n + 1, "the click ran the decoder again"
+    assert w.session.click_reused and "hover preview's" in w.status_text()
+    obj = w.session.active
+    s = w.session
+    with s._lock:  # the same prompts, decoded afresh: the same candidates
+        _, scores, logits, _ = s._decode_now(obj.points, obj.point_labels, obj.box, None, True)
+    assert np.array_equal(np.asarray(obj.scores), np.asarray(scores).reshape(-1))
+    assert np.array_equal(np.asarray(obj._candidates.logits), np.asarray(logits))
+    # a second point on the same object, where the pointer rests: the same prompts, reused too
+    send(w, hover(w, 60, 45))
+    n = passes[0]
+    send(w, mouse("mousedown", 60, 45, w), mouse("mouseup", 60, 45, w))
+    assert passes[0] == n and len(w.session.active.points) == 2 and w.session.click_reused
+    # a click where no preview ran: a pass of its own; the status line says nothing of a preview
+    w.new_object()
+    send(w, mouse("mousedown", 20, 70, w), mouse("mouseup", 20, 70, w))
+    assert passes[0] == n + 1 and not w.session.click_reused
+    assert "hover preview's" not in w.status_text()
+    # the same point on another image: another embedding, a pass of its own
+    send(w, hover(w, 30, 30))
+    w.next_image()
+    w.wait()
+    n = passes[0]
+    send(w, mouse("mousedown", 30, 30, w), mouse("mouseup", 30, 30, w))
+    assert passes[0] == n + 1 and not w.session.click_reused
+
+
 def test_hover_is_off_by_default_when_the_decoder_is_slow(rgb_image, predictor, monkeypatch):
     monkeypatch.setattr(widget_module, "HOVER_FAST_MS", -1.0)
     w = SegmentWidget(rgb_image, predictor, background=False)
