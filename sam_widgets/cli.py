@@ -383,13 +383,23 @@ def add_annotate_arguments(parser: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--image-ids", type=Path, help="a COCO JSON whose 'images' name the ids of --prompts")
     p.add_argument("--min-score", type=float, default=0.0, help="ignore detections below this score")
-    from .annotate.worker import EVERYTHING_DEFAULTS as every
+    from .session import MICRO_PROPOSE_DEFAULTS as micro
+    from .session import PROPOSE_DEFAULTS as sam
 
-    e = parser.add_argument_group("everything (the widget's settings by default)")
-    e.add_argument("--points-per-side", type=int, default=every["points_per_side"])
-    e.add_argument("--pred-iou-thresh", type=float, default=every["pred_iou_thresh"])
-    e.add_argument("--stability-score-thresh", type=float, default=every["stability_score_thresh"])
-    e.add_argument("--points-per-batch", type=int, default=64, help="points per decoder call")
+    def both(key: str) -> str:
+        return f"default: the widget's, {micro[key]} for micro, {sam[key]} for the others"
+
+    e = parser.add_argument_group("everything (the widget's settings for the model by default)")
+    e.add_argument("--points-per-side", type=int, help=both("points_per_side"))
+    e.add_argument("--pred-iou-thresh", type=float, help=both("pred_iou_thresh"))
+    e.add_argument("--stability-score-thresh", type=float, help=both("stability_score_thresh"))
+    e.add_argument(
+        "--points-per-batch",
+        type=int,
+        default=64,
+        help="points per decoder call at most (default 64; fewer on large images, to bound memory: "
+        "the masks are the same)",
+    )
     o = parser.add_argument_group("output")
     o.add_argument(
         "--format", default="rle", choices=["rle", "polygons"], help="COCO segmentation (default: rle)"
@@ -406,7 +416,7 @@ def add_annotate_arguments(parser: argparse.ArgumentParser) -> None:
 def _annotate(args: argparse.Namespace) -> int:
     from .annotate import annotate
 
-    if args.points_per_side < 1 or args.points_per_batch < 1:
+    if (args.points_per_side is not None and args.points_per_side < 1) or args.points_per_batch < 1:
         raise SystemExit("--points-per-side and --points-per-batch must be at least 1")
     if args.workers is not None and args.workers < 1:
         raise SystemExit("--workers must be at least 1")
@@ -414,9 +424,13 @@ def _annotate(args: argparse.Namespace) -> int:
         args.images,
         args.out,
         **_given(args, "model", "weights", "device", "precision", "prompts", "image_ids", "min_score"),
-        everything=_given(
-            args, "points_per_side", "pred_iou_thresh", "stability_score_thresh", "points_per_batch"
-        ),
+        everything={  # those not given: the widget's for the model
+            k: v
+            for k, v in _given(
+                args, "points_per_side", "pred_iou_thresh", "stability_score_thresh", "points_per_batch"
+            ).items()
+            if v is not None
+        },
         **_given(args, "format", "polygon_tolerance", "retry_failed", "threads"),
         resume=args.resume and not args.overwrite,
         **_given(args, "ray", "workers", "cpus_per_worker", "gpus_per_worker", "ray_num_cpus"),

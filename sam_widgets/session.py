@@ -79,6 +79,7 @@ __all__ = [
     "MissingMaskError",
     "default_category",
     "propose_defaults",
+    "points_per_batch",
     "PROPOSE_DEFAULTS",
     "MICRO_PROPOSE_DEFAULTS",
 ]
@@ -102,6 +103,8 @@ PROPOSE_DEFAULTS = {"points_per_side": 32, "pred_iou_thresh": 0.88, "stability_s
 #: scenes: these keep 6 proposals on make_scene(3), covering its 3 objects, and 1 on make_scene(7);
 #: 16 points a side: 2-3 s on a loaded 2-core CPU instead of 25-50 s at 32).
 MICRO_PROPOSE_DEFAULTS = {"points_per_side": 16, "pred_iou_thresh": 0.4, "stability_score_thresh": 0.7}
+#: At most this many bytes of full-size logits per "everything" decoder call (``points_per_batch``).
+EVERYTHING_BATCH_BYTES = 512 * 2**20
 #: A proposal that overlaps an object of the image this much (IoU) is that object: not offered.
 SAME_AS_OBJECT_IOU = 0.9
 #: A positive click farther than this from the active object's mask (outside its bounding box grown
@@ -1244,10 +1247,12 @@ class Session:
             )
         params = {**propose_defaults(self.predictor), **settings}
         slot = self._slot
+        pixels = slot.pixels()
+        params["points_per_batch"] = points_per_batch(*pixels.shape[:2], params.get("points_per_batch", 64))
         with self._lock:  # the generator drives the predictor itself (the state stays free meanwhile)
             generator = SamAutomaticMaskGenerator(model, **params)
             generator.predictor = self.predictor  # reuse the cached embedding
-            found = generator.generate(slot.pixels())
+            found = generator.generate(pixels)
         self.found_last = len(found)
         with self._state_lock:  # commits to the image it started on, even if another is current now
             objects = [o.mask for o in slot.state.objects if o.mask is not None]
@@ -1861,10 +1866,22 @@ def _thaw(step: _Step) -> _State:
 
 
 def propose_defaults(predictor: Any) -> dict[str, Any]:
-    """``Session.propose``'s settings for ``predictor``'s model: MICRO_PROPOSE_DEFAULTS for the
-    bundled micro model, else segment_anything's own (PROPOSE_DEFAULTS)."""
-    name = record_of(getattr(predictor, "model", None)).name
+    """``Session.propose``'s settings for ``predictor``'s model (or a model name, as ``load_sam``
+    takes it): MICRO_PROPOSE_DEFAULTS for the bundled micro model, else segment_anything's own
+    (PROPOSE_DEFAULTS). ``sam-widgets annotate`` uses the same."""
+    name = predictor if isinstance(predictor, str) else record_of(getattr(predictor, "model", None)).name
     return dict(MICRO_PROPOSE_DEFAULTS if name == "micro" else PROPOSE_DEFAULTS)
+
+
+def points_per_batch(height: int, width: int, wanted: int = 64) -> int:
+    """How many points "everything" decodes per call on an image of this size: ``wanted`` (the
+    generator's ``points_per_batch``, 64 by default), fewer on large images. segment_anything's
+    generator brings each batch's 3 masks per point back to the image's size as float32 logits,
+    so a batch costs 12 bytes per pixel per point and its temporaries as much again: 64 points on
+    a 3000x2000 image held ~10 GB. The batch is cut to keep the logits within
+    EVERYTHING_BATCH_BYTES; the masks found are the same (only how many points go per call changes)."""
+    per_point = 3 * 4 * int(height) * int(width)
+    return max(1, min(int(wanted), EVERYTHING_BATCH_BYTES // max(per_point, 1)))
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:

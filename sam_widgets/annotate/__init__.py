@@ -27,7 +27,7 @@ from typing import Any
 
 from .output import ANNOTATIONS, MANIFEST, OutputFolder, OutputFolderError, brief
 from .prompts import Detection, PromptFileError, PromptSet, read_prompts
-from .worker import EVERYTHING_DEFAULTS, Annotator, Settings, failed_record, load_image
+from .worker import Annotator, Settings, everything_defaults, failed_record, load_image
 
 __all__ = [
     "annotate",
@@ -39,7 +39,7 @@ __all__ = [
     "Detection",
     "PromptSet",
     "read_prompts",
-    "EVERYTHING_DEFAULTS",
+    "everything_defaults",
     "IMAGE_SUFFIXES",
     "OutputFolderError",
     "PromptFileError",
@@ -185,6 +185,22 @@ def _resolve_model(
     return "micro" if checkpoints.is_offline() else wanted
 
 
+def _check_model(name: str, weights: str, ray: str | None, progress: bool = True) -> None:
+    """Fail before anything is written when the model cannot load: an unknown name, or (for a run
+    on this machine) an official checkpoint that is neither cached nor downloadable; a missing one
+    is downloaded here, once, with its progress bar, not inside the run."""
+    from ..architectures import MODEL_NAMES
+
+    if name not in MODEL_NAMES:
+        raise ValueError(f"Unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)} or 'auto'.")
+    if weights != "pretrained" or name == "micro" or ray not in (None, "", "local"):
+        return  # a cluster's workers have caches of their own
+    from .. import checkpoints
+
+    if checkpoints.cached_path(name) is None:
+        checkpoints.download(name, progress=progress)
+
+
 def annotate_records(
     root: Path, keys: list[str], settings: Settings, prompts: dict[str, list[Detection]] | None
 ) -> Iterator[dict[str, Any]]:
@@ -246,7 +262,9 @@ def annotate(
       prompts: a COCO detections JSON or a YOLO labels folder (``prompts``); None: "everything".
       image_ids: a COCO file whose ``images`` map the integer ids of a bare detections list.
       min_score: detections below this confidence are ignored.
-      everything: ``SamAutomaticMaskGenerator`` arguments over the widget's (``EVERYTHING_DEFAULTS``).
+      everything: ``SamAutomaticMaskGenerator`` arguments over the widget's for the model
+        (``everything_defaults``: micro 16 points a side, thresholds 0.4 / 0.7; the others
+        segment_anything's 32, 0.88 / 0.95); ``points_per_batch`` is a maximum, cut on large images.
       format: ``"rle"`` or ``"polygons"`` (``sam_widgets.formats``: polygons fill holes).
       resume: continue the run in ``out`` (skip images with a record). False: start over.
       retry_failed: on resume, try the images that failed before again.
@@ -263,13 +281,15 @@ def annotate(
     prompt_set: PromptSet | None = None
     if prompts is not None:
         prompt_set = read_prompts(prompts, keys, image_ids=image_ids, min_score=min_score)
+    name = _resolve_model(model, ray, weights, device, precision)
+    _check_model(name, weights, ray, progress)  # before --out is made: a typo leaves nothing behind
     settings = Settings(
-        model=_resolve_model(model, ray, weights, device, precision),
+        model=name,
         weights=weights,
         device=device,
         precision=precision,
         mode="everything" if prompt_set is None else "prompts",
-        everything={**EVERYTHING_DEFAULTS, **(everything or {})},
+        everything=dict(everything or {}),
         format=format,
         polygon_tolerance=float(polygon_tolerance),
         threads=threads,
@@ -282,6 +302,10 @@ def annotate(
     }
     if settings.mode == "prompts":
         identity["settings"].pop("everything")
+    else:  # how many points go per decoder call changes no mask: a resume may change it
+        identity["settings"]["everything"] = {
+            k: v for k, v in identity["settings"]["everything"].items() if k != "points_per_batch"
+        }
     categories = (
         [{"id": 1, "name": "object", "supercategory": "object"}]
         if prompt_set is None

@@ -5,14 +5,16 @@ image's record (a JSON-ready dict, written by ``output.OutputFolder``). With pro
 is encoded once and all boxes go through the decoder in batched calls (as the session's
 ``set_box``: one mask per box, ``multimask_output=False``); prompts with points run one call each
 (the session's rule: three candidates for a single point, the best kept). Without prompts:
-"everything", segment_anything's ``SamAutomaticMaskGenerator`` with the widget's settings.
+"everything", segment_anything's ``SamAutomaticMaskGenerator`` with the widget's settings for the
+model (``session.propose_defaults``: micro's own, segment_anything's for the others), its batch of
+points cut on large images to bound memory (``session.points_per_batch``).
 """
 
 from __future__ import annotations
 
 import time
 import traceback
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -21,10 +23,8 @@ from ..formats import segmentation
 from ..record import record_of
 from .prompts import Detection, check_prompt
 
-__all__ = ["Settings", "Annotator", "load_image", "failed_record", "EVERYTHING_DEFAULTS"]
+__all__ = ["Settings", "Annotator", "load_image", "failed_record", "everything_defaults"]
 
-#: The widget's "everything" settings (``SegmentWidget.everything``).
-EVERYTHING_DEFAULTS = {"points_per_side": 32, "pred_iou_thresh": 0.86, "stability_score_thresh": 0.92}
 BOX_BATCH = 64  # boxes per decoder call
 
 
@@ -33,7 +33,8 @@ class Settings:
     """What decides the masks of a run (recorded in the manifest; a resume must match it).
 
     ``model``/``weights``/``device``/``precision`` as ``load_sam``; ``mode`` ``"everything"`` or
-    ``"prompts"``; ``everything``: ``SamAutomaticMaskGenerator`` arguments; ``format``: ``"rle"``
+    ``"prompts"``; ``everything``: ``SamAutomaticMaskGenerator`` arguments (None: the widget's
+    for ``model``, ``everything_defaults``); ``format``: ``"rle"``
     or ``"polygons"`` (``sam_widgets.formats``); ``threads``: torch threads per worker (None:
     torch's default).
     """
@@ -43,13 +44,24 @@ class Settings:
     device: str = "auto"
     precision: str = "auto"
     mode: str = "everything"
-    everything: dict[str, Any] = field(default_factory=lambda: dict(EVERYTHING_DEFAULTS))
+    everything: dict[str, Any] | None = None
     format: str = "rle"
     polygon_tolerance: float = 0.0
     threads: int | None = None
 
+    def __post_init__(self) -> None:
+        self.everything = {**everything_defaults(self.model), **(self.everything or {})}
+
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def everything_defaults(model: str) -> dict[str, Any]:
+    """The widget's "everything" settings for ``model`` (a ``load_sam`` name): its thresholds and
+    points a side (``session.propose_defaults``) and 64 points per decoder call."""
+    from ..session import propose_defaults
+
+    return {**propose_defaults(model), "points_per_batch": 64}
 
 
 def load_image(path: str) -> np.ndarray:
@@ -135,9 +147,16 @@ class Annotator:
     def _everything(self, image: np.ndarray) -> list[dict[str, Any]]:
         from segment_anything import SamAutomaticMaskGenerator
 
+        from ..session import points_per_batch
+
+        params = dict(self.settings.everything or {})
         if self._generator is None:
-            self._generator = SamAutomaticMaskGenerator(self.sam, **self.settings.everything)
+            self._generator = SamAutomaticMaskGenerator(self.sam, **params)
             self._generator.predictor = self.predictor  # the checked, fast-path predictor
+        # fewer points per call on a large image: the same masks in bounded memory
+        self._generator.points_per_batch = points_per_batch(
+            *image.shape[:2], params.get("points_per_batch", 64)
+        )
         found = self._generator.generate(image)
         found.sort(key=lambda m: (-int(m["area"]), m["bbox"]))  # as the widget: largest first
         return [
