@@ -104,7 +104,7 @@ PROPOSE_DEFAULTS = {"points_per_side": 32, "pred_iou_thresh": 0.88, "stability_s
 #: 16 points a side: 2-3 s on a loaded 2-core CPU instead of 25-50 s at 32).
 MICRO_PROPOSE_DEFAULTS = {"points_per_side": 16, "pred_iou_thresh": 0.4, "stability_score_thresh": 0.7}
 #: At most this many bytes of full-size logits per "everything" decoder call (``points_per_batch``).
-EVERYTHING_BATCH_BYTES = 512 * 2**20
+EVERYTHING_BATCH_BYTES = 768 * 2**20
 #: A proposal that overlaps an object of the image this much (IoU) is that object: not offered.
 SAME_AS_OBJECT_IOU = 0.9
 #: A positive click farther than this from the active object's mask (outside its bounding box grown
