@@ -1,6 +1,7 @@
 """Private I/O, written once: atomic file writes, reading image files, mask RLE, CUDA sync.
 
-- ``atomic_write``: a reader sees the old file or the whole new one, never half of it.
+- ``atomic_write``: a reader sees the old file or the whole new one, never half of it; the file
+  gets the mode ``open()`` gives (0666 less the umask), not ``tempfile.mkstemp``'s 0600.
 - ``write_all_or_nothing``: several files into a folder through a staging folder, the one that
   says the set is complete last (saves and exports).
 - ``read_image`` (``open_image``): the one way image files are opened (PIL): EXIF orientation
@@ -15,6 +16,7 @@ No torch at import time.
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import tempfile
 import warnings
@@ -50,10 +52,11 @@ def atomic_write(
 
     The bytes go to a temporary file in the same folder, which is renamed over ``path`` only once
     complete; on any error (disk full, Ctrl-C) the temporary file is removed and ``path`` is
-    untouched. ``fsync=True`` also flushes the data to disk before the rename. Returns ``path``.
+    untouched. ``fsync=True`` also flushes the data to disk before the rename. The file's mode is
+    the one ``open()`` would give it: 0666 less the user's umask. Returns ``path``.
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+    fd, tmp = _new_temp_file(path.parent, path.suffix)
     try:
         with os.fdopen(fd, "wb") as f:
             if callable(data):
@@ -71,6 +74,19 @@ def atomic_write(
             pass
         raise
     return path
+
+
+def _new_temp_file(folder: Path, suffix: str) -> tuple[int, str]:
+    """A new empty file ``folder/.tmp-<random><suffix>``, open for writing: created as ``open()``
+    creates files (mode 0666 less the umask), where ``tempfile.mkstemp`` gives 0600."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        tmp = os.path.join(folder, f".tmp-{secrets.token_hex(8)}{suffix}")
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary file name in {folder}")
 
 
 def write_all_or_nothing(

@@ -276,6 +276,54 @@ def test_a_killed_local_run_resumes_without_duplicates_or_losses(reference, imag
     assert "corrupt.jpg: image: " in r.stdout and "tiny.png: image: ValueError" in r.stdout
 
 
+class FastAnnotator:
+    """The Annotator's interface without a model: one fixed mask per image, at once; ``stop_at``:
+    the image at which it raises KeyboardInterrupt (Ctrl-C in the middle of a run)."""
+
+    stop_at: str | None = None
+
+    def __init__(self, settings):
+        pass
+
+    def annotate(self, key, image, prompts):
+        if key == self.stop_at:
+            raise KeyboardInterrupt
+        h, w = image.shape[:2]
+        mask = np.zeros((h, w), bool)
+        mask[2:6, 2:6] = True
+        seg, area, bbox = formats.segmentation(mask)
+        ann = {"segmentation": seg, "area": area, "bbox": bbox, "iscrowd": 0, "category_id": 1, "score": 0.5}
+        return {"file_name": key, "width": w, "height": h, "status": "done", "annotations": [ann]}
+
+
+def _folder(image_dir: Path, dest: Path, *names: str) -> Path:
+    dest.mkdir(exist_ok=True)
+    for name in names:
+        Image.open(image_dir / name).save(dest / Path(name).name)
+    return dest
+
+
+def test_output_files_get_the_users_umask(image_dir, tmp_path, monkeypatch):
+    import sam_widgets.annotate as annotate_module
+    from sam_widgets._io import atomic_write
+
+    monkeypatch.setattr(annotate_module, "Annotator", FastAnnotator)
+    folder = _folder(image_dir, tmp_path / "images", "scene00.png")
+    old = os.umask(0o022)
+    try:
+        annotate(folder, tmp_path / "out", **COMMON)
+        os.umask(0o027)
+        atomic_write(tmp_path / "other.json", b"{}")
+    finally:
+        os.umask(old)
+    files = [tmp_path / "out" / "annotations.json", tmp_path / "out" / "manifest.json"]
+    files += list((tmp_path / "out" / RECORDS).glob("*.json"))
+    assert len(files) == 3
+    assert {f.name: oct(f.stat().st_mode & 0o777) for f in files} == {f.name: "0o644" for f in files}
+    assert oct((tmp_path / "other.json").stat().st_mode & 0o777) == "0o640"
+    assert not list((tmp_path / "out").rglob(".tmp-*"))
+
+
 # ----------------------------------------------------------------------------- prompts
 
 

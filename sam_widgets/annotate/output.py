@@ -26,11 +26,11 @@ import json
 import os
 import platform
 import re
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from .._io import atomic_write
 from ..errors import SamWidgetsError
 
 __all__ = ["OutputFolder", "OutputFolderError", "MANIFEST", "ANNOTATIONS", "RECORDS", "versions", "brief"]
@@ -56,17 +56,6 @@ def versions() -> dict[str, str]:
         except PackageNotFoundError:
             pass
     return out
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)  # a reader, or the next run, sees the old file or the whole new one
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def brief(record: dict[str, Any]) -> dict[str, Any]:
@@ -200,7 +189,7 @@ class OutputFolder:
         return out
 
     def write_record(self, record: dict[str, Any]) -> None:
-        _write_atomic(self.record_path(record["file_name"]), json.dumps(record))
+        atomic_write(self.record_path(record["file_name"]), json.dumps(record).encode())
 
     # ------------------------------------------------------------------ manifest and COCO
 
@@ -235,7 +224,7 @@ class OutputFolder:
             "images": images,
         }
         path = self.root / MANIFEST
-        _write_atomic(path, json.dumps(manifest, indent=1))
+        atomic_write(path, json.dumps(manifest, indent=1).encode())
         return path
 
     def write_coco(
@@ -259,24 +248,22 @@ class OutputFolder:
             "date_created": self.created,
         }
         path = self.root / ANNOTATIONS
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(f'{{"info": {json.dumps(info)}, "images": {json.dumps(images)}, "annotations": [')
-                n = 0
-                for im in images:
-                    rec = self.read_record(im["file_name"])
-                    if rec is None or rec.get("status") != "done":
-                        raise OutputFolderError(
-                            f"the record of {im['file_name']} in {self.root / RECORDS} changed while this "
-                            "run wrote; is another process writing OUT? Run again to rebuild the file."
-                        )
-                    for ann in rec["annotations"]:
-                        n += 1
-                        f.write((", " if n > 1 else "") + json.dumps({"id": n, "image_id": im["id"], **ann}))
-                f.write(f'], "categories": {json.dumps(categories)}}}')
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
+
+        def write(f: Any) -> None:
+            head = f'{{"info": {json.dumps(info)}, "images": {json.dumps(images)}, "annotations": ['
+            f.write(head.encode())
+            n = 0
+            for im in images:
+                rec = self.read_record(im["file_name"])
+                if rec is None or rec.get("status") != "done":
+                    raise OutputFolderError(
+                        f"the record of {im['file_name']} in {self.root / RECORDS} changed while this "
+                        "run wrote; is another process writing OUT? Run again to rebuild the file."
+                    )
+                for ann in rec["annotations"]:
+                    n += 1
+                    row = json.dumps({"id": n, "image_id": im["id"], **ann})
+                    f.write(((", " if n > 1 else "") + row).encode())
+            f.write(f'], "categories": {json.dumps(categories)}}}'.encode())
+
+        return atomic_write(path, write)
