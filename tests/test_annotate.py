@@ -440,6 +440,44 @@ def test_yolo_labels_folder(image_dir, tmp_path):
         read_prompts(labels, keys)
 
 
+def test_yolo_pixels_and_unknown_classes_and_negative_coco_sizes_are_refused(image_dir, tmp_path):
+    _, keys = list_images(image_dir)
+    labels = tmp_path / "labels"
+    labels.mkdir()
+    (labels / "classes.txt").write_text("circle\nsquare\n")
+    (labels / "scene00.txt").write_text("1 0.5 0.5 0.2 0.2\n0 10 20 100 200\n")  # pixels on line 2
+    with pytest.raises(PromptFileError) as e:
+        read_prompts(labels, keys)
+    assert "scene00.txt:2: '0 10 20 100 200' is not a YOLO label ('class cx cy w h [conf]', " in str(e.value)
+    assert "normalised to [0, 1]): 10 is outside [0, 1] (pixels?" in str(e.value)
+    (labels / "scene00.txt").write_text("0 0.1 0.1 0.3 0.1 1.5 0.3\n")  # a segment
+    with pytest.raises(PromptFileError, match=r"scene00.txt:1: .* 1.5 is outside \[0, 1\]"):
+        read_prompts(labels, keys)
+    (labels / "scene00.txt").write_text("5 0.5 0.5 0.2 0.2\n")
+    with pytest.raises(PromptFileError) as e:
+        read_prompts(labels, keys)
+    assert f"scene00.txt:1: class 5, but {labels / 'classes.txt'} names 2 classes (0 to 1)" in str(e.value)
+    (labels / "classes.txt").unlink()  # data.yaml's names may skip numbers
+    (tmp_path / "data.yaml").write_text("names: {0: circle, 5: star}\n")
+    ps = read_prompts(labels, keys)
+    assert [c["name"] for c in ps.categories] == ["circle", "1", "2", "3", "4", "star"]
+    (labels / "scene00.txt").write_text("3 0.5 0.5 0.2 0.2\n")
+    with pytest.raises(PromptFileError, match=r"class 3, but .*data.yaml names 2 classes \(0, 5\)"):
+        read_prompts(labels, keys)
+    dets = [
+        {"image_id": "scene00.png", "bbox": [10, 10, 20, 30], "category_id": 1},
+        {"image_id": "scene00.png", "bbox": [100, 100, -20, 30], "category_id": 1},
+    ]
+    (tmp_path / "dets.json").write_text(json.dumps(dets))
+    with pytest.raises(PromptFileError) as e:
+        annotate(image_dir, tmp_path / "out", **COMMON, prompts=tmp_path / "dets.json")
+    assert "dets.json, detection 1 is not a detection (bbox [100, 100, -20, 30] has a negative width" in str(
+        e.value
+    )
+    assert "[x, y, width, height] with width, height >= 0" in str(e.value)
+    assert not (tmp_path / "out").exists()  # refused before anything was written
+
+
 def test_points_prompts_follow_the_session_rule(image_dir, tmp_path):
     dets = [
         {"image_id": "scene00.png", "points": [[40, 40]], "category_id": 1},

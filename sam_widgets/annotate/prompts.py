@@ -7,12 +7,14 @@ Two formats, the two that detectors write:
   detections (``[{"image_id", "bbox", "category_id", "score"}, ...]``, the results format of
   detectron2/mmdetection). A bare list names images by ``image_id``: a file name (string), or an
   integer id that ``image_ids=`` (a COCO file with an ``images`` list, e.g. the dataset's
-  instances JSON) maps to a file name. An entry may also carry ``"points": [[x, y], ...]`` and
-  ``"point_labels": [1, 0, ...]`` (1 positive, 0 negative; default all 1), with or without a box.
+  instances JSON) maps to a file name. A ``bbox``'s width and height are >= 0. An entry may also
+  carry ``"points": [[x, y], ...]`` and ``"point_labels": [1, 0, ...]`` (1 positive, 0 negative;
+  default all 1), with or without a box.
 - **YOLO label folder** (``read_yolo_prompts``): one ``<image stem>.txt`` per image, lines
   ``class cx cy w h [confidence]`` normalised to [0, 1]; segment lines (``class x1 y1 x2 y2 ...``)
   give their bounding box. Class names from ``classes.txt`` in the folder, or ``names`` in a
-  ``data.yaml`` beside or above it; else the class number.
+  ``data.yaml`` beside or above it; else the class number. A coordinate outside [0, 1] (pixels),
+  or a class those names do not name, is an error naming the file and line.
 
 Images are matched by file name relative to the image folder, else by base name, else by stem.
 Each object read is a ``Detection``: a ``sam_widgets.prompts.Prompt`` (the package's one prompt
@@ -235,6 +237,11 @@ def read_coco_prompts(
             box = None
             if d.get("bbox") is not None:
                 x, y, w, h = (float(v) for v in d["bbox"])
+                if w < 0 or h < 0:
+                    raise ValueError(
+                        f"bbox {d['bbox']} has a negative width or height: COCO's bbox is "
+                        "[x, y, width, height] with width, height >= 0 (not two corners)"
+                    )
                 box = _xyxy(x, y, x + w, y + h)
             points, labels = _points_of(d)
             if box is None and not points:
@@ -272,10 +279,13 @@ def read_coco_prompts(
 # ----------------------------------------------------------------------------- YOLO
 
 
-def _yolo_names(folder: Path) -> list[str] | None:
+def _yolo_names(folder: Path) -> tuple[dict[int, str], Path] | tuple[None, None]:
+    """Class number -> name, and the file that gives them (``classes.txt``, or a ``data.yaml``'s
+    ``names``, a list or a dict); (None, None) when there is none."""
     classes = folder / "classes.txt"
     if classes.is_file():
-        return [line.strip() for line in classes.read_text(encoding="utf-8").splitlines() if line.strip()]
+        lines = [line.strip() for line in classes.read_text(encoding="utf-8").splitlines() if line.strip()]
+        return dict(enumerate(lines)), classes
     for parent in (folder, folder.parent, folder.parent.parent):
         for name in ("data.yaml", "data.yml", "dataset.yaml"):
             f = parent / name
@@ -284,19 +294,29 @@ def _yolo_names(folder: Path) -> list[str] | None:
                     import yaml
 
                     names = yaml.safe_load(f.read_text(encoding="utf-8")).get("names")
+                    if isinstance(names, dict):
+                        return {int(k): str(v) for k, v in names.items()}, f
                 except Exception as e:  # noqa: BLE001 - any YAML problem: say which file
-                    raise PromptFileError(f"{f} is not readable YAML with 'names' ({e}).") from None
-                if isinstance(names, dict):
-                    return [str(names[k]) for k in sorted(names)]
+                    raise PromptFileError(
+                        f"{f} is not readable YAML with 'names' (a list, or class numbers to names) ({e})."
+                    ) from None
                 if isinstance(names, list):
-                    return [str(n) for n in names]
-    return None
+                    return dict(enumerate(str(n) for n in names)), f
+    return None, None
+
+
+def _classes(names: dict[int, str]) -> str:
+    """``0 to 2``, or the numbers themselves when they are not 0..N-1."""
+    numbers = sorted(names)
+    if numbers == list(range(len(numbers))) and len(numbers) > 1:
+        return f"{numbers[0]} to {numbers[-1]}"
+    return ", ".join(str(c) for c in numbers)
 
 
 def read_yolo_prompts(folder: str | Path, keys: list[str], *, min_score: float = 0.0) -> PromptSet:
     """Prompts from a YOLO labels folder (see the module); category ids are class + 1."""
     folder = Path(folder).expanduser()
-    names = _yolo_names(folder)
+    names, names_file = _yolo_names(folder)
     match = _Matcher(keys)
     by_image: dict[str, list[Detection]] = {}
     unmatched: list[str] = []
@@ -316,30 +336,44 @@ def read_yolo_prompts(folder: str | Path, keys: list[str], *, min_score: float =
                 continue
             try:
                 cls, nums = int(vals[0]), [float(v) for v in vals[1:]]
+                if cls < 0:
+                    raise ValueError(f"class {cls} is negative")
                 if len(nums) in (4, 5):
-                    cx, cy, w, h = nums[:4]
+                    coords = nums[:4]
+                    cx, cy, w, h = coords
                     score = nums[4] if len(nums) == 5 else None
                     box = (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2)
                 elif len(nums) >= 6 and len(nums) % 2 == 0:  # a segment: its bounding box
-                    xs, ys = nums[0::2], nums[1::2]
+                    coords, xs, ys = nums, nums[0::2], nums[1::2]
                     score, box = None, (min(xs), min(ys), max(xs), max(ys))
                 else:
                     raise ValueError(f"{len(vals)} values")
+                outside = [v for v in coords if not 0.0 <= v <= 1.0]
+                if outside:
+                    raise ValueError(
+                        f"{outside[0]:g} is outside [0, 1] (pixels? divide x and w by the image's "
+                        "width, y and h by its height)"
+                    )
             except ValueError as e:
                 raise PromptFileError(
                     f"{txt}:{n}: {line.strip()!r} is not a YOLO label ('class cx cy w h [conf]', "
                     f"normalised to [0, 1]): {e}."
                 ) from None
+            if names is not None and cls not in names:
+                raise PromptFileError(
+                    f"{txt}:{n}: class {cls}, but {names_file} names {len(names)} "
+                    f"{'class' if len(names) == 1 else 'classes'} ({_classes(names) or 'none'}): add "
+                    "its name there, or correct the label."
+                )
             if score is not None and score < min_score:
                 continue
             seen.add(cls)
             prompts.append(Detection(Prompt(box=_xyxy(*box)), cls + 1, score, normalized=True))
     if not by_image and not unmatched:
         raise PromptFileError(f"{folder} holds no YOLO label files (<image stem>.txt).")
-    count = max(len(names or []), max(seen, default=-1) + 1)
+    count = max(max(names or [-1]) + 1, max(seen, default=-1) + 1)
     categories = [
-        {"id": c + 1, "name": names[c] if names and c < len(names) else str(c), "supercategory": "object"}
-        for c in range(count)
+        {"id": c + 1, "name": (names or {}).get(c, str(c)), "supercategory": "object"} for c in range(count)
     ]
     return PromptSet(by_image, categories, unmatched, str(folder))
 
