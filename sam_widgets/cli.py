@@ -381,7 +381,12 @@ def add_annotate_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         help="boxes (and points) per image: a COCO detections JSON, or a YOLO labels folder",
     )
-    p.add_argument("--image-ids", type=Path, help="a COCO JSON whose 'images' name the ids of --prompts")
+    p.add_argument(
+        "--image-ids",
+        type=Path,
+        help="a COCO JSON (e.g. the dataset's instances file) whose 'images' give the ids: of "
+        "--prompts' detections, and of the images in annotations.json",
+    )
     p.add_argument("--min-score", type=float, default=0.0, help="ignore detections below this score")
     from .session import MICRO_PROPOSE_DEFAULTS as micro
     from .session import PROPOSE_DEFAULTS as sam

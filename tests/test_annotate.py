@@ -303,6 +303,72 @@ def _folder(image_dir: Path, dest: Path, *names: str) -> Path:
     return dest
 
 
+def _ids(out: Path) -> dict[str, int]:
+    coco = json.loads((out / "annotations.json").read_text())
+    ids = {im["file_name"]: im["id"] for im in coco["images"]}
+    assert {a["image_id"] for a in coco["annotations"]} <= set(ids.values())
+    return ids
+
+
+def test_image_ids_stay_when_images_are_added_and_the_run_resumed(image_dir, tmp_path, monkeypatch):
+    import sam_widgets.annotate as annotate_module
+
+    monkeypatch.setattr(annotate_module, "Annotator", FastAnnotator)
+    folder = _folder(image_dir, tmp_path / "images", "scene01.png", "scene03.png")
+    out = tmp_path / "out"
+    annotate(folder, out, **COMMON)
+    assert _ids(out) == {"scene01.png": 1, "scene03.png": 2}
+    _folder(image_dir, folder, "scene00.png", "scene02.png")  # sort before and between the others
+    s = annotate(folder, out, **COMMON)
+    assert s.done == 2 and s.skipped_before == 2
+    assert _ids(out) == {"scene00.png": 3, "scene01.png": 1, "scene02.png": 4, "scene03.png": 2}
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert {i["file_name"]: i["id"] for i in manifest["images"]} == _ids(out)
+    # a manifest of the version before ids: its images keep the ids its annotations.json gave them
+    for entry in manifest["images"]:
+        del entry["id"]
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    _folder(image_dir, folder, "scene04.png")
+    annotate(folder, out, **COMMON)
+    assert _ids(out) == {
+        "scene00.png": 1,
+        "scene01.png": 2,
+        "scene02.png": 3,
+        "scene03.png": 4,
+        "scene04.png": 5,
+    }
+
+
+def test_coco_image_ids_of_the_prompts_or_image_ids_file_are_kept(image_dir, tmp_path, monkeypatch):
+    import sam_widgets.annotate as annotate_module
+
+    monkeypatch.setattr(annotate_module, "Annotator", FastAnnotator)
+    folder = _folder(image_dir, tmp_path / "images", "scene00.png", "scene01.png", "scene02.png")
+    coco_in = {
+        "images": [{"id": 10 + i, "file_name": f"scene{i:02d}.png"} for i in range(3)],
+        "annotations": [{"image_id": 11, "bbox": [10, 10, 30, 30], "category_id": 1}],
+        "categories": [{"id": 1, "name": "shape"}],
+    }
+    (tmp_path / "dets.json").write_text(json.dumps(coco_in))
+    annotate(folder, tmp_path / "out", **COMMON, prompts=tmp_path / "dets.json")
+    assert _ids(tmp_path / "out") == {"scene00.png": 10, "scene01.png": 11, "scene02.png": 12}
+    coco = json.loads((tmp_path / "out" / "annotations.json").read_text())
+    assert [a["image_id"] for a in coco["annotations"]] == [10, 11, 12]  # one mask an image (FastAnnotator)
+    # --image-ids alone ("everything"): the ids it gives, new ones for the rest, none shared
+    (tmp_path / "instances.json").write_text(
+        json.dumps({"images": [{"id": 2, "file_name": "val/scene02.png"}, {"id": "x", "file_name": "a.png"}]})
+    )
+    annotate(folder, tmp_path / "every", **COMMON, image_ids=tmp_path / "instances.json")
+    assert _ids(tmp_path / "every") == {"scene00.png": 3, "scene01.png": 4, "scene02.png": 2}
+    # one id for two images, or two ids for one, is an error that names the file
+    (tmp_path / "twice.json").write_text(
+        json.dumps({"images": [{"id": 7, "file_name": "scene00.png"}, {"id": 7, "file_name": "scene01.png"}]})
+    )
+    with pytest.raises(PromptFileError, match=r"twice.json: image id 7 is given to 'scene00.png' and to"):
+        annotate(folder, tmp_path / "nothing", **COMMON, image_ids=tmp_path / "twice.json")
+    assert not (tmp_path / "nothing").exists()
+
+
 def test_output_files_get_the_users_umask(image_dir, tmp_path, monkeypatch):
     import sam_widgets.annotate as annotate_module
     from sam_widgets._io import atomic_write

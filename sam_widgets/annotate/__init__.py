@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from .output import ANNOTATIONS, MANIFEST, OutputFolder, OutputFolderError, brief
-from .prompts import Detection, PromptFileError, PromptSet, read_prompts
+from .prompts import Detection, PromptFileError, PromptSet, read_image_ids, read_prompts
 from .worker import Annotator, Settings, everything_defaults, failed_record, load_image
 
 __all__ = [
@@ -260,7 +260,8 @@ def annotate(
       out: the output folder (``output``); created if missing. An existing one is resumed.
       model, weights, device, precision: as ``load_sam``; ``auto`` model: by this machine's memory.
       prompts: a COCO detections JSON or a YOLO labels folder (``prompts``); None: "everything".
-      image_ids: a COCO file whose ``images`` map the integer ids of a bare detections list.
+      image_ids: a COCO file whose ``images`` map the integer ids of a bare detections list; with
+        any prompts (or none), the ids it gives the images are their ids in ``annotations.json``.
       min_score: detections below this confidence are ignored.
       everything: ``SamAutomaticMaskGenerator`` arguments over the widget's for the model
         (``everything_defaults``: micro 16 points a side, thresholds 0.4 / 0.7; the others
@@ -274,13 +275,20 @@ def annotate(
       threads: torch threads per model (default: torch's locally, the actor's CPUs on Ray).
       progress: a progress bar (images/s, ETA) on stderr. log: where the summary lines go (a
         callable taking a str; default: none).
+
+    Image ids in ``annotations.json``: those the prompts (or ``image_ids``) give, else stable
+    across resumes (``output.OutputFolder.assign_ids``).
     """
     if format not in ("rle", "polygons"):
         raise ValueError(f"format={format!r}: use 'rle' or 'polygons'.")
     root, keys = list_images(images)
     prompt_set: PromptSet | None = None
+    given_ids: dict[str, int] = {}
     if prompts is not None:
         prompt_set = read_prompts(prompts, keys, image_ids=image_ids, min_score=min_score)
+        given_ids = prompt_set.image_ids
+    elif image_ids is not None:
+        given_ids = read_image_ids(image_ids, keys)
     name = _resolve_model(model, ray, weights, device, precision)
     _check_model(name, weights, ray, progress)  # before --out is made: a typo leaves nothing behind
     settings = Settings(
@@ -318,6 +326,7 @@ def annotate(
             f"(e.g. {prompt_set.unmatched[0]!r}); their prompts are ignored"
         )
     with OutputFolder(out, identity, resume=resume) as folder:
+        folder.assign_ids(keys, given_ids)
         records = folder.done(keys, retry_failed=retry_failed)
         before = len(records)
         todo = [k for k in keys if k not in records]

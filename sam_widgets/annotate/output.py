@@ -3,16 +3,22 @@
 ::
 
     OUT/
-      manifest.json      model, settings, versions, counts, per-image status (rewritten as it goes)
+      manifest.json      model, settings, versions, counts, per-image id and status (rewritten as it goes)
       annotations.json   COCO instances (images done, their masks, categories), written at the end
-      images/            one <name>.json record per image, written atomically when it is done
+      images/            one <name>.json record per image (its status and masks), written atomically
+                         when it is done
       .lock              held while a run writes here (a second run on OUT is refused)
 
 The records are the truth: a run that is killed loses at most the images in flight, and the next
 run on OUT (``resume``, the default) skips every image that has a record, so no image is done
 twice and none is lost. ``annotations.json`` is assembled from the records in the image list's
-order (ids 1..N), so the same images and settings give the same file whichever runner (local or
-Ray) and however many restarts made it.
+order, so the same images and settings give the same file whichever runner (local or Ray) and
+however many restarts made it.
+
+Image ids (``assign_ids``): the COCO id the prompts file (or ``--image-ids``) gives an image, so
+that the output lines up with the source dataset; else the id the image got in OUT's manifest
+before; else a new one after the largest in use (1..N on a first run without given ids). An image
+keeps its id when others are added to the folder and the run resumed.
 
 Memory: a run keeps only each image's ``brief`` (status, size, counts, reasons: ~100 bytes), never
 its masks; ``write_coco`` streams the records' masks from disk into ``annotations.json`` one image
@@ -58,6 +64,19 @@ def versions() -> dict[str, str]:
     return out
 
 
+def _ids_of(manifest: dict[str, Any]) -> dict[str, int]:
+    """Image name -> id in a manifest; one written before ids were recorded numbered its images
+    1..N in its order, as its annotations.json did."""
+    out = {}
+    images = manifest.get("images")
+    for i, entry in enumerate(images if isinstance(images, list) else [], start=1):
+        if isinstance(entry, dict) and isinstance(entry.get("file_name"), str):
+            image_id = entry.get("id", i)
+            if isinstance(image_id, int) and not isinstance(image_id, bool):
+                out[entry["file_name"]] = image_id
+    return out
+
+
 def brief(record: dict[str, Any]) -> dict[str, Any]:
     """What a run keeps in memory of an image's record: everything but its masks.
 
@@ -94,6 +113,8 @@ class OutputFolder:
         self.identity = identity
         self.resume = resume
         self._lock = None
+        self.previous_ids: dict[str, int] = {}  # image ids of the manifest found in OUT
+        self.ids: dict[str, int] = {}  # this run's (assign_ids)
 
     def __enter__(self) -> OutputFolder:
         from filelock import FileLock, Timeout
@@ -153,15 +174,37 @@ class OutputFolder:
                     "mix masks of two settings: pass --overwrite to start over, or another --out."
                 )
             self.created = old.get("created")
+            self.previous_ids = _ids_of(old)
         else:
             for path in records.glob("*.json") if records.is_dir() else []:
                 path.unlink()
             for name in (ANNOTATIONS, MANIFEST):
                 (self.root / name).unlink(missing_ok=True)
             self.created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            self.previous_ids = {}
         records.mkdir(exist_ok=True)
         for tmp in list(records.glob(".tmp-*")) + list(self.root.glob(".tmp-*")):
             tmp.unlink(missing_ok=True)  # left by a run killed while writing
+
+    def assign_ids(self, keys: list[str], given: dict[str, int] | None = None) -> dict[str, int]:
+        """The COCO image id of each of ``keys`` (see the module): ``given`` (from the prompts or
+        ``--image-ids``), else the manifest's from before, else new ones after the largest in use;
+        no two images share one. Kept for ``write_manifest`` and ``write_coco``."""
+        given = given or {}
+        ids = {k: int(given[k]) for k in keys if k in given}
+        taken = set(ids.values())
+        for k in keys:
+            old = self.previous_ids.get(k)
+            if k not in ids and old is not None and old not in taken:
+                ids[k] = old
+                taken.add(old)
+        next_id = max([0, *taken, *self.previous_ids.values()]) + 1
+        for k in keys:
+            if k not in ids:
+                ids[k] = next_id
+                next_id += 1
+        self.ids = ids
+        return ids
 
     # ------------------------------------------------------------------ records
 
@@ -197,10 +240,16 @@ class OutputFolder:
         self, keys: list[str], records: dict[str, dict[str, Any]], extra: dict[str, Any], finished: bool
     ) -> Path:
         """``manifest.json`` from the ``brief`` of each image's record (``records``; full ones work too)."""
+        if not self.ids:
+            self.assign_ids(keys)
         images = []
         for key in keys:
             rec = records.get(key)
-            entry: dict[str, Any] = {"file_name": key, "status": "pending" if rec is None else rec["status"]}
+            entry: dict[str, Any] = {
+                "file_name": key,
+                "id": self.ids[key],
+                "status": "pending" if rec is None else rec["status"],
+            }
             if rec is not None:
                 entry["annotations"] = rec.get("n_annotations", len(rec.get("annotations", [])))
                 if rec.get("reason"):
@@ -230,18 +279,22 @@ class OutputFolder:
     def write_coco(
         self, keys: list[str], records: dict[str, dict[str, Any]], categories: list[dict[str, Any]]
     ) -> Path:
-        """``annotations.json``: the done images (ids by ``keys`` order) and their masks.
+        """``annotations.json``: the done images (in ``keys`` order, ids by ``assign_ids``) and their masks.
 
         ``records``: the ``brief`` of each image's record. The masks are read from the record
         files one image at a time and written as they are read (never all in memory); the file
         is written atomically, and its bytes are ``json.dumps`` of the whole COCO dict.
         """
+        if not self.ids:
+            self.assign_ids(keys)
         images = []
-        for image_id, key in enumerate(keys, start=1):
+        for key in keys:
             rec = records.get(key)
             if rec is None or rec["status"] != "done":
                 continue
-            images.append({"id": image_id, "file_name": key, "width": rec["width"], "height": rec["height"]})
+            images.append(
+                {"id": self.ids[key], "file_name": key, "width": rec["width"], "height": rec["height"]}
+            )
         info = {
             "description": "made with sam-widgets annotate",
             "version": self.identity.get("settings", {}).get("model", ""),

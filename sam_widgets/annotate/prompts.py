@@ -9,7 +9,8 @@ Two formats, the two that detectors write:
   integer id that ``image_ids=`` (a COCO file with an ``images`` list, e.g. the dataset's
   instances JSON) maps to a file name. A ``bbox``'s width and height are >= 0. An entry may also
   carry ``"points": [[x, y], ...]`` and ``"point_labels": [1, 0, ...]`` (1 positive, 0 negative;
-  default all 1), with or without a box.
+  default all 1), with or without a box. The integer ``id`` the ``images`` lists give an image is
+  its id in the output (``PromptSet.image_ids``; ``read_image_ids`` for ``--image-ids`` alone).
 - **YOLO label folder** (``read_yolo_prompts``): one ``<image stem>.txt`` per image, lines
   ``class cx cy w h [confidence]`` normalised to [0, 1]; segment lines (``class x1 y1 x2 y2 ...``)
   give their bounding box. Class names from ``classes.txt`` in the folder, or ``names`` in a
@@ -34,7 +35,7 @@ from typing import Any
 from ..errors import SamWidgetsError
 from ..prompts import Prompt
 
-__all__ = ["Detection", "PromptFileError", "PromptSet", "read_prompts", "check_prompt"]
+__all__ = ["Detection", "PromptFileError", "PromptSet", "read_prompts", "read_image_ids", "check_prompt"]
 
 MIN_BOX_SIDE = 2.0  # pixels, as the session's (a smaller drag is a click)
 
@@ -102,12 +103,14 @@ def _xyxy(x0: float, y0: float, x1: float, y1: float) -> tuple[float, float, flo
 
 @dataclass
 class PromptSet:
-    """The prompts of a run: per image key, its prompts; the categories; what was not matched."""
+    """The prompts of a run: per image key, its prompts; the categories; what was not matched; the
+    COCO ids the file gives images (key -> id)."""
 
     by_image: dict[str, list[Detection]]
     categories: list[dict[str, Any]]
     unmatched: list[str] = field(default_factory=list)  # image names of the file not found in IMAGES
     source: str = ""
+    image_ids: dict[str, int] = field(default_factory=dict)
 
 
 def check_prompt(d: Detection, width: int, height: int) -> tuple[Detection | None, str | None]:
@@ -177,6 +180,46 @@ def _load_json(path: Path, what: str) -> Any:
         raise PromptFileError(f"{what} {path} is not readable JSON ({e}).") from None
 
 
+def _given_ids(images: list[dict[str, Any]], match: _Matcher, source: str) -> dict[str, int]:
+    """Image key -> the integer id a COCO ``images`` list gives it, for the images of the run (an
+    image of the list not in IMAGES is left out; ids that are not integers only name images for
+    the detections). Two ids for one image, or one id for two, is a ``PromptFileError``."""
+    ids: dict[str, int] = {}
+    keys_of: dict[int, str] = {}
+    for im in images:
+        image_id = im["id"]
+        if not isinstance(image_id, int) or isinstance(image_id, bool):
+            continue
+        key = match(str(im["file_name"]))
+        if key is None:
+            continue
+        if ids.get(key, image_id) != image_id:
+            raise PromptFileError(
+                f"{source}: images {ids[key]} and {image_id} both match {key!r} of IMAGES; list each "
+                "image once (file names by their path in IMAGES tell apart images of the same name)."
+            )
+        if keys_of.get(image_id, key) != key:
+            raise PromptFileError(
+                f"{source}: image id {image_id} is given to {keys_of[image_id]!r} and to {key!r}; "
+                "COCO image ids must be unique."
+            )
+        ids[key], keys_of[image_id] = image_id, key
+    return ids
+
+
+def read_image_ids(path: str | Path, keys: list[str]) -> dict[str, int]:
+    """Image key -> COCO id from a COCO file's ``images`` (``--image-ids``, e.g. the dataset's
+    instances JSON), for runs whose prompts give no ids (everything, YOLO labels)."""
+    path = Path(path).expanduser()
+    data = _load_json(path, "image ids file")
+    images = data.get("images") if isinstance(data, dict) else None
+    if not isinstance(images, list):
+        raise PromptFileError(f"{path} has no 'images' list: pass a COCO file (e.g. instances JSON).")
+    if not all(isinstance(im, dict) and "id" in im and "file_name" in im for im in images):
+        raise PromptFileError(f"{path}: an 'images' entry lacks 'id' or 'file_name'.")
+    return _given_ids(images, _Matcher(keys), str(path))
+
+
 def _points_of(d: dict[str, Any]) -> tuple[tuple[tuple[float, float], ...], tuple[int, ...]]:
     """A detection's points and their labels (all 1 when it gives none); ``Prompt`` checks them."""
     points = tuple((float(x), float(y)) for x, y in d.get("points") or [])
@@ -204,7 +247,9 @@ def read_coco_prompts(
         detections, images = data, []
     else:
         raise PromptFileError(f"{path} holds {type(data).__name__}; expected COCO or a list of detections.")
+    sources = str(path)  # the files whose 'images' name the ids, for the errors
     if image_ids is not None:
+        sources = f"{path} and {image_ids}" if images else str(image_ids)
         extra = _load_json(Path(image_ids).expanduser(), "image ids file")
         if not isinstance(extra, dict) or not isinstance(extra.get("images"), list):
             raise PromptFileError(
@@ -215,8 +260,9 @@ def read_coco_prompts(
     try:
         names.update({im["id"]: str(im["file_name"]) for im in images})
     except (KeyError, TypeError):
-        raise PromptFileError(f"{path}: an 'images' entry lacks 'id' or 'file_name'.") from None
+        raise PromptFileError(f"{sources}: an 'images' entry lacks 'id' or 'file_name'.") from None
     match = _Matcher(keys)
+    given_ids = _given_ids(images, match, sources)
     by_image: dict[str, list[Detection]] = {}
     unmatched: dict[str, None] = {}
     for i, d in enumerate(detections):
@@ -273,7 +319,7 @@ def read_coco_prompts(
         }
         for c in categories
     ]
-    return PromptSet(by_image, categories, list(unmatched), str(path))
+    return PromptSet(by_image, categories, list(unmatched), str(path), given_ids)
 
 
 # ----------------------------------------------------------------------------- YOLO
@@ -384,7 +430,10 @@ def read_prompts(
     """Prompts from a COCO detections JSON file or a YOLO labels folder, matched to ``keys``."""
     path = Path(source).expanduser()
     if path.is_dir():
-        return read_yolo_prompts(path, keys, min_score=min_score)
+        found = read_yolo_prompts(path, keys, min_score=min_score)
+        if image_ids is not None:
+            found.image_ids = read_image_ids(image_ids, keys)
+        return found
     if not path.exists():
         raise PromptFileError(
             f"prompts {str(source)!r} not found: pass a COCO detections JSON file or a YOLO labels folder."
