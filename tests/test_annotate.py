@@ -390,6 +390,23 @@ def test_output_files_get_the_users_umask(image_dir, tmp_path, monkeypatch):
     assert not list((tmp_path / "out").rglob(".tmp-*"))
 
 
+def test_a_settings_mismatch_names_only_what_differs(image_dir, tmp_path, monkeypatch):
+    import sam_widgets.annotate as annotate_module
+
+    monkeypatch.setattr(annotate_module, "Annotator", FastAnnotator)
+    folder = _folder(image_dir, tmp_path / "images", "scene00.png")
+    annotate(folder, tmp_path / "out", **COMMON)
+    with pytest.raises(OutputFolderError) as e:
+        annotate(folder, tmp_path / "out", **{**COMMON, "everything": {**EVERY, "points_per_side": 2}})
+    message = str(e.value)
+    assert "(there -> now: everything.points_per_side: 4 -> 2)" in message
+    assert "pred_iou_thresh" not in message and "model" not in message
+    assert "pass --overwrite to start over" in message
+    with pytest.raises(OutputFolderError) as e:
+        annotate(folder, tmp_path / "out", **COMMON, format="polygons", min_score=0.5)
+    assert "(there -> now: format: 'rle' -> 'polygons')" in str(e.value)
+
+
 # ----------------------------------------------------------------------------- prompts
 
 

@@ -64,6 +64,31 @@ def versions() -> dict[str, str]:
     return out
 
 
+def _differences(old: Any, new: Any, path: str = "") -> list[str]:
+    """``"path: old -> new"`` for each value that differs between two nested dicts (``settings.``
+    left out of the paths; a digest shortened to 12 characters; ``none`` where a key is missing)."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out = []
+        for k in sorted(set(old) | set(new), key=str):
+            sub = k if not path or path == "settings" else f"{path}.{k}"
+            out += _differences(old.get(k, _MISSING), new.get(k, _MISSING), sub)
+        return out
+    if old == new:
+        return []
+
+    def shown(v: Any) -> str:
+        if v is _MISSING or v is None:
+            return "none"
+        if isinstance(v, str) and re.fullmatch(r"[0-9a-f]{64}", v):
+            return v[:12]
+        return repr(v)
+
+    return [f"{path}: {shown(old)} -> {shown(new)}"]
+
+
+_MISSING = object()
+
+
 def _ids_of(manifest: dict[str, Any]) -> dict[str, int]:
     """Image name -> id in a manifest; one written before ids were recorded numbered its images
     1..N in its order, as its annotations.json did."""
@@ -163,15 +188,11 @@ class OutputFolder:
                     f"{manifest} is damaged ({e!r}); pass --overwrite to start over, or another --out."
                 ) from None
             if old_identity != self.identity:
-                keys = sorted(set(old_identity) | set(self.identity))
-                diff = [
-                    f"{k}: {old_identity.get(k)!r} there, {self.identity.get(k)!r} now"
-                    for k in keys
-                    if old_identity.get(k) != self.identity.get(k)
-                ]
+                diff = _differences(old_identity, self.identity)
                 raise OutputFolderError(
-                    f"{self.root} was made with other settings ({'; '.join(diff)}). Resuming would "
-                    "mix masks of two settings: pass --overwrite to start over, or another --out."
+                    f"{self.root} was made with other settings (there -> now: {'; '.join(diff)}). "
+                    "Resuming would mix masks of two settings: pass --overwrite to start over, or "
+                    "another --out."
                 )
             self.created = old.get("created")
             self.previous_ids = _ids_of(old)
