@@ -271,11 +271,12 @@ def run_command(func: Callable[[argparse.Namespace], int], args: argparse.Namesp
     """Run a subcommand so that every user error prints ``error: <what, and what to do>`` and
     exits with status 1, without a traceback: the package's errors (SamWidgetsError), bad values
     (ValueError), files that cannot be read or written (OSError) and messages given to
-    SystemExit. Anything else is a bug and keeps its traceback. Ctrl-C exits with 130."""
+    SystemExit. Anything else is a bug and keeps its traceback. Ctrl-C exits with 130, after
+    what the command says of where it stopped (``annotate.Interrupted``), if anything."""
     try:
         return func(args)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+    except KeyboardInterrupt as e:
+        print(f"interrupted: {e}" if str(e) else "interrupted", file=sys.stderr)
         return 130
     except SystemExit as e:
         if isinstance(e.code, str):
@@ -476,8 +477,8 @@ def build_parser() -> argparse.ArgumentParser:
         "annotate",
         help="label a folder of images with SAM (everything, or boxes from a detector): COCO JSON",
         description="Label every image of IMAGES with SAM into OUT: annotations.json (COCO), "
-        "manifest.json, one record per image (a killed run resumes). Local by default; --ray for a "
-        "Ray runtime or cluster.",
+        "manifest.json, one JSON record per image in OUT/images/ (a killed run resumes). Local by "
+        "default; --ray for a Ray runtime or cluster.",
     )
     add_annotate_arguments(a)
     a.set_defaults(func=_annotate)

@@ -33,8 +33,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-LINE = re.compile(r"annotated (\d+) of (\d+) images in ([\d.]+) s")
-FIRST = re.compile(r"loaded the model in ([\d.]+) s")
+LINE = re.compile(r"annotated (\d+) of (\d+) images? in ([\d.]+) s")
+FIRST = re.compile(r"the first image, with the model load, took ([\d.]+) s")
 
 
 EVERYTHING = ["--points-per-side", "8", "--pred-iou-thresh", "0", "--stability-score-thresh", "0"]

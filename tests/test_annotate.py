@@ -390,6 +390,50 @@ def test_output_files_get_the_users_umask(image_dir, tmp_path, monkeypatch):
     assert not list((tmp_path / "out").rglob(".tmp-*"))
 
 
+def test_summary_words_and_rates():
+    from sam_widgets.annotate import Summary
+
+    def text(ran, seconds, first_s, **kw):
+        return Summary(ran, ran, 0, 0, ran, seconds, "local", Path("out"), first_s=first_s, **kw).format()
+
+    one = text(1, 2.0, 2.0)
+    assert one.startswith("annotated 1 of 1 image in 2.0 s (0.50 images/s; local): 1 done, 0 failed")
+    assert "1 mask in" in one and "first image" not in one
+    three = text(3, 4.0, 2.0)  # two after the first: no rate of its own
+    assert "(0.75 images/s; the first image, with the model load, took 2.0 s; local)" in three
+    ten = text(10, 11.0, 2.0)
+    assert "the first image, with the model load, took 2.0 s, the others 1.00 images/s; local" in ten
+    assert "loaded the model" not in ten
+    few = Summary(3, 1, 1, 1, 1, 3.0, "local", Path("out"), [("bad.png", "image: broken")], 1, 1.0).format()
+    assert "1 image failed and was skipped" in few and "1 prompt skipped" in few
+    assert "annotated 2 of 3 images" in few and ", 1 already in out (resumed)" in few
+    nothing = Summary(2, 0, 0, 2, 4, 0.0, "local", Path("out")).format()
+    assert nothing.startswith("annotated 0 of 2 images (local): 0 done, 0 failed, 2 already in out")
+    assert "images/s" not in nothing
+
+
+def test_ctrl_c_says_how_far_the_run_got_and_how_to_resume(image_dir, tmp_path, monkeypatch, capsys):
+    import sam_widgets.annotate as annotate_module
+    from sam_widgets.cli import main
+
+    class StopsAtScene02(FastAnnotator):
+        stop_at = "scene02.png"
+
+    monkeypatch.setattr(annotate_module, "Annotator", StopsAtScene02)
+    out = tmp_path / "out"
+    args = ["annotate", str(image_dir), "--out", str(out), "--model", "micro", "-q"]
+    assert main(args) == 130
+    err = capsys.readouterr().err
+    assert f"interrupted: 3 of 14 images annotated in {out} so far (3 in this run)" in err
+    assert "annotations.json is written when a run finishes: run the same command again to resume" in err
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["counts"] == {"done": 2, "failed": 1, "pending": GOOD + len(BAD) - 3}
+    assert not (out / "annotations.json").exists() and not list(out.rglob(".tmp-*"))
+    monkeypatch.setattr(annotate_module, "Annotator", FastAnnotator)
+    assert main(args) == 0
+    assert "3 already in" in capsys.readouterr().out
+
+
 def test_a_settings_mismatch_names_only_what_differs(image_dir, tmp_path, monkeypatch):
     import sam_widgets.annotate as annotate_module
 

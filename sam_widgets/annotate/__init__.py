@@ -4,7 +4,8 @@
 a folder, either "everything" (segment_anything's automatic mask generator with the widget's
 settings) or from prompts (boxes, points) in a COCO detections JSON or a YOLO labels folder: the
 "detector + SAM" labelling pipeline. It writes COCO JSON (RLE or polygons) and a manifest into OUT,
-one record per image as it finishes, so a killed run resumes where it stopped (``output``).
+one JSON record per image as it finishes, so a killed run resumes where it stopped (``output``);
+Ctrl-C ends a run with ``Interrupted``, which says how far it got.
 
 Local (the default): one process, the next images decoded ahead in a thread, one encoder pass per
 image, batched decoder calls for many boxes. ``ray=``: the same work on a Ray Data actor pool, one
@@ -44,15 +45,25 @@ __all__ = [
     "OutputFolderError",
     "PromptFileError",
     "ImageListError",
+    "Interrupted",
 ]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm")
 PREFETCH = 2  # images decoded ahead of the model, in a thread
 MANIFEST_EVERY_S = 10.0
+STEADY_MIN = 3  # images after the first below which no rate "after the first" is given
 
 
 class ImageListError(OutputFolderError):
     """IMAGES is missing, empty, or not a folder, image file or list of image files."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C ended a run; the message says how many images are done in OUT and how to resume."""
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word if n == 1 else word + 's'}"
 
 
 def list_images(images: str | Path) -> tuple[Path, list[str]]:
@@ -112,34 +123,40 @@ class Summary:
 
     @property
     def steady_images_per_s(self) -> float | None:
-        """Images per second after the first record (without loading the model); None below 2 images."""
+        """Images per second after the first record (without loading the model); None when fewer
+        than ``STEADY_MIN`` images came after it (a rate of one or two images says little)."""
         ran = self.done + self.failed
-        if self.first_s is None or ran < 2 or self.seconds <= self.first_s:
+        if self.first_s is None or ran - 1 < STEADY_MIN or self.seconds <= self.first_s:
             return None
         return (ran - 1) / (self.seconds - self.first_s)
 
     def format(self, max_failures: int = 20) -> str:
+        ran = self.done + self.failed
+        if ran == 0:
+            timing = f"({self.runner})"
+        else:
+            rates = [f"{self.images_per_s:.2f} images/s"]
+            if self.first_s is not None and ran > 1:
+                rates.append(f"the first image, with the model load, took {self.first_s:.1f} s")
+                if self.steady_images_per_s is not None:
+                    rates[-1] += f", the others {self.steady_images_per_s:.2f} images/s"
+            timing = f"in {self.seconds:.1f} s ({'; '.join([*rates, self.runner])})"
         lines = [
-            f"annotated {self.done + self.failed} of {self.total} images in {self.seconds:.1f} s "
-            f"({self.images_per_s:.2f} images/s"
-            + (
-                f"; {self.steady_images_per_s:.2f} after the first, which loaded the model in "
-                f"{self.first_s:.1f} s"
-                if self.steady_images_per_s is not None
-                else ""
-            )
-            + f"; {self.runner}): {self.done} done, {self.failed} failed"
+            f"annotated {ran} of {_plural(self.total, 'image')} {timing}: {self.done} done, "
+            f"{self.failed} failed"
             + (f", {self.skipped_before} already in {self.out} (resumed)" if self.skipped_before else ""),
-            f"{self.annotations} masks in {self.out / ANNOTATIONS}"
+            f"{_plural(self.annotations, 'mask')} in {self.out / ANNOTATIONS}"
             + (
-                f"; {self.skipped_prompts} prompts skipped (reasons in the manifest)"
+                f"; {_plural(self.skipped_prompts, 'prompt')} skipped (reasons in the manifest)"
                 if self.skipped_prompts
                 else ""
             ),
         ]
         if self.failures:
+            n = len(self.failures)
             lines.append(
-                f"{len(self.failures)} images failed and were skipped (reasons in {self.out / MANIFEST}):"
+                f"{_plural(n, 'image')} failed and {'was' if n == 1 else 'were'} skipped "
+                f"(reasons in {self.out / MANIFEST}):"
             )
             lines += [f"  {name}: {reason}" for name, reason in self.failures[:max_failures]]
             if len(self.failures) > max_failures:
@@ -277,7 +294,8 @@ def annotate(
         callable taking a str; default: none).
 
     Image ids in ``annotations.json``: those the prompts (or ``image_ids``) give, else stable
-    across resumes (``output.OutputFolder.assign_ids``).
+    across resumes (``output.OutputFolder.assign_ids``). Ctrl-C raises ``Interrupted`` (a
+    ``KeyboardInterrupt``) once the manifest says what is done; the next run resumes.
     """
     if format not in ("rle", "polygons"):
         raise ValueError(f"format={format!r}: use 'rle' or 'polygons'.")
@@ -321,9 +339,10 @@ def annotate(
     )
     say = log or (lambda line: None)
     if prompt_set is not None and prompt_set.unmatched:
+        n = len(prompt_set.unmatched)
         say(
-            f"note: {len(prompt_set.unmatched)} images named in {prompts} are not in {images} "
-            f"(e.g. {prompt_set.unmatched[0]!r}); their prompts are ignored"
+            f"note: {_plural(n, 'image')} named in {prompts} {'is' if n == 1 else 'are'} not in {images} "
+            f"(e.g. {prompt_set.unmatched[0]!r}); {'its' if n == 1 else 'their'} prompts are ignored"
         )
     with OutputFolder(out, identity, resume=resume) as folder:
         folder.assign_ids(keys, given_ids)
@@ -337,6 +356,8 @@ def annotate(
         }
         started_ray = False
         runner = "local"
+        done = failed = 0
+        first_s = None
         try:
             if ray is not None and todo:
                 from . import ray_runner
@@ -358,7 +379,6 @@ def annotate(
                 )
             folder.write_manifest(keys, records, extra, finished=False)
             t0 = time.perf_counter()
-            done = failed = 0
             last_manifest = t0
             from tqdm.auto import tqdm
 
@@ -371,7 +391,6 @@ def annotate(
                 dynamic_ncols=True,
                 smoothing=0.1,
             ) as bar:
-                first_s = None
                 for rec in stream:
                     if first_s is None:
                         first_s = time.perf_counter() - t0
@@ -387,6 +406,13 @@ def annotate(
                         folder.write_manifest(keys, records, extra, finished=False)
                         last_manifest = time.perf_counter()
             seconds = time.perf_counter() - t0
+        except KeyboardInterrupt:
+            folder.write_manifest(keys, records, extra, finished=False)
+            raise Interrupted(
+                f"{len(records)} of {_plural(len(keys), 'image')} annotated in {folder.root} so far "
+                f"({done + failed} in this run); {ANNOTATIONS} is written when a run finishes: run the "
+                "same command again to resume (the images done are skipped)"
+            ) from None
         finally:
             if started_ray:
                 from . import ray_runner
