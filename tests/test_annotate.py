@@ -412,6 +412,12 @@ def test_summary_words_and_rates():
     assert "images/s" not in nothing
 
 
+def test_files_that_are_not_images_are_counted_in_the_summary(reference):
+    _, summary, _ = reference
+    assert summary.ignored == ["notes.txt"]
+    assert "ignored 1 file in IMAGES whose suffix is not an image type (e.g. notes.txt;" in summary.format()
+
+
 def test_ctrl_c_says_how_far_the_run_got_and_how_to_resume(image_dir, tmp_path, monkeypatch, capsys):
     import sam_widgets.annotate as annotate_module
     from sam_widgets.cli import main

@@ -73,27 +73,34 @@ def list_images(images: str | Path) -> tuple[Path, list[str]]:
     a single image file, or a ``.txt`` file listing image paths (one a line, relative to the list's
     folder or absolute). Names, not pixels: files are opened later, and a bad one only fails itself.
     """
+    root, keys, _ = _list_images(images)
+    return root, keys
+
+
+def _list_images(images: str | Path) -> tuple[Path, list[str], list[str]]:
+    """``list_images``, and the other files of a folder (not hidden, not an image by their
+    suffix, sorted): those the run ignores."""
     path = Path(images).expanduser()
     if path.is_dir():
-        keys = sorted(
-            p.relative_to(path).as_posix()
-            for p in path.rglob("*")
-            if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() and not p.name.startswith(".")
-        )
+        keys, others = [], []
+        for p in path.rglob("*"):
+            if p.name.startswith(".") or not p.is_file():
+                continue
+            (keys if p.suffix.lower() in IMAGE_SUFFIXES else others).append(p.relative_to(path).as_posix())
         if not keys:
             raise ImageListError(
                 f"{path} holds no image files ({', '.join(IMAGE_SUFFIXES)}, searched recursively)."
             )
-        return path, keys
+        return path, sorted(keys), sorted(others)
     if path.is_file() and path.suffix.lower() == ".txt":
         lines = [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines()]
         files = [(path.parent / ln).resolve() for ln in lines if ln and not ln.startswith("#")]
         if not files:
             raise ImageListError(f"{path} lists no images (one path a line).")
         root = Path(os.path.commonpath([f.parent for f in files]))
-        return root, list(dict.fromkeys(f.relative_to(root).as_posix() for f in files))
+        return root, list(dict.fromkeys(f.relative_to(root).as_posix() for f in files)), []
     if path.is_file():
-        return path.parent, [path.name]
+        return path.parent, [path.name], []
     raise ImageListError(
         f"IMAGES {str(images)!r} not found: pass a folder of images, an image file, or a .txt list of them."
     )
@@ -114,6 +121,7 @@ class Summary:
     failures: list[tuple[str, str]] = field(default_factory=list)  # (image, reason), all of OUT
     skipped_prompts: int = 0
     first_s: float | None = None  # seconds to the first record: loading the model(s) + one image
+    ignored: list[str] = field(default_factory=list)  # files of IMAGES that are not images
 
     @property
     def images_per_s(self) -> float:
@@ -152,6 +160,11 @@ class Summary:
                 else ""
             ),
         ]
+        if self.ignored:
+            lines.append(
+                f"ignored {_plural(len(self.ignored), 'file')} in IMAGES whose suffix is not an image "
+                f"type (e.g. {self.ignored[0]}; image types: {', '.join(IMAGE_SUFFIXES)})"
+            )
         if self.failures:
             n = len(self.failures)
             lines.append(
@@ -299,7 +312,7 @@ def annotate(
     """
     if format not in ("rle", "polygons"):
         raise ValueError(f"format={format!r}: use 'rle' or 'polygons'.")
-    root, keys = list_images(images)
+    root, keys, ignored = _list_images(images)
     prompt_set: PromptSet | None = None
     given_ids: dict[str, int] = {}
     if prompts is not None:
@@ -432,5 +445,6 @@ def annotate(
         failures=[(k, records[k]["reason"]) for k in keys if k in records and records[k]["status"] != "done"],
         skipped_prompts=sum(len(r.get("skipped_prompts", [])) for r in records.values()),
         first_s=first_s,
+        ignored=ignored,
     )
     return summary
