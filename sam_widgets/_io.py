@@ -46,17 +46,22 @@ __all__ = [
 
 
 def atomic_write(
-    path: str | os.PathLike, data: bytes | Callable[[IO[bytes]], Any], *, fsync: bool = False
+    path: str | os.PathLike,
+    data: bytes | Callable[[IO[bytes]], Any],
+    *,
+    fsync: bool = False,
+    private: bool = False,
 ) -> Path:
     """Write ``data`` (bytes, or a function writing to a binary file) to ``path`` atomically.
 
     The bytes go to a temporary file in the same folder, which is renamed over ``path`` only once
     complete; on any error (disk full, Ctrl-C) the temporary file is removed and ``path`` is
     untouched. ``fsync=True`` also flushes the data to disk before the rename. The file's mode is
-    the one ``open()`` would give it: 0666 less the user's umask. Returns ``path``.
+    the one ``open()`` would give it: 0666 less the user's umask; ``private=True``: 0600 (what a
+    cache of the user's images holds is for the user alone). Returns ``path``.
     """
     path = Path(path)
-    fd, tmp = _new_temp_file(path.parent, path.suffix)
+    fd, tmp = _new_temp_file(path.parent, path.suffix, 0o600 if private else 0o666)
     try:
         with os.fdopen(fd, "wb") as f:
             if callable(data):
@@ -76,14 +81,14 @@ def atomic_write(
     return path
 
 
-def _new_temp_file(folder: Path, suffix: str) -> tuple[int, str]:
+def _new_temp_file(folder: Path, suffix: str, mode: int = 0o666) -> tuple[int, str]:
     """A new empty file ``folder/.tmp-<random><suffix>``, open for writing: created as ``open()``
-    creates files (mode 0666 less the umask), where ``tempfile.mkstemp`` gives 0600."""
+    creates files (``mode``, 0666 by default, less the umask), where ``tempfile.mkstemp`` gives 0600."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     for _ in range(100):
         tmp = os.path.join(folder, f".tmp-{secrets.token_hex(8)}{suffix}")
         try:
-            return os.open(tmp, flags, 0o666), tmp
+            return os.open(tmp, flags, mode), tmp
         except FileExistsError:
             continue
     raise FileExistsError(f"no free temporary file name in {folder}")

@@ -152,7 +152,9 @@ class EmbeddingCache:
             "original_size": list(entry.original_size),
             "input_size": list(entry.input_size),
         }
-        atomic_write(path, lambda f: torch.save(data, f))  # a reader sees the old file or the new one
+        atomic_write(
+            path, lambda f: torch.save(data, f), private=True
+        )  # a reader sees the old file or the new one
 
     def _load(self, disk_key: str, device: torch.device) -> Embedding | None:
         path = self._path(disk_key)

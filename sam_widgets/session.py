@@ -730,6 +730,7 @@ class Session:
             if region is not None:  # "segment in this view": the region is the image SAM sees
                 x0, y0, x1, y1 = region
                 pixels = np.ascontiguousarray(pixels[y0:y1, x0:x1])
+            self._decoded = None  # a remembered pass is of the embedding being replaced
             self.predictor.set_image(pixels)
             self._encoded = (index, region, getattr(self.predictor, "features", None))
 
@@ -832,6 +833,11 @@ class Session:
         lazy = result[3] is not None
         self._decoded = (key, self._encoded, result) if key is not None and lazy else None
         return result
+
+    def forget_last_pass(self) -> None:
+        """Forget the remembered decoder pass (``_decode``): the next one runs the decoder."""
+        with self._lock:
+            self._decoded = None
 
     def _decode_now(
         self,

@@ -55,12 +55,13 @@ def text_color(rgb) -> str:
 
 
 def proposal_color(i: int, avoid=()) -> tuple[int, int, int]:
-    """The colour of proposal ``i`` ("everything" mode): the palette, cycled, without the colours in
-    ``avoid`` (the objects', so a region is never drawn in the colour of an object it overlaps)
-    while any other colour is left."""
-    free = [c for c in PALETTE if tuple(int(v) for v in c) not in {tuple(a) for a in avoid}]
-    colors = free or PALETTE
-    return tuple(int(v) for v in colors[i % len(colors)])  # type: ignore[return-value]
+    """The colour of proposal ``i`` ("everything" mode): the palette, cycled, the colours in
+    ``avoid`` (the objects') last, so the first regions are never drawn in the colour of an object
+    they may overlap and neighbouring regions still differ when few colours are free."""
+    taken = {tuple(int(v) for v in a) for a in avoid}
+    colors = [tuple(int(v) for v in c) for c in PALETTE]
+    ordered = [c for c in colors if c not in taken] + [c for c in colors if c in taken]
+    return ordered[i % len(ordered)]  # type: ignore[return-value]
 
 
 def overlay_masks(image, masks, alpha: float = 0.5, colors=None, outline: bool = True) -> np.ndarray:

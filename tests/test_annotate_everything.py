@@ -102,6 +102,13 @@ def test_a_changed_points_per_batch_resumes(scene, tmp_path):
         tmp_path / "scene.png", out, model="micro", everything={**every, "points_per_batch": 8}, **QUIET
     )
     assert again.skipped_before == 1 and again.done == 0
+    # a folder of an earlier version, whose manifest recorded the points per call: resumes too
+    manifest = out / "manifest.json"
+    data = json.loads(manifest.read_text())
+    data["identity"]["settings"]["everything"]["points_per_batch"] = 64
+    manifest.write_text(json.dumps(data))
+    old = annotate(tmp_path / "scene.png", out, model="micro", everything=every, **QUIET)
+    assert old.skipped_before == 1 and old.done == 0
 
 
 def test_an_unknown_or_unavailable_model_leaves_no_output_folder(scene, tmp_path, capsys):

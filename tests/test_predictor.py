@@ -121,6 +121,15 @@ def test_weights_changed_in_place_are_not_served_stale(tiny_sam, rgb_image):
 
 
 def test_disk_cache_survives_a_new_process_and_rejects_other_models(tiny_sam, rgb_image, tmp_path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        CachedPredictor(tiny_sam, cache_dir=tmp_path / "private").set_image(rgb_image)
+    finally:
+        os.umask(old)
+    (cached,) = [f for f in (tmp_path / "private").rglob("*") if f.is_file()]
+    assert oct(cached.stat().st_mode & 0o777) == "0o600"  # the user's images' embeddings: the user's
     p1 = CachedPredictor(tiny_sam, cache_dir=tmp_path / "emb")
     p1.set_image(rgb_image)
     files = list((tmp_path / "emb").glob("*.pt"))

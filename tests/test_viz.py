@@ -40,6 +40,10 @@ def test_proposal_colors_skip_the_objects_colors_while_any_is_left():
     first = tuple(int(v) for v in PALETTE[0])
     assert proposal_color(0) == first
     assert proposal_color(0, [first]) == tuple(int(v) for v in PALETTE[1])
-    assert first not in {proposal_color(i, [first]) for i in range(30)}
+    assert first not in {proposal_color(i, [first]) for i in range(len(PALETTE) - 1)}
+    assert proposal_color(len(PALETTE) - 1, [first]) == first  # taken colours come last
     everyone = [tuple(int(v) for v in c) for c in PALETTE]
     assert proposal_color(3, everyone) == everyone[3]  # all taken: the palette, cycled
+    # one colour free: the regions still differ from each other, not all drawn in that one
+    nine = everyone[:-1]
+    assert len({proposal_color(i, nine) for i in range(3)}) == 3 and proposal_color(0, nine) == everyone[-1]

@@ -259,9 +259,22 @@ def test_a_click_where_the_hover_preview_ran_reuses_its_pass(rgb_image, predicto
     send(w, hover(w, 30, 30))
     w.next_image()
     w.wait()
+    assert w.session._decoded is None  # nothing remembered outlives its embedding
     n = passes[0]
     send(w, mouse("mousedown", 30, 30, w), mouse("mouseup", 30, 30, w))
     assert passes[0] == n + 1 and not w.session.click_reused
+
+
+def test_the_hover_speed_check_times_real_decoder_passes(rgb_image, predictor, tiny_sam):
+    """The check runs two previews at one point: a remembered pass (a click reusing the preview's)
+    must not make the second one free, or a slow decoder would look fast."""
+    slow = tiny_sam.mask_decoder.register_forward_hook(lambda *_: time.sleep(0.15))
+    try:
+        w = SegmentWidget(rgb_image, predictor, background=False)
+    finally:
+        slow.remove()
+    assert w.decoder_ms is not None and w.decoder_ms >= 150, w.decoder_ms
+    assert not w.hover and "hover preview off" in w.status_text()
 
 
 def test_hover_is_off_by_default_when_the_decoder_is_slow(rgb_image, predictor, monkeypatch):

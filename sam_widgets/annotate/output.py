@@ -183,7 +183,9 @@ class OutputFolder:
             try:
                 old = json.loads(manifest.read_text(encoding="utf-8"))
                 old_identity = old["identity"]
-            except (OSError, ValueError, KeyError, TypeError) as e:
+                # folders of earlier versions recorded points per decoder call, which changes no mask
+                (old_identity.get("settings", {}).get("everything") or {}).pop("points_per_batch", None)
+            except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
                 raise OutputFolderError(
                     f"{manifest} is damaged ({e!r}); pass --overwrite to start over, or another --out."
                 ) from None
@@ -191,8 +193,8 @@ class OutputFolder:
                 diff = _differences(old_identity, self.identity)
                 raise OutputFolderError(
                     f"{self.root} was made with other settings (there -> now: {'; '.join(diff)}). "
-                    "Resuming would mix masks of two settings: pass --overwrite to start over, or "
-                    "another --out."
+                    "Resuming would mix masks of two settings: run with the earlier values to "
+                    "resume, pass --overwrite to start over, or use another --out."
                 )
             self.created = old.get("created")
             self.previous_ids = _ids_of(old)
