@@ -150,8 +150,11 @@ export default { render };
 """
 
 _CSS = f"""
-.{SURFACE_CLASS} {{ outline: none; max-width: 100%; cursor: crosshair; }}
-.{SURFACE_CLASS}:focus {{ outline: 2px solid #1a73e8; outline-offset: 1px; }}
+.{SURFACE_CLASS} {{ outline: none; max-width: 100%; cursor: crosshair; position: relative; }}
+.{SURFACE_CLASS}:focus::after {{
+  content: ""; position: absolute; inset: 0; border: 2px solid #1a73e8;
+  pointer-events: none; z-index: 10;
+}}
 .{SURFACE_CLASS}.sam-widgets-pan {{ cursor: grab; }}
 .{SURFACE_CLASS} canvas {{ pointer-events: none; display: block; max-width: 100%; height: auto !important; }}
 .sam-widgets-root {{ max-width: 100%; min-width: 0; }}

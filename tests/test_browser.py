@@ -27,11 +27,13 @@ import shutil
 import time
 import urllib.request
 from collections.abc import Callable
+from io import BytesIO
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from PIL import Image
 from scipy import ndimage
 
 from sam_widgets.micro.data import make_scene
@@ -492,6 +494,12 @@ def test_navigation_focus_and_objects_in_chromium(front_end, page, server, deadl
     ((kx, ky),) = s["objects"][label_a]["points"]
     assert abs(kx - ax - 0.5) <= 3 and abs(ky - ay - 0.5) <= 3, f"clicked {(ax, ay)}, kernel got {(kx, ky)}"
     assert canvas.evaluate("(c) => document.activeElement.contains(c)"), "the click did not focus the widget"
+    # the focus ring is drawn where it shows: inside the surface, not clipped by a scrolling box
+    time.sleep(0.2)
+    shot = np.asarray(Image.open(BytesIO(root.locator(".sam-widgets-surface").screenshot())).convert("RGB"))
+    blue = (np.abs(shot.astype(int) - (0x1A, 0x73, 0xE8)).max(2) <= 40).mean(1)  # per row
+    ring = min(blue[:4].max(), blue[-4:].max())  # a row of ring at the top and at the bottom
+    assert ring > 0.9, f"the focus ring is not on screen: {ring:.0%} of a row at the surface's top or bottom"
 
     # -- Ctrl+S with the pointer over the canvas (and the keys in the widget) saves the notebook
     assert page.evaluate(NOTEBOOK_DIRTY, NAV_NOTEBOOK) is True, "Run All left nothing to save"
