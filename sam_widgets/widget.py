@@ -246,6 +246,7 @@ class SegmentWidget(W.VBox):
         self._thresholds_changing = False
         self._syncing = False
         self._everything_last: dict[str, Any] = {}
+        self._bar_image = 0  # the image whose "everything" sliders the row shows (_sync_controls)
         self._build_everything_controls()
         self._opacity = W.FloatSlider(
             min=0.0,
@@ -363,7 +364,12 @@ class SegmentWidget(W.VBox):
         """Delete ``label`` (default: the active object)."""
         label = label if label is not None else (self.session.active.label if self.session.active else None)
         if label is not None:
-            self._act(lambda: self.session.delete(label), "delete")
+
+            def delete() -> None:
+                self.session.delete(label)
+                self._say(f"Deleted {label} (z brings it back)")
+
+            self._act(delete, "delete")
 
     def rename(self, old: str, new: str) -> None:
         """Give an object another label."""
@@ -751,13 +757,20 @@ class SegmentWidget(W.VBox):
         elif what == "adopt":
             self._say(f"Adopted the region as {name}")
         elif what == "new":
-            self._say(f"New object, {name}: the click was far from the last one (alt+click adds to it)")
+            self._say(
+                f"New object, {name}: the click was far from the last one (alt+click adds to it); "
+                + self._mask_words().lower()
+            )
         else:
-            ms = _click_ms(self.session)
-            said = f"Mask in {ms:.0f} ms" if ms is not None else "Mask ready"
-            if getattr(self.session, "click_reused", False):
-                said += " (the hover preview's: no decoder pass)"
-            self._say(said)
+            self._say(self._mask_words())
+
+    def _mask_words(self) -> str:
+        """ "Mask in 12 ms", and whether the hover preview's pass was reused."""
+        ms = _click_ms(self.session)
+        said = f"Mask in {ms:.0f} ms" if ms is not None else "Mask ready"
+        if getattr(self.session, "click_reused", False):
+            said += " (the hover preview's: no decoder pass)"
+        return said
 
     # ------------------------------------------------------------------ browser events
 
@@ -1084,6 +1097,13 @@ class SegmentWidget(W.VBox):
             self._everything.value = bool(s.proposals)
         finally:
             self._syncing = False
+        # the sliders follow the image: shown with its regions; another image hides those of the last
+        # (they stay after a run that found nothing on this image, to lower the thresholds)
+        if s.proposals:
+            self._show_everything_bar(True)
+        elif self._bar_image != s.current:
+            self._show_everything_bar(False)
+        self._bar_image = s.current
         active = s.active
         chips = []
         for obj in s.objects:

@@ -289,6 +289,7 @@ def test_keys_undo_redo_and_choose(rgb_image, predictor):
     assert w.session.labels == ["object 1", "object 2"]
     send(w, key("x"))
     assert w.session.labels == ["object 1"]
+    assert "Deleted object 2 (z brings it back)" in w.status_text()
     send(w, key("?"))
     assert w._help.layout.display is None and "wheel" in w._help.value
     send(w, key("?"))
@@ -532,6 +533,21 @@ def test_everything_reuses_the_embedding_and_a_click_adopts_a_region(rgb_image, 
     assert w.proposals == () and not w._everything.value
     with pytest.raises(IndexError, match="no proposal 0"):
         w.adopt(0)
+
+
+def test_everything_sliders_follow_the_image(rgb_image, tiny_sam):
+    w = SegmentWidget([rgb_image, rgb_image[::-1].copy()], CachedPredictor(tiny_sam), background=False)
+    shown = lambda: w._everything_bar.layout.display is None  # noqa: E731
+    w.everything(points_per_side=4, pred_iou_thresh=0.0, stability_score_thresh=0.0)
+    assert w.proposals and shown()
+    w.next_image()  # no regions here: no sliders
+    assert not w.proposals and not shown()
+    w.everything(points_per_side=2, pred_iou_thresh=1.1)  # finds nothing: the sliders stay, to lower
+    assert not w.proposals and shown() and w.error
+    w.previous_image()  # this image's regions, and their sliders
+    assert w.proposals and shown() and w._everything.value
+    w.next_image()
+    assert not shown()
 
 
 def test_everything_regions_are_never_drawn_in_an_objects_colour(rgb_image, tiny_sam):

@@ -227,7 +227,7 @@ def test_hover_draws_the_preview_and_changes_no_mask(rgb_image, predictor, rec):
     assert not rec.on(w.canvas[3], "putImageData")
 
 
-def test_a_click_where_the_hover_preview_ran_reuses_its_pass(rgb_image, predictor, tiny_sam):
+def test_a_click_where_the_hover_preview_ran_reuses_its_pass(rgb_image, predictor, tiny_sam, monkeypatch):
     """The SAM demo's feel: resting on a point and clicking it runs no second decoder pass; the
     object is what a fresh pass gives. Another point or another image runs the decoder."""
     passes = [0]
@@ -250,6 +250,19 @@ def test_a_click_where_the_hover_preview_ran_reuses_its_pass(rgb_image, predicto
     n = passes[0]
     send(w, mouse("mousedown", 60, 45, w), mouse("mouseup", 60, 45, w))
     assert passes[0] == n and len(w.session.active.points) == 2 and w.session.click_reused
+    # a click far from the object, where the preview rests: a new object, its mask the preview's
+    # (random weights draw masks anywhere: the point is made "far" and outside object 1 here)
+    import sam_widgets.session as session_module
+
+    with monkeypatch.context() as m:
+        m.setattr(session_module, "_far", lambda obj, x, y: True)
+        m.setattr(w.session, "object_at", lambda x, y: None)
+        send(w, hover(w, 110, 85))
+        n = passes[0]
+        send(w, mouse("mousedown", 110, 85, w), mouse("mouseup", 110, 85, w))
+        assert passes[0] == n and len(w.session.objects) == 2 and w.session.click_reused
+        assert "New object" in w.status_text() and "hover preview's" in w.status_text(), w.status_text()
+    n = passes[0]
     # a click where no preview ran: a pass of its own; the status line says nothing of a preview
     w.new_object()
     send(w, mouse("mousedown", 20, 70, w), mouse("mouseup", 20, 70, w))
