@@ -6,6 +6,9 @@ The record holds one measured point per training stage (see its "about"). The fi
 line of mIoU on log2(steps), per prompt setting, least squares: what each doubling of training
 has bought so far. Extrapolating it says roughly how much training the bar would take if the trend
 held, which it need not (curves flatten); it is an estimate, printed and drawn as a dashed line.
+Where the record names ``recent_from_steps`` (the stage a change of recipe started from: since run
+7, half of each step trains the ambiguity skill), the same fit over the stages from there on is
+printed and drawn dash-dotted too: what a doubling buys now, and the bar at that rate.
 """
 
 from __future__ import annotations
@@ -40,22 +43,47 @@ def main(record_path: Path, out: Path) -> dict[str, float]:
     record = json.loads(record_path.read_text())
     stages = record["stages"]
     steps = [s["steps"] for s in stages]
-    fig, ax = plt.subplots(figsize=(7, 4.2))
-    needed = {}
+    since = record.get("recent_from_steps")
+    recent = [s for s in stages if since is not None and s["steps"] >= since]
+    fig, ax = plt.subplots(figsize=(7.5, 4.4))
+    needed: dict = {}
+    right = max(steps)
     for (key, label), colour in zip(SETTINGS.items(), ("C0", "C1", "C2"), strict=True):
         miou = [s[key] for s in stages]
         a, b = fit(steps, miou)
         target = record["bar"][key]
         needed[key] = steps_to_reach(a, b, target)
-        ax.plot(steps, miou, "o-", color=colour, label=f"{label} (+{b:.3f} per doubling)")
+        words = f"{label} (+{b:.3f} per doubling"
+        print(f"{label}: +{b:.3f} mIoU per doubling of steps; bar {target} at ~{needed[key]:,.0f} steps")
+        ax.plot(steps, miou, "o-", color=colour)
         xs = np.geomspace(min(steps), max(max(steps), min(needed[key], 1e7)), 50)
         ax.plot(xs, a + b * np.log2(xs), "--", color=colour, alpha=0.5, lw=1)
+        right = max(right, xs[-1])
+        if len(recent) >= 3:
+            ra, rb = fit([s["steps"] for s in recent], [s[key] for s in recent])
+            far = steps_to_reach(ra, rb, target)
+            needed.setdefault("recent", {})[key] = far
+            words += f"; +{rb:.3f} since {since:,}"
+            print(f"{label} since {since:,} steps: +{rb:.3f} per doubling; bar at ~{far:,.0f} steps")
+            rx = np.geomspace(since, max(max(steps), min(far, 1e7)), 50)
+            ax.plot(rx, ra + rb * np.log2(rx), "-.", color=colour, alpha=0.6, lw=1)
+            right = max(right, rx[-1])
+        ax.plot([], [], "o-", color=colour, label=words + ")")
         ax.axhline(target, color=colour, ls=":", lw=1)
-        print(f"{label}: +{b:.3f} mIoU per doubling of steps; bar {target} at ~{needed[key]:,.0f} steps")
     ax.set_xscale("log")
+    # round step counts as the ticks, none of matplotlib's crowded minor labels
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
+
+    ticks = [t for t in (1e3, 2e3, 5e3, 1e4, 2e4, 5e4, 1e5, 2e5, 5e5, 1e6, 2e6, 5e6, 1e7) if t <= right * 1.1]
+    ax.xaxis.set_major_locator(FixedLocator(ticks))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v / 1e3:g}k" if v < 1e6 else f"{v / 1e6:g}M"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("training steps (4 scenes x 4 objects each), log scale")
     ax.set_ylabel("held-out mIoU (200 scenes)")
-    ax.set_title("micro: measured held-out mIoU (dots), log-linear trend (dashed), bar (dotted)")
+    title = "micro: held-out mIoU (dots), log-linear trend (dashed), bar (dotted)"
+    if len(recent) >= 3:
+        title += f"\ntrend since {since:,} steps (dash-dot)"
+    ax.set_title(title, fontsize=10)
     ax.legend(loc="lower right", fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
