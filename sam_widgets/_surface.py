@@ -150,10 +150,12 @@ export default { render };
 """
 
 _CSS = f"""
-.{SURFACE_CLASS} {{ outline: none; max-width: 100%; cursor: crosshair; position: relative; }}
+.{SURFACE_CLASS} {{
+  outline: none; max-width: 100%; cursor: crosshair; position: relative; isolation: isolate;
+}}
 .{SURFACE_CLASS}:focus::after {{
   content: ""; position: absolute; inset: 0; border: 2px solid #1a73e8;
-  pointer-events: none; z-index: 10;
+  pointer-events: none; z-index: 1;
 }}
 .{SURFACE_CLASS}.sam-widgets-pan {{ cursor: grab; }}
 .{SURFACE_CLASS} canvas {{ pointer-events: none; display: block; max-width: 100%; height: auto !important; }}

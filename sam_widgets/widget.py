@@ -441,6 +441,7 @@ class SegmentWidget(W.VBox):
         self._everything_last = dict(settings)
         settings = self._everything_settings(settings)
         self._show_everything_bar(True)
+        self._bar_image = index  # a controls sync still due from an image change keeps them shown
 
         def job() -> Any:
             if self.session.current != index:

@@ -34,7 +34,9 @@ def steps_to_reach(a: float, b: float, target: float) -> float:
     return float(2 ** ((target - a) / b)) if b > 0 else float("inf")
 
 
-def main(record_path: Path, out: Path) -> dict[str, float]:
+def main(record_path: Path, out: Path) -> dict:
+    """Draw ``out``; returns the steps at which each setting's trend reaches the bar, and under
+    "recent" (when the record names ``recent_from_steps``) the same by the recent trend."""
     import matplotlib
 
     matplotlib.use("Agg")

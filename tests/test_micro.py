@@ -323,6 +323,7 @@ def test_learning_curve_script_fits_and_extrapolates(tmp_path):
     shipped = json.loads((path.parents[1] / "docs" / "micro_training_record.json").read_text())
     steps = [s["steps"] for s in shipped["stages"]]
     assert steps == sorted(steps) and all(set(script.SETTINGS) <= set(s) for s in shipped["stages"])
+    assert shipped["recent_from_steps"] in steps  # the recent fit starts at a measured stage
 
 
 def test_min_loss_assignment_trains_the_best_candidate_only():
