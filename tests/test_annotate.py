@@ -367,6 +367,20 @@ def test_coco_image_ids_of_the_prompts_or_image_ids_file_are_kept(image_dir, tmp
     with pytest.raises(PromptFileError, match=r"twice.json: image id 7 is given to 'scene00.png' and to"):
         annotate(folder, tmp_path / "nothing", **COMMON, image_ids=tmp_path / "twice.json")
     assert not (tmp_path / "nothing").exists()
+    # the --image-ids file is part of what a resume checks: another one would move detections
+    # (a bare list's integer ids) to other images
+    again = annotate(folder, tmp_path / "every", **COMMON, image_ids=tmp_path / "instances.json")
+    assert again.skipped_before == 3
+    (tmp_path / "other.json").write_text(json.dumps({"images": [{"id": 2, "file_name": "scene01.png"}]}))
+    with pytest.raises(OutputFolderError, match=r"image_ids: [0-9a-f]{12} -> [0-9a-f]{12}"):
+        annotate(folder, tmp_path / "every", **COMMON, image_ids=tmp_path / "other.json")
+    # a folder of an earlier version, whose manifest did not record it: resumes
+    manifest = tmp_path / "every" / "manifest.json"
+    data = json.loads(manifest.read_text())
+    del data["identity"]["image_ids"]
+    manifest.write_text(json.dumps(data))
+    old = annotate(folder, tmp_path / "every", **COMMON, image_ids=tmp_path / "instances.json")
+    assert old.skipped_before == 3
 
 
 def test_output_files_get_the_users_umask(image_dir, tmp_path, monkeypatch):

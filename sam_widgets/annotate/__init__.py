@@ -339,6 +339,8 @@ def annotate(
         if prompt_set is None
         else {"sha256": _digest(Path(prompts).expanduser()), "min_score": min_score},
     }
+    if image_ids is not None:  # which image a bare detection's integer id means: part of the prompts
+        identity["image_ids"] = _digest(Path(image_ids).expanduser())
     if settings.mode == "prompts":
         identity["settings"].pop("everything")
     else:  # how many points go per decoder call changes no mask: a resume may change it

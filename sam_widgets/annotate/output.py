@@ -183,8 +183,11 @@ class OutputFolder:
             try:
                 old = json.loads(manifest.read_text(encoding="utf-8"))
                 old_identity = old["identity"]
-                # folders of earlier versions recorded points per decoder call, which changes no mask
+                # folders of earlier versions recorded points per decoder call, which changes no mask,
+                # and not the --image-ids file (then unknown: taken as the one given now)
                 (old_identity.get("settings", {}).get("everything") or {}).pop("points_per_batch", None)
+                if "image_ids" not in old_identity and "image_ids" in self.identity:
+                    old_identity["image_ids"] = self.identity["image_ids"]
             except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
                 raise OutputFolderError(
                     f"{manifest} is damaged ({e!r}); pass --overwrite to start over, or another --out."
