@@ -152,9 +152,8 @@ class EmbeddingCache:
             "original_size": list(entry.original_size),
             "input_size": list(entry.input_size),
         }
-        atomic_write(
-            path, lambda f: torch.save(data, f), private=True
-        )  # a reader sees the old file or the new one
+        # a reader sees the old file or the new one; 0600: embeddings of the user's own images
+        atomic_write(path, lambda f: torch.save(data, f), private=True)
 
     def _load(self, disk_key: str, device: torch.device) -> Embedding | None:
         path = self._path(disk_key)

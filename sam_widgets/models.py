@@ -116,6 +116,12 @@ def _load_into(name: str, state_dict: dict, source: str) -> Sam:
 # ----------------------------------------------------------------------------- devices
 
 
+def check_model_name(name: str) -> None:
+    """A ValueError naming the choices unless ``name`` is one ``load_sam`` takes."""
+    if name not in MODEL_NAMES + ("auto",):
+        raise ValueError(f"Unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)} or 'auto'.")
+
+
 def pick_device(device: str | torch.device = "auto") -> torch.device:
     """``auto``: cuda, then mps, then cpu. Anything else is passed to ``torch.device``."""
     import torch
@@ -335,8 +341,7 @@ def load_sam(
 
     if weights not in ("pretrained", "random"):
         raise ValueError(f"weights={weights!r}: use 'pretrained' or 'random'.")
-    if name not in MODEL_NAMES + ("auto",):
-        raise ValueError(f"Unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)} or 'auto'.")
+    check_model_name(name)
     dev = pick_device(device)
     prec, use_fast, reason = _resolve_path(precision, fast, dev)
     fingerprint = None

@@ -219,10 +219,9 @@ def _check_model(name: str, weights: str, ray: str | None, progress: bool = True
     """Fail before anything is written when the model cannot load: an unknown name, or (for a run
     on this machine) an official checkpoint that is neither cached nor downloadable; a missing one
     is downloaded here, once, with its progress bar, not inside the run."""
-    from ..architectures import MODEL_NAMES
+    from ..models import check_model_name
 
-    if name not in MODEL_NAMES:
-        raise ValueError(f"Unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)} or 'auto'.")
+    check_model_name(name)  # "auto" is resolved to a name before this
     if weights != "pretrained" or name == "micro" or ray not in (None, "", "local"):
         return  # a cluster's workers have caches of their own
     from .. import checkpoints
